@@ -1,0 +1,64 @@
+//! `POST /activelearning/{strategy}`: the next image to annotate, as MONAI Label answers it.
+
+use super::{call, generation_headers, json_object, State};
+use crate::{Error, Result};
+use abi_stable::std_types::RStr;
+use axum::{body::Bytes, extract::Path, http::HeaderMap, Json};
+use labelhost_plugin_api::abi::TaskKind;
+use serde_json::{json, Map, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Runs the strategy, records that the image was served, answers with its info and path.
+pub(super) async fn next_sample(
+    state: State,
+    Path(strategy): Path<String>,
+    body: Bytes,
+) -> Result<(HeaderMap, Json<Value>)> {
+    let request = json_object(&body)?;
+    let generation = state
+        .registry
+        .snapshot()
+        .find(TaskKind::STRATEGY, &strategy)
+        .ok_or_else(|| Error::NotFound(format!("no strategy named '{strategy}'")))?;
+    let headers = generation_headers(&generation);
+    let client_id = request.get("client_id").cloned().unwrap_or(Value::Null);
+    let text = Value::Object(request).to_string();
+    let name = strategy.clone();
+    let answer = call(generation, move |g| {
+        g.app
+            .next_sample(RStr::from(name.as_str()), RStr::from(text.as_str()))
+    })
+    .await?;
+    let mut sample: Map<String, Value> = match serde_json::from_str(answer.as_str()) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            return Err(Error::Internal(format!(
+                "strategy '{strategy}' returned a non-object"
+            )))
+        }
+    };
+    let Some(id) = sample.get("id").and_then(Value::as_str).map(str::to_owned) else {
+        return Ok((headers, Json(json!({}))));
+    };
+    let store = &state.shared.datastore;
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut served = store.get_image_info(&id)?;
+    let mut strategies = served
+        .get("strategy")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    strategies.insert(strategy, json!({"ts": ts, "client_id": client_id}));
+    let mut update = Map::new();
+    update.insert("strategy".into(), Value::Object(strategies.clone()));
+    store.update_image_info(&id, update)?;
+    served.insert("strategy".into(), Value::Object(strategies));
+    let path = store.get_image_uri(&id)?;
+    sample.insert("path".into(), json!(path));
+    for (k, v) in served {
+        sample.entry(k).or_insert(v);
+    }
+    Ok((headers, Json(Value::Object(sample))))
+}

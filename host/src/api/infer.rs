@@ -1,0 +1,194 @@
+//! `POST /infer/{model}?image=ID&output=image|json|all` for datastore images.
+//!
+//! Params come as a multipart `params` field (a JSON string, as MONAI Label's clients send
+//! them) or as a JSON body. The label is saved to the datastore (tag `original`) unless
+//! `save_label` is false.
+
+use super::{call, generation_headers, json_object, State};
+use crate::{Error, Result};
+use abi_stable::std_types::RStr;
+use axum::{
+    extract::{FromRequest, Multipart, Path, Query, Request},
+    http::{header, HeaderMap, HeaderValue},
+    response::{IntoResponse, Response},
+};
+use labelhost_plugin_api::abi::TaskKind;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Query parameters.
+#[derive(Debug, Deserialize)]
+pub(super) struct InferQuery {
+    image: Option<String>,
+    session_id: Option<String>,
+    output: Option<String>,
+}
+
+async fn read_params(req: Request) -> Result<Map<String, Value>> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !is_multipart {
+        let body = axum::body::to_bytes(req.into_body(), 16 << 20)
+            .await
+            .map_err(|e| Error::BadRequest(format!("cannot read the body: {e}")))?;
+        return json_object(&body);
+    }
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| Error::BadRequest(format!("bad multipart body: {e}")))?;
+    let mut params = Map::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| Error::BadRequest(format!("bad multipart body: {e}")))?
+    {
+        match field.name() {
+            Some("params") => {
+                let text = field
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                params = json_object(&text)?;
+            }
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "multipart field '{other}' is not supported by this server yet"
+                )))
+            }
+            None => {}
+        }
+    }
+    Ok(params)
+}
+
+/// Runs infer task `model` on a datastore image.
+pub(super) async fn infer(
+    state: State,
+    Path(model): Path<String>,
+    Query(q): Query<InferQuery>,
+    req: Request,
+) -> Result<Response> {
+    let output = q.output.as_deref().unwrap_or("all").to_owned();
+    if !matches!(output.as_str(), "image" | "json" | "all") {
+        return Err(Error::BadRequest(format!(
+            "output must be image, json or all, not '{output}'"
+        )));
+    }
+    if q.session_id.is_some() {
+        return Err(Error::BadRequest(
+            "session_id is not supported by this server yet".into(),
+        ));
+    }
+    let image_id = q
+        .image
+        .ok_or_else(|| Error::BadRequest("the 'image' query parameter is required".into()))?;
+    let mut params = read_params(req).await?;
+    let generation = state
+        .registry
+        .snapshot()
+        .find(TaskKind::INFER, &model)
+        .ok_or_else(|| Error::NotFound(format!("no model named '{model}'")))?;
+    let headers = generation_headers(&generation);
+    let store = state.shared.datastore.clone();
+    let image_path = store.get_image_uri(&image_id)?;
+    let save = params
+        .get("save_label")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let tag = params
+        .get("label_tag")
+        .and_then(Value::as_str)
+        .unwrap_or("original")
+        .to_owned();
+    params.insert("image".into(), json!(image_path));
+    params.insert("model".into(), json!(model));
+    let text = Value::Object(params).to_string();
+    let name = model.clone();
+    let out = call(generation, move |g| {
+        g.app
+            .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
+    })
+    .await?;
+    let result: Value = serde_json::from_str(out.params_json.as_str())
+        .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
+    let label_file = out
+        .label_path
+        .into_option()
+        .map(|p| std::path::PathBuf::from(p.as_str()));
+    let label_bytes = match &label_file {
+        Some(path) => {
+            if save {
+                let info = json!({"model": model, "params": result});
+                let info = info.as_object().cloned().unwrap_or_default();
+                store.save_label(&image_id, path, &tag, info)?;
+            }
+            let bytes = tokio::fs::read(path).await;
+            let _ = tokio::fs::remove_file(path).await;
+            Some(
+                bytes
+                    .map_err(|e| Error::Internal(format!("result file {}: {e}", path.display())))?,
+            )
+        }
+        None => None,
+    };
+    let file_name = label_file
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(respond(&output, headers, result, label_bytes, &file_name))
+}
+
+fn respond(
+    output: &str,
+    headers: HeaderMap,
+    result: Value,
+    label: Option<Vec<u8>>,
+    name: &str,
+) -> Response {
+    match (output, label) {
+        ("image", Some(bytes)) => {
+            let disposition = format!("attachment; filename=\"{name}\"");
+            let mut r = (headers, bytes).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&disposition) {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
+        ("all", Some(bytes)) => multipart(headers, &result, &bytes, name),
+        _ => (headers, axum::Json(result)).into_response(),
+    }
+}
+
+/// MONAI Label's multipart answer: a `params` JSON part and an `image` file part.
+fn multipart(headers: HeaderMap, result: &Value, bytes: &[u8], name: &str) -> Response {
+    let boundary = format!("labelhost-{:016x}", rand_boundary());
+    let mut body = Vec::with_capacity(bytes.len() + 512);
+    body.extend_from_slice(format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"params\"\r\nContent-Type: application/json\r\n\r\n{result}\r\n"
+    ).as_bytes());
+    body.extend_from_slice(format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    ).as_bytes());
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let mut r = (headers, body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}")) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn rand_boundary() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
+}

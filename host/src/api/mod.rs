@@ -1,0 +1,115 @@
+//! The REST front: MONAI Label's routes plus app management, one router over all apps.
+//!
+//! Handlers validate input, pick the owning app generation from the registry, run the
+//! plugin on a blocking thread and map every failure through [`crate::Error`].
+
+mod activelearning;
+mod apps;
+mod infer;
+mod info;
+
+use crate::{
+    registry::{AppGeneration, Registry},
+    services::Shared,
+    Error, Result,
+};
+use axum::{
+    extract::{MatchedPath, Request},
+    http::{HeaderMap, HeaderValue},
+    routing::{delete, get, post},
+    Json, Router,
+};
+use labelhost_plugin_api::abi::PluginResult;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower_http::{cors::CorsLayer, trace::TraceLayer};
+
+/// What every handler can reach.
+pub struct AppState {
+    /// Loaded apps.
+    pub registry: Registry,
+    /// The shared datastore, executor and configuration.
+    pub shared: Shared,
+}
+
+/// Shared handler state.
+pub type State = axum::extract::State<Arc<AppState>>;
+
+/// The whole HTTP surface.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/info/", get(info::info))
+        .route("/info", get(info::info))
+        .route("/apps", get(apps::list).post(apps::load))
+        .route("/apps/{name}/reload", post(apps::reload))
+        .route("/apps/{name}", delete(apps::retire))
+        .route("/infer/{model}", post(infer::infer))
+        .route(
+            "/activelearning/{strategy}",
+            post(activelearning::next_sample),
+        )
+        .fallback(not_found)
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let path = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(),
+                    route = path.unwrap_or("-"))
+        }))
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+async fn health(state: State) -> Json<Value> {
+    let snap = state.registry.snapshot();
+    Json(json!({"status": "ok", "apps": snap.apps.len()}))
+}
+
+async fn not_found(req: Request) -> Error {
+    Error::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Runs a plugin call on a blocking thread, holding the generation until it returns.
+pub(crate) async fn call<T, F>(generation: Arc<AppGeneration>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&AppGeneration) -> PluginResult<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || f(&generation).into_result().map_err(Error::from))
+        .await
+        .map_err(|e| Error::Internal(format!("plugin call did not complete: {e}")))?
+}
+
+/// Headers naming the app generation that answered.
+pub(crate) fn generation_headers(g: &AppGeneration) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let mut set = |k: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set("x-labelhost-app", &g.name);
+    set("x-labelhost-app-version", &g.version);
+    set("x-labelhost-generation", &g.generation.to_string());
+    h
+}
+
+/// Parses an optional JSON object body; empty means `{}`.
+pub(crate) fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::BadRequest("the body must be a JSON object".into())),
+        Err(e) => Err(Error::BadRequest(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}

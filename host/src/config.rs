@@ -1,0 +1,118 @@
+//! Command-line configuration, in two steps: the clap flags as typed ([`Cli`]), then the
+//! validated settings the server runs with ([`ServerConfig`]).
+
+use crate::{Error, Result};
+use clap::{Args, Parser, Subcommand};
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
+
+/// labelhost: an active-learning annotation server that hosts compiled app plugins.
+#[derive(Debug, Parser)]
+#[command(name = "labelhost", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the apps of a plugins folder on a studies folder.
+    Serve(ServeArgs),
+    /// Make an app bundle from a plugin library and its assets.
+    Pack(PackArgs),
+}
+
+/// `labelhost serve` flags; each also reads an environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Folder of app bundles.
+    #[arg(long, env = "LABELHOST_PLUGINS")]
+    pub plugins: PathBuf,
+    /// Studies folder (the datastore).
+    #[arg(long, env = "LABELHOST_STUDIES")]
+    pub studies: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "LABELHOST_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "LABELHOST_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// App configuration, KEY=VALUE (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "conf", env = "LABELHOST_CONF", value_delimiter = ',')]
+    pub conf: Vec<String>,
+    /// Where bundles are staged for loading (default: a fresh folder in the temp dir).
+    #[arg(long, env = "LABELHOST_RUNTIME_DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, env = "LABELHOST_JSON_LOGS")]
+    pub json_logs: bool,
+}
+
+/// `labelhost pack` flags.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The plugin library (`.so`).
+    #[arg(long)]
+    pub library: PathBuf,
+    /// An asset to include, `SOURCE[=PATH_IN_BUNDLE]` (repeatable).
+    #[arg(long = "asset")]
+    pub assets: Vec<String>,
+    /// The bundle folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Absolute plugins folder.
+    pub plugins: PathBuf,
+    /// Absolute studies folder.
+    pub studies: PathBuf,
+    /// Listen address.
+    pub host: IpAddr,
+    /// Listen port.
+    pub port: u16,
+    /// `--conf` settings.
+    pub conf: BTreeMap<String, String>,
+    /// Absolute staging folder.
+    pub runtime_dir: PathBuf,
+}
+
+fn absolute(p: &std::path::Path, what: &str) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::BadRequest(format!("{what} {}: {e}", p.display())))
+}
+
+impl TryFrom<&ServeArgs> for ServerConfig {
+    type Error = Error;
+
+    fn try_from(a: &ServeArgs) -> Result<Self> {
+        let plugins = absolute(&a.plugins, "--plugins")?;
+        if !plugins.is_dir() {
+            return Err(Error::BadRequest(format!(
+                "--plugins {} is not a folder",
+                plugins.display()
+            )));
+        }
+        let mut conf = BTreeMap::new();
+        for kv in a.conf.iter().filter(|s| !s.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Error::BadRequest(format!("--conf {kv}: expected KEY=VALUE")))?;
+            conf.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        let runtime_dir = match &a.runtime_dir {
+            Some(d) => absolute(d, "--runtime-dir")?,
+            None => std::env::temp_dir().join(format!("labelhost-{}", std::process::id())),
+        };
+        Ok(ServerConfig {
+            plugins,
+            studies: absolute(&a.studies, "--studies")?,
+            host: a.host,
+            port: a.port,
+            conf,
+            runtime_dir,
+        })
+    }
+}

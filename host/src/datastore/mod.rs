@@ -1,0 +1,316 @@
+//! Local studies datastore compatible with MONAI Label's `datastore_v2.json`: the public API.
+//!
+//! Images live at the top level of the studies folder as `<id><ext>`, labels under
+//! `labels/<tag>/<id><ext>`, and `datastore_v2.json` indexes both. All methods take `&self`;
+//! the in-memory index is guarded by a mutex and every mutation rewrites the index atomically.
+
+mod ids;
+mod index;
+mod labels;
+mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use ids::{source_name_ext, validate_id};
+use index::{check_dest, epoch_secs, io_err, read_file, remove_if_exists};
+use index::{DatastoreIndex, FileEntry, INDEX_FILE};
+use reconcile::{reconcile, Dirs};
+
+/// The label tag that marks an image as labeled (MONAI Label's `DefaultLabelTag.FINAL`).
+const FINAL_TAG: &str = "final";
+
+/// Errors returned by [`LocalDatastore`].
+#[derive(Debug, thiserror::Error)]
+pub enum DatastoreError {
+    /// The image or label is unknown.
+    #[error("{0}")]
+    NotFound(String),
+    /// A bad id, tag or JSON value, or an attempted path traversal.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A filesystem failure; the message names the path.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Result type of the datastore API.
+pub type Result<T> = std::result::Result<T, DatastoreError>;
+
+/// Mutable state behind the mutex.
+struct State {
+    /// The index as last written or read.
+    index: DatastoreIndex,
+    /// Modification time of `datastore_v2.json` when we last wrote or read it.
+    mtime: Option<SystemTime>,
+    /// Image and label folders resolved from the index.
+    dirs: Dirs,
+}
+
+/// A MONAI Label style local datastore rooted at a studies folder. Thread-safe.
+pub struct LocalDatastore {
+    root: PathBuf,
+    index_path: PathBuf,
+    state: Mutex<State>,
+}
+
+fn image_not_found(id: &str) -> DatastoreError {
+    DatastoreError::NotFound(format!("image {id:?} not found"))
+}
+
+fn label_not_found(id: &str, tag: &str) -> DatastoreError {
+    DatastoreError::NotFound(format!("label {id:?} with tag {tag:?} not found"))
+}
+
+fn now_secs() -> u64 {
+    epoch_secs(SystemTime::now())
+}
+
+impl LocalDatastore {
+    /// Opens (creating if needed) the datastore at `root`: creates `root` and `labels/`,
+    /// loads `datastore_v2.json` if present (keeping unknown fields), reconciles it with the
+    /// folder and writes the index if it changed or did not exist.
+    pub fn open(root: &Path) -> Result<Self> {
+        fs::create_dir_all(root).map_err(|e| io_err("cannot create", root, &e))?;
+        let root = fs::canonicalize(root).map_err(|e| io_err("cannot resolve", root, &e))?;
+        let index_path = root.join(INDEX_FILE);
+        let loaded = index::load(&index_path)?;
+        let existed = loaded.is_some();
+        let (mut idx, mut mtime) = loaded.unwrap_or_default();
+        let dirs = Dirs::create(&root, &idx)?;
+        if reconcile(&mut idx, &dirs)? || !existed {
+            mtime = index::save(&index_path, &idx)?;
+        }
+        let state = State {
+            index: idx,
+            mtime,
+            dirs,
+        };
+        Ok(Self {
+            root,
+            index_path,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Locks the state, recovering from a poisoned mutex (the index is always consistent).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on a copy of the index; if it succeeds and changed the index, writes it
+    /// to disk and only then makes it current.
+    fn mutate<R>(&self, f: impl FnOnce(&mut DatastoreIndex, &Dirs) -> Result<R>) -> Result<R> {
+        let mut st = self.lock();
+        let mut next = st.index.clone();
+        let out = f(&mut next, &st.dirs)?;
+        if next != st.index {
+            st.mtime = index::save(&self.index_path, &next)?;
+            st.index = next;
+        }
+        Ok(out)
+    }
+
+    /// Absolute path of the studies folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Dataset name.
+    pub fn name(&self) -> String {
+        self.lock().index.name.clone()
+    }
+
+    /// Sets the dataset name and writes the index.
+    pub fn set_name(&self, name: &str) -> Result<()> {
+        self.mutate(|idx, _| {
+            idx.name = name.to_string();
+            Ok(())
+        })
+    }
+
+    /// Dataset description.
+    pub fn description(&self) -> String {
+        self.lock().index.description.clone()
+    }
+
+    /// Sets the dataset description and writes the index.
+    pub fn set_description(&self, d: &str) -> Result<()> {
+        self.mutate(|idx, _| {
+            idx.description = d.to_string();
+            Ok(())
+        })
+    }
+
+    /// `[{"image": abs path, "label": abs path}]` for images with a "final" label, sorted by id.
+    pub fn datalist(&self) -> Vec<Value> {
+        let st = self.lock();
+        st.index
+            .objects
+            .iter()
+            .filter_map(|(id, obj)| {
+                let label = obj.labels.get(FINAL_TAG)?;
+                let image = st.dirs.image(id, &obj.image.ext);
+                let label = st.dirs.label(FINAL_TAG, id, &label.ext);
+                Some(serde_json::json!({
+                    "image": image.to_string_lossy(),
+                    "label": label.to_string_lossy(),
+                }))
+            })
+            .collect()
+    }
+
+    /// All image ids, sorted.
+    pub fn list_images(&self) -> Vec<String> {
+        self.lock().index.objects.keys().cloned().collect()
+    }
+
+    /// Absolute path of an image.
+    pub fn get_image_uri(&self, id: &str) -> Result<PathBuf> {
+        validate_id(id)?;
+        let st = self.lock();
+        let obj = st
+            .index
+            .objects
+            .get(id)
+            .ok_or_else(|| image_not_found(id))?;
+        Ok(st.dirs.image(id, &obj.image.ext))
+    }
+
+    /// Bytes of an image.
+    pub fn get_image(&self, id: &str) -> Result<Vec<u8>> {
+        read_file(&self.get_image_uri(id)?)
+    }
+
+    /// Info of an image, plus `"path"` (its absolute path) as MONAI Label adds.
+    pub fn get_image_info(&self, id: &str) -> Result<Map<String, Value>> {
+        validate_id(id)?;
+        let st = self.lock();
+        let obj = st
+            .index
+            .objects
+            .get(id)
+            .ok_or_else(|| image_not_found(id))?;
+        let mut info = obj.image.info.clone();
+        let path = st.dirs.image(id, &obj.image.ext);
+        info.insert("path".to_string(), Value::from(path.to_string_lossy()));
+        Ok(info)
+    }
+
+    /// Ids of images with a "final" label, sorted.
+    pub fn get_labeled_images(&self) -> Vec<String> {
+        self.filter_images(true)
+    }
+
+    /// Ids of images without a "final" label, sorted.
+    pub fn get_unlabeled_images(&self) -> Vec<String> {
+        self.filter_images(false)
+    }
+
+    fn filter_images(&self, labeled: bool) -> Vec<String> {
+        let st = self.lock();
+        st.index
+            .objects
+            .iter()
+            .filter(|(_, obj)| obj.labels.contains_key(FINAL_TAG) == labeled)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Copies `file` into the store as `<id><ext>` (ext from the source file name), sets
+    /// `info["ts"]` and `info["name"]`, and replaces any image of that id (its labels stay).
+    pub fn add_image(&self, id: &str, file: &Path, info: Map<String, Value>) -> Result<String> {
+        validate_id(id)?;
+        let ext = source_name_ext(file)?;
+        self.mutate(|idx, dirs| {
+            let dest = dirs.image(id, &ext);
+            check_dest(&dest, &self.index_path)?;
+            index::atomic_copy(file, &dest)?;
+            if let Some(old) = idx.objects.get(id).filter(|old| old.image.ext != ext) {
+                remove_if_exists(&dirs.image(id, &old.image.ext))?;
+            }
+            let obj = idx.objects.entry(id.to_string()).or_default();
+            obj.image = FileEntry::new(&ext, info, now_secs(), &format!("{id}{ext}"));
+            Ok(id.to_string())
+        })
+    }
+
+    /// Deletes an image file and all its label files, and drops it from the index.
+    pub fn remove_image(&self, id: &str) -> Result<()> {
+        validate_id(id)?;
+        let failed = self.mutate(|idx, dirs| {
+            let obj = idx.objects.remove(id).ok_or_else(|| image_not_found(id))?;
+            remove_if_exists(&dirs.image(id, &obj.image.ext))?;
+            let mut failed = None;
+            for (tag, label) in &obj.labels {
+                if let Err(e) = remove_if_exists(&dirs.label(tag, id, &label.ext)) {
+                    failed.get_or_insert(e);
+                }
+            }
+            Ok(failed)
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Shallow-merges `info` into an image's info (Python `dict.update`).
+    pub fn update_image_info(&self, id: &str, info: Map<String, Value>) -> Result<()> {
+        validate_id(id)?;
+        self.mutate(|idx, _| {
+            let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
+            obj.image.info.extend(info);
+            Ok(())
+        })
+    }
+
+    /// `{"total": images, "completed": images with "final", "label_tags": {tag: count}}`.
+    pub fn status(&self) -> Value {
+        let st = self.lock();
+        let mut tags = Map::new();
+        for obj in st.index.objects.values() {
+            for tag in obj.labels.keys() {
+                let n = tags.get(tag).and_then(Value::as_u64).unwrap_or(0);
+                tags.insert(tag.clone(), Value::from(n + 1));
+            }
+        }
+        let completed = st
+            .index
+            .objects
+            .values()
+            .filter(|o| o.labels.contains_key(FINAL_TAG));
+        serde_json::json!({
+            "total": st.index.objects.len(),
+            "completed": completed.count(),
+            "label_tags": tags,
+        })
+    }
+
+    /// Reloads the index if it changed on disk, then reconciles it with the folder (files
+    /// added by hand appear, deleted ones disappear) and writes it if anything changed.
+    pub fn refresh(&self) -> Result<()> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let on_disk = index::modified(&self.index_path);
+        if on_disk.is_some() && on_disk != st.mtime {
+            if let Some((idx, mtime)) = index::load(&self.index_path)? {
+                st.dirs = Dirs::create(&self.root, &idx)?;
+                st.index = idx;
+                st.mtime = mtime;
+            }
+        }
+        if reconcile(&mut st.index, &st.dirs)? || on_disk.is_none() {
+            st.mtime = index::save(&self.index_path, &st.index)?;
+        }
+        Ok(())
+    }
+
+    /// The whole index exactly as `datastore_v2.json` holds it.
+    pub fn json(&self) -> Value {
+        serde_json::to_value(&self.lock().index).unwrap_or(Value::Null)
+    }
+}

@@ -1,0 +1,128 @@
+//! The shared LibTorch executor: one per process, CUDA when present, CPU otherwise.
+//! TorchScript models are cached per (file, device) and reloaded when the file changes.
+//!
+//! Apps reach it through an [`ExecutorScope`] per app generation (see `scope.rs`); the
+//! sliding-window inferer and the queues arrive with the executor issue.
+
+mod scope;
+
+pub use scope::ExecutorScope;
+
+/// The ABI handle plugins hold for a scope.
+pub(crate) fn scope_handle(scope: Arc<ExecutorScope>) -> scope::ScopeHandle {
+    scope::ScopeHandle(scope)
+}
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+use tch::{CModule, Device};
+
+/// The process-wide executor.
+pub struct TorchExecutor {
+    default: Device,
+    cuda_devices: usize,
+    models: Mutex<HashMap<(PathBuf, String), CachedModel>>,
+}
+
+struct CachedModel {
+    modified: Option<SystemTime>,
+    module: Arc<CModule>,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl TorchExecutor {
+    /// Probes the devices; CUDA device 0 is the default when present.
+    pub fn new() -> Self {
+        let cuda_devices = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
+        let default = if cuda_devices > 0 {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        };
+        TorchExecutor {
+            default,
+            cuda_devices,
+            models: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Device names, the default first (`cuda:0`, ..., `cpu`).
+    pub fn devices(&self) -> Vec<String> {
+        let mut out: Vec<String> = (0..self.cuda_devices)
+            .map(|i| format!("cuda:{i}"))
+            .collect();
+        out.push("cpu".into());
+        out
+    }
+
+    /// Parses `""`, `cpu`, `cuda` or `cuda:N`; refuses devices that are not present.
+    pub fn device(&self, name: &str) -> Result<Device, String> {
+        let device = match name.trim() {
+            "" => self.default,
+            "cpu" => Device::Cpu,
+            "cuda" => Device::Cuda(0),
+            other => match other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(i) => Device::Cuda(i),
+                None => return Err(format!("unknown device '{other}' (cpu, cuda, cuda:N)")),
+            },
+        };
+        if let Device::Cuda(i) = device {
+            if i >= self.cuda_devices {
+                return Err(format!(
+                    "device cuda:{i} is not present ({} CUDA devices)",
+                    self.cuda_devices
+                ));
+            }
+        }
+        Ok(device)
+    }
+
+    /// The TorchScript model at `path` on `device`, loading it or reloading it when the
+    /// file changed since it was cached. Requests holding the old module keep it.
+    pub fn model(&self, path: &Path, device: Device) -> Result<Arc<CModule>, String> {
+        let key = (path.to_path_buf(), format!("{device:?}"));
+        let stamp = modified(path);
+        if stamp.is_none() {
+            return Err(format!("model file {} does not exist", path.display()));
+        }
+        let mut models = self
+            .models
+            .lock()
+            .map_err(|_| "model cache poisoned".to_owned())?;
+        if let Some(cached) = models.get(&key) {
+            if cached.modified == stamp {
+                return Ok(cached.module.clone());
+            }
+        }
+        let mut module = CModule::load_on_device(path, device)
+            .map_err(|e| format!("cannot load TorchScript model {}: {e}", path.display()))?;
+        module
+            .f_set_eval()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let module = Arc::new(module);
+        models.insert(
+            key,
+            CachedModel {
+                modified: stamp,
+                module: module.clone(),
+            },
+        );
+        Ok(module)
+    }
+}
+
+impl Default for TorchExecutor {
+    fn default() -> Self {
+        TorchExecutor::new()
+    }
+}

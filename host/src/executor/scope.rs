@@ -1,0 +1,296 @@
+//! One app generation's view of the executor: its tensor and model handles, freed with it.
+
+use super::TorchExecutor;
+use crate::services::host_guard;
+use abi_stable::std_types::{RSlice, RStr, RString, RVec};
+use labelhost_plugin_api::abi::{
+    self, DType, ErrorCode, ModelId, PluginError, PluginResult, TensorData, TensorId,
+};
+use serde_json::Value;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+use tch::{CModule, IValue, Kind, Tensor};
+
+/// Handles owned by one app generation.
+pub struct ExecutorScope {
+    exec: Arc<TorchExecutor>,
+    next: AtomicU64,
+    tensors: Mutex<HashMap<u64, Tensor>>,
+    models: Mutex<HashMap<u64, Arc<CModule>>>,
+}
+
+type Res<T> = Result<T, PluginError>;
+
+fn err(code: ErrorCode, msg: impl Into<String>) -> PluginError {
+    PluginError::new(code, msg)
+}
+
+fn torch(e: tch::TchError) -> PluginError {
+    err(ErrorCode::INFERENCE_ERROR, format!("libtorch: {e}"))
+}
+
+fn kind_of(d: DType) -> Res<Kind> {
+    Ok(match d {
+        DType::U8 => Kind::Uint8,
+        DType::I16 => Kind::Int16,
+        DType::I32 => Kind::Int,
+        DType::I64 => Kind::Int64,
+        DType::F32 => Kind::Float,
+        DType::F64 => Kind::Double,
+        DType::F16 => Kind::Half,
+        other => {
+            return Err(err(
+                ErrorCode::INVALID_INPUT,
+                format!("unknown dtype {other:?}"),
+            ))
+        }
+    })
+}
+
+fn dtype_of(k: Kind) -> Res<DType> {
+    Ok(match k {
+        Kind::Uint8 => DType::U8,
+        Kind::Int16 => DType::I16,
+        Kind::Int => DType::I32,
+        Kind::Int64 => DType::I64,
+        Kind::Float => DType::F32,
+        Kind::Double => DType::F64,
+        Kind::Half => DType::F16,
+        other => {
+            return Err(err(
+                ErrorCode::INFERENCE_ERROR,
+                format!("unsupported kind {other:?}"),
+            ))
+        }
+    })
+}
+
+impl ExecutorScope {
+    /// A new, empty scope on the shared executor.
+    pub fn new(exec: Arc<TorchExecutor>) -> Self {
+        ExecutorScope {
+            exec,
+            next: AtomicU64::new(1),
+            tensors: Mutex::new(HashMap::new()),
+            models: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How many tensors this scope holds.
+    pub fn live_tensors(&self) -> usize {
+        self.tensors.lock().map_or(0, |t| t.len())
+    }
+
+    fn id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn put(&self, t: Tensor) -> Res<TensorId> {
+        let id = self.id();
+        self.tensors.lock().map_err(|_| poisoned())?.insert(id, t);
+        Ok(TensorId(id))
+    }
+
+    fn get(&self, id: TensorId) -> Res<Tensor> {
+        let tensors = self.tensors.lock().map_err(|_| poisoned())?;
+        tensors
+            .get(&id.0)
+            .map(Tensor::shallow_clone)
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::INVALID_INPUT,
+                    format!("no tensor with handle {}", id.0),
+                )
+            })
+    }
+
+    fn device(&self, name: RStr<'_>) -> Res<tch::Device> {
+        self.exec
+            .device(name.as_str())
+            .map_err(|m| err(ErrorCode::INVALID_INPUT, m))
+    }
+
+    fn run_op(&self, name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor>> {
+        let first = inputs.first().ok_or_else(|| {
+            err(
+                ErrorCode::INVALID_INPUT,
+                format!("op {name} needs an input"),
+            )
+        })?;
+        let int = |k: &str, d: i64| args.get(k).and_then(Value::as_i64).unwrap_or(d);
+        let out = match name {
+            "argmax" => first.f_argmax(
+                int("dim", 0),
+                args.get("keepdim") == Some(&Value::Bool(true)),
+            ),
+            "softmax" => first.f_softmax(int("dim", 0), Kind::Float),
+            "sigmoid" => first.f_sigmoid(),
+            "threshold" => {
+                let v = args.get("value").and_then(Value::as_f64).unwrap_or(0.5);
+                first.f_gt(v).and_then(|t| t.f_to_kind(Kind::Uint8))
+            }
+            "to_dtype" => {
+                let d = DType(u32::try_from(int("dtype", 5)).unwrap_or(0));
+                first.f_to_kind(kind_of(d)?)
+            }
+            other => return Err(err(ErrorCode::UNSUPPORTED, format!("unknown op '{other}'"))),
+        };
+        Ok(vec![out.map_err(torch)?])
+    }
+}
+
+fn poisoned() -> PluginError {
+    err(
+        ErrorCode::SERVER_ERROR,
+        "executor state poisoned by an earlier panic",
+    )
+}
+
+/// The ABI object handed to plugins (shares the scope).
+pub(crate) struct ScopeHandle(pub(crate) Arc<ExecutorScope>);
+
+impl abi::Executor for ScopeHandle {
+    fn devices(&self) -> RVec<RString> {
+        self.0
+            .exec
+            .devices()
+            .into_iter()
+            .map(RString::from)
+            .collect()
+    }
+
+    fn load_model(&self, path: RStr<'_>, device: RStr<'_>) -> PluginResult<ModelId> {
+        host_guard(|| {
+            let device = self.0.device(device)?;
+            let module = self
+                .0
+                .exec
+                .model(std::path::Path::new(path.as_str()), device)
+                .map_err(|m| err(ErrorCode::MODEL_IMPORT_ERROR, m))?;
+            let id = self.0.id();
+            self.0
+                .models
+                .lock()
+                .map_err(|_| poisoned())?
+                .insert(id, module);
+            Ok(ModelId(id))
+        })
+    }
+
+    fn tensor_from(&self, data: TensorData, device: RStr<'_>) -> PluginResult<TensorId> {
+        host_guard(|| {
+            let kind = kind_of(data.dtype)?;
+            let numel: i64 = data.shape.iter().product();
+            let want = usize::try_from(numel)
+                .ok()
+                .zip(data.dtype.size())
+                .map(|(n, s)| n * s);
+            if data.shape.iter().any(|d| *d < 0) || want != Some(data.bytes.len()) {
+                return Err(err(
+                    ErrorCode::INVALID_INPUT,
+                    "tensor bytes do not match shape and dtype",
+                ));
+            }
+            let t = Tensor::f_from_data_size(&data.bytes, &data.shape, kind).map_err(torch)?;
+            let t = t.f_to_device(self.0.device(device)?).map_err(torch)?;
+            self.0.put(t)
+        })
+    }
+
+    fn tensor_to(&self, tensor: TensorId) -> PluginResult<TensorData> {
+        host_guard(|| {
+            let t = self
+                .0
+                .get(tensor)?
+                .f_to_device(tch::Device::Cpu)
+                .map_err(torch)?;
+            let t = t.f_contiguous().map_err(torch)?;
+            let dtype = dtype_of(t.kind())?;
+            let numel = t.numel();
+            let mut bytes = vec![0u8; numel * dtype.size().unwrap_or(1)];
+            t.f_copy_data_u8(&mut bytes, numel).map_err(torch)?;
+            Ok(TensorData {
+                dtype,
+                shape: t.size().into(),
+                bytes: bytes.into(),
+            })
+        })
+    }
+
+    fn forward(
+        &self,
+        model: ModelId,
+        inputs: RSlice<'_, TensorId>,
+    ) -> PluginResult<RVec<TensorId>> {
+        host_guard(|| {
+            let module = self
+                .0
+                .models
+                .lock()
+                .map_err(|_| poisoned())?
+                .get(&model.0)
+                .cloned();
+            let module =
+                module.ok_or_else(|| err(ErrorCode::INVALID_INPUT, "unknown model handle"))?;
+            let args: Vec<IValue> = inputs
+                .iter()
+                .map(|id| self.0.get(*id).map(IValue::Tensor))
+                .collect::<Res<_>>()?;
+            let out = tch::no_grad(|| module.forward_is(&args)).map_err(torch)?;
+            let tensors = match out {
+                IValue::Tensor(t) => vec![t],
+                IValue::Tuple(items) | IValue::GenericList(items) => items
+                    .into_iter()
+                    .filter_map(|v| {
+                        if let IValue::Tensor(t) = v {
+                            Some(t)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect(),
+                IValue::TensorList(ts) => ts,
+                _ => return Err(err(ErrorCode::INFERENCE_ERROR, "model returned no tensor")),
+            };
+            tensors.into_iter().map(|t| self.0.put(t)).collect()
+        })
+    }
+
+    fn sliding_window(&self, _: ModelId, _: TensorId, _: RStr<'_>) -> PluginResult<TensorId> {
+        abi_stable::std_types::RErr(err(
+            ErrorCode::UNSUPPORTED,
+            "sliding-window inference is not implemented by this host yet",
+        ))
+    }
+
+    fn op(
+        &self,
+        name: RStr<'_>,
+        inputs: RSlice<'_, TensorId>,
+        args: RStr<'_>,
+    ) -> PluginResult<RVec<TensorId>> {
+        host_guard(|| {
+            let args: Value = serde_json::from_str(args.as_str())
+                .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("op args: {e}")))?;
+            let inputs: Vec<Tensor> = inputs
+                .iter()
+                .map(|id| self.0.get(*id))
+                .collect::<Res<_>>()?;
+            let out = tch::no_grad(|| self.0.run_op(name.as_str(), &inputs, &args))?;
+            out.into_iter().map(|t| self.0.put(t)).collect()
+        })
+    }
+
+    fn release(&self, tensors: RSlice<'_, TensorId>) {
+        if let Ok(mut map) = self.0.tensors.lock() {
+            for id in tensors.iter() {
+                map.remove(&id.0);
+            }
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! labelhost's host: loads app plugins, owns the shared executor and datastore, and serves
+//! MONAI Label's REST API plus app management over axum.
+//!
+//! Data flow: `api` validates a request → `registry` picks the app generation that owns the
+//! task → the plugin runs on a blocking thread with `services` (datastore, executor) → `api`
+//! maps the result or error to HTTP.
+
+pub mod api;
+pub mod bundle;
+pub mod config;
+pub mod datastore;
+pub mod error;
+pub mod executor;
+pub mod loader;
+pub mod registry;
+pub mod services;
+
+pub use error::{Error, Result};

@@ -1,0 +1,133 @@
+//! The `labelhost` binary: `serve` runs the server, `pack` makes app bundles.
+
+use clap::Parser;
+use labelhost::{
+    api::{self, AppState},
+    bundle,
+    config::{Cli, Command, PackArgs, ServeArgs, ServerConfig},
+    datastore::LocalDatastore,
+    executor::TorchExecutor,
+    loader,
+    registry::Registry,
+    services::Shared,
+    Error, Result,
+};
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Pack(args) => pack(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("labelhost: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("labelhost=info,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    init_logging(args.json_logs);
+    let config = ServerConfig::try_from(&args)?;
+    std::fs::create_dir_all(&config.runtime_dir)
+        .map_err(|e| Error::Internal(format!("{}: {e}", config.runtime_dir.display())))?;
+    let executor = Arc::new(TorchExecutor::new());
+    tracing::info!(devices = ?executor.devices(), "executor ready");
+    let shared = Shared {
+        datastore: Arc::new(LocalDatastore::open(&config.studies)?),
+        executor,
+        conf: Arc::new(config.conf.clone()),
+    };
+    let registry = Registry::new(&config.plugins, &config.runtime_dir, shared.clone());
+    for (bundle, error) in registry.load_all() {
+        tracing::warn!(bundle, "bundle skipped: {error}");
+    }
+    for g in registry.snapshot().apps.values() {
+        tracing::info!(app = %g.name, version = %g.version, tasks = g.tasks.len(), "app loaded");
+    }
+    let state = Arc::new(AppState { registry, shared });
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
+    runtime.block_on(async move {
+        let addr = std::net::SocketAddr::new(config.host, config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::BadRequest(format!("cannot listen on {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        println!("labelhost listening on http://{local}");
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(shutdown())
+            .await
+            .map_err(|e| Error::Internal(format!("server: {e}")))
+    })
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn pack(args: PackArgs) -> Result<()> {
+    let library = std::path::absolute(&args.library)
+        .map_err(|e| Error::BadRequest(format!("{}: {e}", args.library.display())))?;
+    // Open a private copy: the path stays free for the next build of the plugin.
+    let probe = std::env::temp_dir().join(format!("labelhost-pack-{}.so", std::process::id()));
+    std::fs::copy(&library, &probe)
+        .map_err(|e| Error::BadRequest(format!("{}: {e}", library.display())))?;
+    let opened = loader::open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    let manifest = opened
+        .map_err(|e| Error::PluginLoad(e.to_string()))?
+        .manifest();
+    let assets: Vec<(PathBuf, String)> = args
+        .assets
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some((src, dst)) => (PathBuf::from(src), dst.to_owned()),
+            None => {
+                let src = PathBuf::from(a);
+                let name = src
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (src, name)
+            }
+        })
+        .collect();
+    let written = bundle::pack(&library, &assets, &args.out, &manifest)?;
+    println!(
+        "bundle {} {} (plugin-api {}) written to {}",
+        written.name,
+        written.version,
+        written.plugin_api,
+        args.out.display()
+    );
+    Ok(())
+}

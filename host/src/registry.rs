@@ -1,0 +1,298 @@
+//! The app registry: which generation of which app serves each task, swapped atomically.
+//!
+//! A request takes an `Arc` of the current snapshot's generation and keeps it to the end,
+//! so a hot swap never disturbs it: the old generation is dropped (and its `on_retire`
+//! called) when its last request finishes. Its library stays mapped (never dlclosed).
+
+use crate::{
+    bundle::{self, StagedBundle},
+    loader,
+    services::{HostContext, Shared},
+    Error, Result,
+};
+use arc_swap::ArcSwap;
+use labelhost_plugin_api::abi::{AppBox, InferType, TaskKind};
+use serde_json::Value;
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// One task of a loaded app, as `/info/` shows it.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Infer, train, strategy or scoring.
+    pub kind: TaskKind,
+    /// Its name.
+    pub name: String,
+    /// For infer tasks, the InferType.
+    pub infer_type: InferType,
+    /// Its `/info/` entry.
+    pub info: Value,
+}
+
+/// One loaded build of an app.
+pub struct AppGeneration {
+    /// The app's name.
+    pub name: String,
+    /// The app's version.
+    pub version: String,
+    /// The plugin-api version it was built against.
+    pub plugin_api: String,
+    /// The bundle folder (in the plugins dir) it came from.
+    pub bundle: String,
+    /// The staged library file that was loaded.
+    pub file: PathBuf,
+    /// The library's sha256.
+    pub sha256: String,
+    /// When it was loaded (seconds since the epoch).
+    pub loaded_at: u64,
+    /// 1 for the first load of this name in this process, +1 per reload.
+    pub generation: u64,
+    /// Its tasks.
+    pub tasks: Vec<Task>,
+    /// The plugin's app object.
+    pub app: AppBox,
+}
+
+impl Drop for AppGeneration {
+    fn drop(&mut self) {
+        tracing::info!(app = %self.name, generation = self.generation, "generation retired");
+        // Older plugins lack the hook and answer UNSUPPORTED; either way we go on.
+        let _ = self.app.on_retire();
+    }
+}
+
+/// An immutable view of the loaded apps.
+#[derive(Default)]
+pub struct Snapshot {
+    /// Apps by name.
+    pub apps: BTreeMap<String, Arc<AppGeneration>>,
+}
+
+impl Snapshot {
+    /// The generation that owns task `name` of `kind`.
+    pub fn find(&self, kind: TaskKind, name: &str) -> Option<Arc<AppGeneration>> {
+        self.apps
+            .values()
+            .find(|g| g.tasks.iter().any(|t| t.kind == kind && t.name == name))
+            .cloned()
+    }
+}
+
+/// The registry of loaded apps.
+pub struct Registry {
+    current: ArcSwap<Snapshot>,
+    admin: Mutex<HashMap<String, u64>>,
+    plugins_dir: PathBuf,
+    runtime_dir: PathBuf,
+    shared: Shared,
+    staged: AtomicU64,
+    mapped: AtomicU64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn check_bundle_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "'{name}' is not a bundle name (letters, digits, - _ .)"
+        )))
+    }
+}
+
+impl Registry {
+    /// A registry loading bundles from `plugins_dir`, staging them under `runtime_dir`.
+    pub fn new(plugins_dir: &Path, runtime_dir: &Path, shared: Shared) -> Self {
+        Registry {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            admin: Mutex::new(HashMap::new()),
+            plugins_dir: plugins_dir.to_path_buf(),
+            runtime_dir: runtime_dir.to_path_buf(),
+            shared,
+            staged: AtomicU64::new(0),
+            mapped: AtomicU64::new(0),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Libraries mapped so far (each load maps one; none is ever unmapped).
+    pub fn libraries_mapped(&self) -> u64 {
+        self.mapped.load(Ordering::Relaxed)
+    }
+
+    /// Loads every bundle in the plugins dir; failures are returned, the rest serve.
+    pub fn load_all(&self) -> Vec<(String, Error)> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.plugins_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join(bundle::MANIFEST_FILE).is_file())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|n| self.load(&n).err().map(|e| (n, e)))
+            .collect()
+    }
+
+    /// Loads bundle `bundle` as a new app; refused if an app of that name is loaded.
+    pub fn load(&self, bundle: &str) -> Result<Arc<AppGeneration>> {
+        self.install(bundle, None)
+    }
+
+    /// Hot-swaps app `name` to the bundle now in its folder. On failure the old
+    /// generation keeps serving.
+    pub fn reload(&self, name: &str) -> Result<Arc<AppGeneration>> {
+        let old = self.snapshot().apps.get(name).cloned();
+        let old = old.ok_or_else(|| Error::NotFound(format!("no app named '{name}' is loaded")))?;
+        self.install(&old.bundle, Some(name))
+    }
+
+    /// Stops routing to app `name`; returns its generation so the caller can wait for it to drain.
+    pub fn retire(&self, name: &str) -> Result<std::sync::Weak<AppGeneration>> {
+        let _admin = self
+            .admin
+            .lock()
+            .map_err(|_| Error::Internal("registry lock poisoned".into()))?;
+        let snap = self.snapshot();
+        let gone = snap.apps.get(name).cloned();
+        let gone =
+            gone.ok_or_else(|| Error::NotFound(format!("no app named '{name}' is loaded")))?;
+        let mut apps = snap.apps.clone();
+        apps.remove(name);
+        self.current.store(Arc::new(Snapshot { apps }));
+        Ok(Arc::downgrade(&gone))
+    }
+
+    fn install(&self, bundle: &str, replacing: Option<&str>) -> Result<Arc<AppGeneration>> {
+        check_bundle_name(bundle)?;
+        let source = self.plugins_dir.join(bundle);
+        if !source.join(bundle::MANIFEST_FILE).is_file() {
+            return Err(Error::NotFound(format!(
+                "no bundle '{bundle}' in the plugins dir"
+            )));
+        }
+        let mut counters = self
+            .admin
+            .lock()
+            .map_err(|_| Error::Internal("registry lock poisoned".into()))?;
+        let seq = self.staged.fetch_add(1, Ordering::Relaxed);
+        let staged = bundle::stage(&source, &self.runtime_dir.join(format!("{bundle}-{seq}")))?;
+        let name = staged.manifest.name.clone();
+        let snap = self.snapshot();
+        match replacing {
+            Some(old) if old != name => {
+                return Err(Error::PluginLoad(format!(
+                    "bundle '{bundle}' now holds app '{name}', not '{old}'"
+                )))
+            }
+            None if snap.apps.contains_key(&name) => {
+                return Err(Error::Conflict(format!("app '{name}' is already loaded")))
+            }
+            _ => {}
+        }
+        let generation = counters.get(&name).copied().unwrap_or(0) + 1;
+        let app = self.build(bundle, staged, generation)?;
+        check_clashes(&snap, &app)?;
+        counters.insert(name.clone(), generation);
+        let app = Arc::new(app);
+        let mut apps = snap.apps.clone();
+        apps.insert(name, app.clone());
+        self.current.store(Arc::new(Snapshot { apps }));
+        Ok(app)
+    }
+
+    fn build(&self, bundle: &str, staged: StagedBundle, generation: u64) -> Result<AppGeneration> {
+        let library =
+            loader::open(&staged.library).map_err(|e| Error::PluginLoad(e.to_string()))?;
+        self.mapped.fetch_add(1, Ordering::Relaxed);
+        let m = library.manifest();
+        let bm = &staged.manifest;
+        if m.name.as_str() != bm.name
+            || m.version.as_str() != bm.version
+            || m.plugin_api.as_str() != bm.plugin_api
+        {
+            return Err(Error::PluginLoad(format!(
+                "bundle '{bundle}' manifest says {} {} (plugin-api {}) but its library is {} {} (plugin-api {})",
+                bm.name, bm.version, bm.plugin_api, m.name, m.version, m.plugin_api
+            )));
+        }
+        let stem = staged
+            .dir
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
+        let work = self.runtime_dir.join("work").join(stem);
+        std::fs::create_dir_all(&work)
+            .map_err(|e| Error::Internal(format!("{}: {e}", work.display())))?;
+        let ctx = HostContext::new(&bm.name, self.shared.clone(), staged.dir.clone(), work);
+        let app = (library.module.new_app())(ctx.into_abi())
+            .into_result()
+            .map_err(|e| {
+                Error::PluginLoad(format!("app '{}' failed to initialise: {e}", bm.name))
+            })?;
+        let tasks = app
+            .tasks()
+            .into_iter()
+            .map(|t| Task {
+                kind: t.kind,
+                name: t.name.into_string(),
+                infer_type: t.infer_type,
+                info: serde_json::from_str(t.info_json.as_str()).unwrap_or(Value::Null),
+            })
+            .collect();
+        Ok(AppGeneration {
+            name: bm.name.clone(),
+            version: bm.version.clone(),
+            plugin_api: bm.plugin_api.clone(),
+            bundle: bundle.to_owned(),
+            file: staged.library,
+            sha256: staged.library_sha256,
+            loaded_at: now(),
+            generation,
+            tasks,
+            app,
+        })
+    }
+}
+
+fn check_clashes(snap: &Snapshot, new: &AppGeneration) -> Result<()> {
+    for other in snap.apps.values().filter(|g| g.name != new.name) {
+        for t in &new.tasks {
+            if other
+                .tasks
+                .iter()
+                .any(|o| o.kind == t.kind && o.name == t.name)
+            {
+                return Err(Error::PluginLoad(format!(
+                    "app '{}' cannot load: its task '{}' clashes with app '{}'",
+                    new.name, t.name, other.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The host services each app generation receives across the ABI: the shared datastore,
+//! its executor scope, its bundle and work folders, configuration and logging.
+
+mod datastore;
+
+pub use datastore::DatastoreService;
+
+use crate::{
+    datastore::LocalDatastore,
+    executor::{ExecutorScope, TorchExecutor},
+};
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RErr, ROk, ROption, RStr, RString},
+};
+use labelhost_plugin_api::abi::{
+    self, DatastoreBox, Datastore_TO, ErrorCode, ExecutorBox, Executor_TO, HostBox, Host_TO,
+    LogLevel, PluginError, PluginResult,
+};
+use std::{
+    collections::BTreeMap,
+    panic::{catch_unwind, AssertUnwindSafe},
+    path::PathBuf,
+    sync::Arc,
+};
+
+/// Runs host code called from a plugin, turning a panic into an error: a panic must not
+/// unwind through the plugin's frames (abi_stable would abort the process).
+pub(crate) fn host_guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> PluginResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => ROk(v),
+        Ok(Err(e)) => RErr(e),
+        Err(_) => RErr(PluginError::new(
+            ErrorCode::SERVER_ERROR,
+            "host service panicked",
+        )),
+    }
+}
+
+/// What the host shares with every app.
+#[derive(Clone)]
+pub struct Shared {
+    /// The studies datastore.
+    pub datastore: Arc<LocalDatastore>,
+    /// The LibTorch executor.
+    pub executor: Arc<TorchExecutor>,
+    /// `--conf KEY=VALUE` settings.
+    pub conf: Arc<BTreeMap<String, String>>,
+}
+
+/// One app generation's services.
+pub struct HostContext {
+    app: String,
+    shared: Shared,
+    scope: Arc<ExecutorScope>,
+    bundle_dir: PathBuf,
+    work_dir: PathBuf,
+}
+
+impl HostContext {
+    /// Services for app `app`, whose staged bundle is `bundle_dir`.
+    pub fn new(app: &str, shared: Shared, bundle_dir: PathBuf, work_dir: PathBuf) -> Self {
+        let scope = Arc::new(ExecutorScope::new(shared.executor.clone()));
+        HostContext {
+            app: app.to_owned(),
+            shared,
+            scope,
+            bundle_dir,
+            work_dir,
+        }
+    }
+
+    /// The executor scope (to report its live handles).
+    pub fn scope(&self) -> &Arc<ExecutorScope> {
+        &self.scope
+    }
+
+    /// Boxes a copy for the plugin.
+    pub fn into_abi(self) -> HostBox {
+        Host_TO::from_value(self, TD_Opaque)
+    }
+}
+
+impl abi::Host for HostContext {
+    fn datastore(&self) -> DatastoreBox {
+        Datastore_TO::from_value(DatastoreService(self.shared.datastore.clone()), TD_Opaque)
+    }
+
+    fn executor(&self) -> ExecutorBox {
+        let handle = crate::executor::scope_handle(self.scope.clone());
+        Executor_TO::from_value(handle, TD_Opaque)
+    }
+
+    fn bundle_dir(&self) -> RString {
+        self.bundle_dir.to_string_lossy().as_ref().into()
+    }
+
+    fn work_dir(&self) -> RString {
+        self.work_dir.to_string_lossy().as_ref().into()
+    }
+
+    fn conf(&self, key: RStr<'_>) -> ROption<RString> {
+        self.shared
+            .conf
+            .get(key.as_str())
+            .map(|v| RString::from(v.as_str()))
+            .into()
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) -> PluginResult<()> {
+        let (app, msg) = (self.app.as_str(), message.as_str());
+        match level {
+            LogLevel::ERROR => tracing::error!(app, "{msg}"),
+            LogLevel::WARN => tracing::warn!(app, "{msg}"),
+            LogLevel::INFO => tracing::info!(app, "{msg}"),
+            _ => tracing::debug!(app, "{msg}"),
+        }
+        ROk(())
+    }
+}

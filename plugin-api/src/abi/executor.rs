@@ -1,0 +1,103 @@
+//! The shared LibTorch executor as plugins see it: opaque model and tensor handles.
+//!
+//! Plugins never link libtorch; every tensor lives in the host. Handles belong to the
+//! app generation that created them and are freed when it is retired.
+
+use super::error::PluginResult;
+use abi_stable::{
+    sabi_trait,
+    std_types::{RBox, RSlice, RStr, RString, RVec},
+    StableAbi,
+};
+
+/// The executor trait object plugins hold.
+pub type ExecutorBox = Executor_TO<'static, RBox<()>>;
+
+/// A loaded TorchScript model.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ModelId(pub u64);
+
+/// A tensor held by the executor.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TensorId(pub u64);
+
+/// An element type (open newtype).
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct DType(pub u32);
+
+impl DType {
+    /// `u8`.
+    pub const U8: DType = DType(1);
+    /// `i16`.
+    pub const I16: DType = DType(2);
+    /// `i32`.
+    pub const I32: DType = DType(3);
+    /// `i64`.
+    pub const I64: DType = DType(4);
+    /// `f32`.
+    pub const F32: DType = DType(5);
+    /// `f64`.
+    pub const F64: DType = DType(6);
+    /// `f16`.
+    pub const F16: DType = DType(7);
+
+    /// Bytes per element, `None` for an unknown type.
+    pub fn size(self) -> Option<usize> {
+        match self {
+            DType::U8 => Some(1),
+            DType::I16 | DType::F16 => Some(2),
+            DType::I32 | DType::F32 => Some(4),
+            DType::I64 | DType::F64 => Some(8),
+            _ => None,
+        }
+    }
+}
+
+/// A tensor's contents in host memory: native-endian, row-major (C order).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct TensorData {
+    /// Element type.
+    pub dtype: DType,
+    /// Shape, outermost first.
+    pub shape: RVec<i64>,
+    /// The elements' bytes.
+    pub bytes: RVec<u8>,
+}
+
+/// The host's tensor executor.
+#[sabi_trait]
+pub trait Executor: Send + Sync {
+    /// The devices work can run on (`"cuda:0"`, `"cpu"`), the default first.
+    fn devices(&self) -> RVec<RString>;
+    /// Loads (or reuses) a TorchScript model on a device (`""` = default device).
+    fn load_model(&self, path: RStr<'_>, device: RStr<'_>) -> PluginResult<ModelId>;
+    /// Copies host data into a new tensor on a device (`""` = default device).
+    fn tensor_from(&self, data: TensorData, device: RStr<'_>) -> PluginResult<TensorId>;
+    /// Copies a tensor's contents back to host memory.
+    fn tensor_to(&self, tensor: TensorId) -> PluginResult<TensorData>;
+    /// Runs a model's `forward` on tensors; returns its output tensors.
+    fn forward(&self, model: ModelId, inputs: RSlice<'_, TensorId>)
+        -> PluginResult<RVec<TensorId>>;
+    /// Sliding-window inference (MONAI's `SlidingWindowInferer`); `params` is JSON
+    /// (`roi_size`, `overlap`, `sw_batch_size`, `mode`, `padding_mode`).
+    fn sliding_window(
+        &self,
+        model: ModelId,
+        input: TensorId,
+        params: RStr<'_>,
+    ) -> PluginResult<TensorId>;
+    /// A named tensor operation (`"argmax"`, `"softmax"`, `"threshold"`...); `args` is JSON.
+    fn op(
+        &self,
+        name: RStr<'_>,
+        inputs: RSlice<'_, TensorId>,
+        args: RStr<'_>,
+    ) -> PluginResult<RVec<TensorId>>;
+    /// Frees tensors early (they are freed with the app generation otherwise).
+    #[sabi(last_prefix_field)]
+    fn release(&self, tensors: RSlice<'_, TensorId>);
+}

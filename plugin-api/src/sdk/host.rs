@@ -1,0 +1,301 @@
+//! Safe wrappers over the host services: [`Host`], its [`Datastore`] and [`Executor`].
+
+use super::error::{Error, Result};
+use crate::abi::{
+    DType, DatastoreBox, ErrorCode, ExecutorBox, HostBox, LogLevel, ModelId, TensorData, TensorId,
+};
+use abi_stable::std_types::{RSlice, RStr, RString, RVec};
+use serde_json::{Map, Value};
+use std::{path::PathBuf, sync::Arc};
+
+fn ok<T>(r: abi_stable::std_types::RResult<T, crate::abi::PluginError>) -> Result<T> {
+    r.into_result().map_err(Error::from)
+}
+
+fn object(text: RString) -> Result<Map<String, Value>> {
+    match serde_json::from_str(text.as_str())? {
+        Value::Object(map) => Ok(map),
+        other => Err(Error::app(format!("host returned a non-object: {other}"))),
+    }
+}
+
+fn strings(v: RVec<RString>) -> Vec<String> {
+    v.into_iter().map(RString::into_string).collect()
+}
+
+/// The host's services for this app generation. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostBox>,
+}
+
+impl Host {
+    /// Wraps the trait object the host passed in.
+    pub fn from_abi(host: HostBox) -> Self {
+        Host {
+            inner: Arc::new(host),
+        }
+    }
+    /// The shared datastore.
+    pub fn datastore(&self) -> Datastore {
+        Datastore {
+            inner: Arc::new(self.inner.datastore()),
+        }
+    }
+    /// The shared executor (handles scoped to this generation).
+    pub fn executor(&self) -> Executor {
+        Executor {
+            inner: Arc::new(self.inner.executor()),
+        }
+    }
+    /// This generation's bundle folder.
+    pub fn bundle_dir(&self) -> PathBuf {
+        PathBuf::from(self.inner.bundle_dir().into_string())
+    }
+    /// A file of this app's bundle; `NOT_FOUND` when the bundle lacks it.
+    pub fn asset(&self, relative: &str) -> Result<PathBuf> {
+        let path = self.bundle_dir().join(relative);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::not_found(format!(
+                "bundle asset {relative} is missing"
+            )))
+        }
+    }
+    /// A writable folder for results and caches.
+    pub fn work_dir(&self) -> PathBuf {
+        PathBuf::from(self.inner.work_dir().into_string())
+    }
+    /// A fresh, unused file path in the work dir for a result (`stem-<pid>-<n><ext>`).
+    pub fn result_path(&self, stem: &str, ext: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.work_dir()
+            .join(format!("{stem}-{}-{n}{ext}", std::process::id()))
+    }
+    /// A `--conf KEY=VALUE` value.
+    pub fn conf(&self, key: &str) -> Option<String> {
+        self.inner
+            .conf(RStr::from(key))
+            .into_option()
+            .map(RString::into_string)
+    }
+    /// Logs through the host (ignored by a host too old to take plugin logs).
+    pub fn log(&self, level: LogLevel, message: &str) {
+        #[cfg(not(feature = "abi-1-0"))]
+        let _ = self.inner.log(level, RStr::from(message));
+        #[cfg(feature = "abi-1-0")]
+        let _ = (level, message);
+    }
+}
+
+/// The shared studies datastore.
+#[derive(Clone)]
+pub struct Datastore {
+    inner: Arc<DatastoreBox>,
+}
+
+impl Datastore {
+    /// Every image id.
+    pub fn list_images(&self) -> Vec<String> {
+        strings(self.inner.list_images())
+    }
+    /// Images with a `final` label.
+    pub fn labeled_images(&self) -> Vec<String> {
+        strings(self.inner.get_labeled_images())
+    }
+    /// Images without a `final` label.
+    pub fn unlabeled_images(&self) -> Vec<String> {
+        strings(self.inner.get_unlabeled_images())
+    }
+    /// An image's absolute path.
+    pub fn image_uri(&self, image_id: &str) -> Result<PathBuf> {
+        ok(self.inner.get_image_uri(image_id.into())).map(|s| PathBuf::from(s.into_string()))
+    }
+    /// An image's info dict.
+    pub fn image_info(&self, image_id: &str) -> Result<Map<String, Value>> {
+        object(ok(self.inner.get_image_info(image_id.into()))?)
+    }
+    /// Merges keys into an image's info.
+    pub fn update_image_info(&self, image_id: &str, info: &Map<String, Value>) -> Result<()> {
+        let text = Value::Object(info.clone()).to_string();
+        ok(self
+            .inner
+            .update_image_info(image_id.into(), RStr::from(text.as_str())))
+    }
+    /// The label id of an image for a tag.
+    pub fn label_by_image_id(&self, image_id: &str, tag: &str) -> Option<String> {
+        self.inner
+            .get_label_by_image_id(image_id.into(), tag.into())
+            .into_option()
+            .map(RString::into_string)
+    }
+    /// A label's absolute path.
+    pub fn label_uri(&self, label_id: &str, tag: &str) -> Result<PathBuf> {
+        ok(self.inner.get_label_uri(label_id.into(), tag.into()))
+            .map(|s| PathBuf::from(s.into_string()))
+    }
+    /// A label's info dict.
+    pub fn label_info(&self, label_id: &str, tag: &str) -> Result<Map<String, Value>> {
+        object(ok(self.inner.get_label_info(label_id.into(), tag.into()))?)
+    }
+    /// Merges keys into a label's info.
+    pub fn update_label_info(
+        &self,
+        label_id: &str,
+        tag: &str,
+        info: &Map<String, Value>,
+    ) -> Result<()> {
+        let text = Value::Object(info.clone()).to_string();
+        ok(self
+            .inner
+            .update_label_info(label_id.into(), tag.into(), RStr::from(text.as_str())))
+    }
+    /// Copies `file` in as the `tag` label of `image_id`; returns the label id.
+    pub fn save_label(
+        &self,
+        image_id: &str,
+        file: &std::path::Path,
+        tag: &str,
+        info: &Map<String, Value>,
+    ) -> Result<String> {
+        let file = file.to_string_lossy();
+        let text = Value::Object(info.clone()).to_string();
+        ok(self.inner.save_label(
+            image_id.into(),
+            RStr::from(file.as_ref()),
+            tag.into(),
+            RStr::from(text.as_str()),
+        ))
+        .map(RString::into_string)
+    }
+    /// `{"total", "completed", "label_tags"}`.
+    pub fn status(&self) -> Result<Map<String, Value>> {
+        object(self.inner.status())
+    }
+    /// The raw trait object, for the methods not wrapped here.
+    pub fn raw(&self) -> &DatastoreBox {
+        &self.inner
+    }
+}
+
+/// The shared LibTorch executor.
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<ExecutorBox>,
+}
+
+/// A tensor held by the executor; released when dropped.
+pub struct Tensor {
+    id: TensorId,
+    exec: Executor,
+}
+
+/// A TorchScript model loaded by the executor.
+#[derive(Clone, Copy, Debug)]
+pub struct Model(ModelId);
+
+impl Executor {
+    /// Devices, default first.
+    pub fn devices(&self) -> Vec<String> {
+        strings(self.inner.devices())
+    }
+    /// Loads a TorchScript model (`device` "" = default).
+    pub fn load_model(&self, path: &std::path::Path, device: &str) -> Result<Model> {
+        let path = path.to_string_lossy();
+        ok(self
+            .inner
+            .load_model(RStr::from(path.as_ref()), device.into()))
+        .map(Model)
+    }
+    /// Uploads host data as a tensor.
+    pub fn tensor(
+        &self,
+        dtype: DType,
+        shape: &[i64],
+        bytes: Vec<u8>,
+        device: &str,
+    ) -> Result<Tensor> {
+        let data = TensorData {
+            dtype,
+            shape: shape.into(),
+            bytes: bytes.into(),
+        };
+        let id = ok(self.inner.tensor_from(data, device.into()))?;
+        Ok(Tensor {
+            id,
+            exec: self.clone(),
+        })
+    }
+    /// Runs a model's forward pass.
+    pub fn forward(&self, model: Model, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
+        let out = ok(self.inner.forward(model.0, RSlice::from(ids.as_slice())))?;
+        Ok(self.wrap(out))
+    }
+    /// A named tensor operation with JSON arguments.
+    pub fn op(&self, name: &str, inputs: &[&Tensor], args: &Value) -> Result<Vec<Tensor>> {
+        let ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
+        let args = args.to_string();
+        let out = ok(self.inner.op(
+            name.into(),
+            RSlice::from(ids.as_slice()),
+            RStr::from(args.as_str()),
+        ))?;
+        Ok(self.wrap(out))
+    }
+    /// Sliding-window inference with JSON parameters.
+    pub fn sliding_window(&self, model: Model, input: &Tensor, params: &Value) -> Result<Tensor> {
+        let params = params.to_string();
+        let id = ok(self
+            .inner
+            .sliding_window(model.0, input.id, RStr::from(params.as_str())))?;
+        Ok(Tensor {
+            id,
+            exec: self.clone(),
+        })
+    }
+    fn wrap(&self, ids: RVec<TensorId>) -> Vec<Tensor> {
+        ids.into_iter()
+            .map(|id| Tensor {
+                id,
+                exec: self.clone(),
+            })
+            .collect()
+    }
+}
+
+impl Tensor {
+    /// Copies the tensor back to host memory.
+    pub fn to_data(&self) -> Result<TensorData> {
+        ok(self.exec.inner.tensor_to(self.id))
+    }
+    /// The raw handle.
+    pub fn id(&self) -> TensorId {
+        self.id
+    }
+}
+
+impl Drop for Tensor {
+    fn drop(&mut self) {
+        self.exec
+            .inner
+            .release(RSlice::from(std::slice::from_ref(&self.id)));
+    }
+}
+
+impl TensorData {
+    /// Reads the elements as `f32` (only for `F32` data).
+    pub fn to_f32(&self) -> Result<Vec<f32>> {
+        if self.dtype != DType::F32 {
+            return Err(Error::new(ErrorCode::INFERENCE_ERROR, "tensor is not f32"));
+        }
+        Ok(self
+            .bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+}

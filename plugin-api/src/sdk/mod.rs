@@ -1,0 +1,21 @@
+//! The safe SDK: plugin authors implement [`App`] and its tasks in ordinary Rust and call
+//! [`crate::export_app!`]; the SDK generates the FFI glue and catches every panic.
+
+mod adapter;
+mod error;
+mod export;
+mod host;
+#[cfg(feature = "nifti")]
+pub mod image;
+pub mod strategies;
+mod tasks;
+
+pub use adapter::AppAdapter;
+pub use error::{Error, Result};
+pub use host::{Datastore, Executor, Host, Model, Tensor};
+pub use tasks::{
+    App, InferResult, InferTask, InferTaskInfo, Request, ScoringMethod, Strategy, Tasks, TrainTask,
+};
+
+pub use crate::abi::{DType, ErrorCode, InferType, LogLevel, TensorData};
+pub use serde_json::{json, Map, Value};

@@ -1,0 +1,105 @@
+//! Two first-party apps served at once by one server.
+
+use crate::support::{client, get_json, pack_first_party, Workspace};
+use serde_json::Value;
+
+#[test]
+fn two_apps_are_loaded_and_both_answer() {
+    let ws = Workspace::new(3, 24);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+
+    let apps = get_json(&server, "/apps");
+    let names: Vec<&str> = apps["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .map(|a| a["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["brain", "segmentation"]);
+
+    let info = get_json(&server, "/info/");
+    assert_eq!(info["models"]["brain_otsu"]["type"], "segmentation");
+    assert_eq!(
+        info["models"]["segmentation_kmeans"]["labels"]["class_3"],
+        3
+    );
+    for s in ["first", "last", "random"] {
+        assert!(
+            info["strategies"][s]["description"].is_string(),
+            "strategy {s} in {info}"
+        );
+    }
+    assert!(info["scoring"]["sum"].is_object());
+    assert_eq!(info["datastore"]["total"], 3);
+    assert_eq!(
+        info["labels"],
+        serde_json::json!(["brain", "class_1", "class_2", "class_3"])
+    );
+
+    // brain: JSON answer; the ball (value ~100) is foreground, the box (~10) is not.
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-labelhost-app"], "brain");
+    let params: Value = r.json().expect("json");
+    let threshold = params["threshold"].as_f64().expect("threshold");
+    assert!(
+        threshold > 20.0 && threshold < 100.0,
+        "threshold {threshold}"
+    );
+    let ball = params["foreground_voxels"].as_u64().expect("count") as f64;
+    let expected = 4.0 / 3.0 * std::f64::consts::PI * 6f64.powi(3);
+    assert!(
+        (ball / expected - 1.0).abs() < 0.25,
+        "{ball} voxels vs {expected}"
+    );
+
+    // segmentation: MONAI Label's multipart answer; the label is a NIfTI of the same shape.
+    let r = client()
+        .post(server.at("/infer/segmentation_kmeans?image=img01"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-labelhost-app"], "segmentation");
+    let ctype = r.headers()["content-type"]
+        .to_str()
+        .expect("ctype")
+        .to_owned();
+    assert!(
+        ctype.starts_with("multipart/form-data; boundary="),
+        "{ctype}"
+    );
+    let body = r.bytes().expect("body");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("name=\"params\"") && text.contains("name=\"image\""));
+    let label = ws.studies().join("labels/original/img01.nii.gz");
+    let obj = nifti::ReaderOptions::new()
+        .read_file(&label)
+        .expect("saved label is NIfTI");
+    use nifti::NiftiObject;
+    assert_eq!(&obj.header().dim[1..4], &[24, 24, 24]);
+
+    // Both results were saved as `original` labels in the shared datastore.
+    let info = get_json(&server, "/info/");
+    assert_eq!(info["datastore"]["label_tags"]["original"], 2);
+    assert!(ws.studies().join("labels/original/img00.nii.gz").is_file());
+    let r = client()
+        .post(server.at("/activelearning/random"))
+        .json(&serde_json::json!({"client_id": "t"}))
+        .send()
+        .expect("next sample");
+    assert_eq!(r.status(), 200);
+    let sample: Value = r.json().expect("json");
+    let id = sample["id"].as_str().expect("id");
+    assert!(id.starts_with("img"), "{sample}");
+    assert_eq!(sample["strategy"]["random"]["client_id"], "t");
+    assert!(sample["path"].as_str().expect("path").ends_with(".nii.gz"));
+    let r = client()
+        .post(server.at("/activelearning/last"))
+        .send()
+        .expect("last");
+    assert_eq!(r.json::<Value>().expect("json")["id"], "img02");
+}

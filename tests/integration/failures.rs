@@ -1,0 +1,113 @@
+//! A panicking plugin and bad requests get typed JSON errors; the server keeps serving.
+
+use crate::support::{client, get_json, pack, pack_first_party, Workspace};
+use serde_json::Value;
+
+#[test]
+fn a_panicking_task_answers_json_and_the_server_keeps_serving() {
+    let ws = Workspace::new(1, 16);
+    pack_first_party(&ws.plugins());
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let mut server = ws.serve(&[]);
+
+    for _ in 0..3 {
+        let r = client()
+            .post(server.at("/infer/panic_infer?image=img00&output=json"))
+            .send()
+            .expect("infer");
+        assert_eq!(r.status(), 500);
+        let body: Value = r.json().expect("typed JSON error");
+        assert_eq!(body["code"], "PLUGIN_PANIC");
+        assert!(
+            body["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("deliberate panic"),
+            "{body}"
+        );
+    }
+    assert!(server.alive());
+    // The same app's other task and the other apps still answer.
+    let r = client()
+        .post(server.at("/activelearning/calm"))
+        .send()
+        .expect("calm");
+    assert_eq!(r.json::<Value>().expect("json")["id"], "img00");
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn bad_requests_get_typed_4xx_errors() {
+    let ws = Workspace::new(1, 16);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let c = client();
+    let cases: Vec<(reqwest::blocking::RequestBuilder, u16, &str)> = vec![
+        (
+            c.post(server.at("/infer/no_such_model?image=img00")),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            c.post(server.at("/infer/brain_otsu?image=missing")),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            c.post(server.at("/infer/brain_otsu?image=../../etc/passwd")),
+            400,
+            "INVALID_INPUT",
+        ),
+        (c.post(server.at("/infer/brain_otsu")), 400, "INVALID_INPUT"),
+        (
+            c.post(server.at("/infer/brain_otsu?image=img00&output=pdf")),
+            400,
+            "INVALID_INPUT",
+        ),
+        (
+            c.post(server.at("/infer/brain_otsu?image=img00"))
+                .body("{not json"),
+            400,
+            "INVALID_INPUT",
+        ),
+        (c.post(server.at("/activelearning/nope")), 404, "NOT_FOUND"),
+        (c.post(server.at("/apps")).body("[]"), 400, "INVALID_INPUT"),
+        (
+            c.post(server.at("/apps"))
+                .json(&serde_json::json!({"bundle": "../brain"})),
+            400,
+            "INVALID_INPUT",
+        ),
+        (
+            c.post(server.at("/apps"))
+                .json(&serde_json::json!({"bundle": "absent"})),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            c.post(server.at("/apps"))
+                .json(&serde_json::json!({"bundle": "brain"})),
+            409,
+            "CONFLICT",
+        ),
+        (c.post(server.at("/apps/absent/reload")), 404, "NOT_FOUND"),
+        (c.delete(server.at("/apps/absent")), 404, "NOT_FOUND"),
+        (c.get(server.at("/no/such/route")), 404, "NOT_FOUND"),
+    ];
+    for (req, status, code) in cases {
+        let r = req.send().expect("send");
+        let url = r.url().to_string();
+        assert_eq!(r.status().as_u16(), status, "{url}");
+        let body: Value = r.json().expect("typed JSON error");
+        assert_eq!(body["code"], code, "{url}: {body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{url}: {body}"
+        );
+    }
+    assert_eq!(get_json(&server, "/health")["apps"], 2);
+}

@@ -1,0 +1,17 @@
+//! labelhost's one integration-test target: the real `labelhost` binary serving real
+//! plugin bundles, driven over HTTP with reqwest.
+//!
+//! Build everything first (`scripts/test.sh` does): the binary, the first-party plugins,
+//! the fixture plugins in `tests/fixtures/`.
+
+// Shared helpers: paths, bundle packing, volumes, a running server. New helpers go here.
+mod support;
+
+// Several apps at once: `/info/`, infer, active learning across apps.
+mod apps;
+// Loading, hot swap under load, failed reloads, retiring.
+mod lifecycle;
+// Plugin-api versions: the previous minor loads, another major is refused.
+mod abi_versions;
+// Panics and bad input: typed JSON errors, the server keeps serving.
+mod failures;

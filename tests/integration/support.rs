@@ -1,0 +1,227 @@
+//! Test helpers: where the built artifacts are, packing bundles, writing NIfTI volumes,
+//! and a `labelhost serve` process on a free port.
+
+use ndarray::Array3;
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// `target/<profile>`, found from this test executable's location.
+pub(crate) fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The repository root.
+pub(crate) fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// The `labelhost` binary.
+pub(crate) fn binary() -> PathBuf {
+    let bin = target_dir().join("labelhost");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run scripts/test.sh (it builds it)",
+        bin.display()
+    );
+    bin
+}
+
+/// A built plugin library `lib<name>.so`.
+pub(crate) fn library(name: &str) -> PathBuf {
+    let lib = target_dir().join(format!("lib{name}.so"));
+    assert!(
+        lib.is_file(),
+        "{} is missing: run scripts/test.sh (it builds it)",
+        lib.display()
+    );
+    lib
+}
+
+/// Packs a library (and assets `SOURCE=PATH`) into `plugins/<bundle>` with `labelhost pack`.
+pub(crate) fn pack(plugins: &Path, bundle: &str, lib: &str, assets: &[String]) {
+    let mut cmd = Command::new(binary());
+    cmd.args(["pack", "--library"])
+        .arg(library(lib))
+        .arg("--out")
+        .arg(plugins.join(bundle));
+    for a in assets {
+        cmd.args(["--asset", a]);
+    }
+    let out = cmd.output().expect("run labelhost pack");
+    assert!(
+        out.status.success(),
+        "pack failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The brain app's bundle assets, optionally with another Otsu config file.
+pub(crate) fn brain_assets(otsu_json: Option<&Path>) -> Vec<String> {
+    let default = repo_root().join("plugins/brain/assets/otsu.json");
+    let src = otsu_json.map(Path::to_path_buf).unwrap_or(default);
+    vec![format!("{}=assets/otsu.json", src.display())]
+}
+
+/// Packs the two first-party apps into `plugins`.
+pub(crate) fn pack_first_party(plugins: &Path) {
+    pack(plugins, "brain", "labelhost_app_brain", &brain_assets(None));
+    pack(plugins, "segmentation", "labelhost_app_segmentation", &[]);
+}
+
+/// Writes a float volume: a bright ball (`value`) in a dim, noisy box.
+pub(crate) fn write_volume(path: &Path, n: usize, value: f32) {
+    let c = n as f32 / 2.0;
+    let vol = Array3::from_shape_fn((n, n, n), |(i, j, k)| {
+        let d = ((i as f32 - c).powi(2) + (j as f32 - c).powi(2) + (k as f32 - c).powi(2)).sqrt();
+        let noise = ((i * 7 + j * 13 + k * 29) % 11) as f32;
+        if d < n as f32 / 4.0 {
+            value + noise
+        } else {
+            10.0 + noise
+        }
+    });
+    nifti::writer::WriterOptions::new(path)
+        .write_nifti(&vol)
+        .expect("write volume");
+}
+
+/// A plugins dir, a studies dir with `images` small volumes, and a runtime dir.
+pub(crate) struct Workspace {
+    /// Keeps the folders alive.
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    /// Creates the folders and `images` volumes of `n`³ voxels.
+    pub(crate) fn new(images: usize, n: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["plugins", "studies", "runtime"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        for i in 0..images {
+            write_volume(
+                &dir.path().join(format!("studies/img{i:02}.nii.gz")),
+                n,
+                100.0 + i as f32,
+            );
+        }
+        Workspace { dir }
+    }
+    /// `plugins/`
+    pub(crate) fn plugins(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+    /// `studies/`
+    pub(crate) fn studies(&self) -> PathBuf {
+        self.dir.path().join("studies")
+    }
+    /// Starts a server on this workspace.
+    pub(crate) fn serve(&self, conf: &[&str]) -> Server {
+        Server::start(self, conf)
+    }
+}
+
+/// A running `labelhost serve`; killed when dropped.
+pub(crate) struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub(crate) url: String,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(ws: &Workspace, conf: &[&str]) -> Self {
+        let log = ws.dir.path().join(format!("server-{}.log", rand_suffix()));
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--plugins")
+            .arg(ws.plugins())
+            .arg("--studies")
+            .arg(ws.studies())
+            .arg("--runtime-dir")
+            .arg(ws.dir.path().join("runtime"))
+            .args(["--port", "0"])
+            .env("RUST_LOG", "labelhost=info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for c in conf {
+            cmd.args(["--conf", c]);
+        }
+        let mut child = cmd.spawn().expect("start labelhost");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let url = line
+            .trim()
+            .strip_prefix("labelhost listening on ")
+            .map(str::to_owned);
+        let Some(url) = url else {
+            let _ = child.kill();
+            panic!(
+                "server did not start; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Server { child, url, log }
+    }
+
+    /// The server's log so far.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `url + path`
+    pub(crate) fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A blocking client with a generous timeout.
+pub(crate) fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// GET a JSON document, asserting 200.
+pub(crate) fn get_json(server: &Server, path: &str) -> serde_json::Value {
+    let r = client().get(server.at(path)).send().expect("GET");
+    assert_eq!(r.status(), 200, "GET {path}");
+    r.json().expect("JSON body")
+}
