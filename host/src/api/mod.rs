@@ -7,6 +7,8 @@ mod activelearning;
 mod apps;
 mod infer;
 mod info;
+#[cfg(test)]
+mod tests;
 
 use crate::{
     registry::{AppGeneration, Registry},

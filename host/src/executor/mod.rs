@@ -5,6 +5,9 @@
 //! sliding-window inferer and the queues arrive with the executor issue.
 
 mod scope;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
 
 pub use scope::ExecutorScope;
 

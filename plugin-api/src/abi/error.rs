@@ -111,3 +111,22 @@ impl std::error::Error for PluginError {}
 
 /// The result type of every fallible ABI call.
 pub type PluginResult<T> = RResult<T, PluginError>;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode;
+
+    #[test]
+    fn codes_round_trip_and_unknown_codes_read_as_unknown() {
+        for code in [
+            ErrorCode::INFERENCE_ERROR,
+            ErrorCode::INVALID_INPUT,
+            ErrorCode::PLUGIN_PANIC,
+        ] {
+            assert_eq!(ErrorCode::from_name(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::APP_TRAIN_FAILED.as_str(), "APP_TRAIN_FAILED");
+        assert_eq!(ErrorCode(999).as_str(), "UNKNOWN_ERROR");
+        assert_eq!(ErrorCode::from_name("NOPE"), None);
+    }
+}

@@ -293,3 +293,25 @@ impl<A: App> abi::App for AppAdapter<A> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::guard;
+    use crate::abi::ErrorCode;
+    use crate::sdk::Error;
+
+    #[test]
+    fn a_panic_becomes_a_plugin_panic_error() {
+        let r = guard::<()>("infer", || panic!("boom {}", 7));
+        let e = r.into_result().expect_err("must be an error");
+        assert_eq!(e.code, ErrorCode::PLUGIN_PANIC);
+        assert_eq!(e.message.as_str(), "infer panicked: boom 7");
+    }
+
+    #[test]
+    fn errors_and_values_pass_through() {
+        let e = guard::<()>("x", || Err(Error::invalid_input("bad"))).into_result();
+        assert_eq!(e.expect_err("error").code, ErrorCode::INVALID_INPUT);
+        assert_eq!(guard("x", || Ok(5)).into_result().ok(), Some(5));
+    }
+}

@@ -1,0 +1,130 @@
+//! The router without a network (`oneshot`): routes, error mapping, `/info/` shape.
+
+use super::{router, AppState};
+use crate::{
+    datastore::LocalDatastore, executor::TorchExecutor, registry::Registry, services::Shared,
+};
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+    Router,
+};
+use serde_json::Value;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn app(dir: &tempfile::TempDir) -> Router {
+    let (plugins, studies) = (dir.path().join("plugins"), dir.path().join("studies"));
+    std::fs::create_dir_all(&plugins).expect("plugins dir");
+    let shared = Shared {
+        datastore: Arc::new(LocalDatastore::open(&studies).expect("datastore")),
+        executor: Arc::new(TorchExecutor::new()),
+        conf: Arc::new(Default::default()),
+    };
+    let registry = Registry::new(&plugins, &dir.path().join("runtime"), shared.clone());
+    router(Arc::new(AppState { registry, shared }))
+}
+
+async fn call(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body.to_owned()));
+    let res = app.oneshot(req.expect("request")).await.expect("response");
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn info_has_monai_label_sections_with_no_apps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, info) = call(app(&dir), "GET", "/info/", "").await;
+    assert_eq!(status, StatusCode::OK);
+    for key in ["models", "trainers", "strategies", "scoring", "train_stats"] {
+        assert!(
+            info[key].as_object().is_some_and(|m| m.is_empty()),
+            "{key}: {info}"
+        );
+    }
+    assert_eq!(info["datastore"]["total"], 0);
+}
+
+#[tokio::test]
+async fn errors_are_typed_json_with_the_right_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("GET", "/nowhere", "", StatusCode::NOT_FOUND, "NOT_FOUND"),
+        (
+            "POST",
+            "/apps",
+            "{\"bundle\": 3}",
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+        ),
+        (
+            "POST",
+            "/apps",
+            "{\"bundle\": \".hidden\"}",
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+        ),
+        (
+            "POST",
+            "/apps",
+            "{\"bundle\": \"nothing\"}",
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        ),
+        (
+            "POST",
+            "/infer/m",
+            "",
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+        ),
+        (
+            "POST",
+            "/infer/m?image=x",
+            "",
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        ),
+        (
+            "POST",
+            "/activelearning/s",
+            "[1]",
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+        ),
+        (
+            "DELETE",
+            "/apps/none",
+            "",
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let (got, json) = call(app(&dir), method, uri, body).await;
+        assert_eq!(got, status, "{method} {uri}: {json}");
+        assert_eq!(json["code"], code, "{method} {uri}");
+        assert!(
+            json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{method} {uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_counts_apps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, json) = call(app(&dir), "GET", "/health", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["apps"], 0);
+}
