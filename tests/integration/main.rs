@@ -15,3 +15,5 @@ mod lifecycle;
 mod abi_versions;
 // Panics and bad input: typed JSON errors, the server keeps serving.
 mod failures;
+// The `cargo generate` app template.
+mod template;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the server, the first-party plugins and the test fixture plugins (debug, or
+# release with --release). The fixtures built against other plugin-api revisions live in
+# a workspace of their own and are built one package at a time so their features never
+# unify with the host's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+profile=()
+[ "${1:-}" = "--release" ] && profile=(--release)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+cargo build --workspace "${profile[@]}"
+for fixture in legacy_app future_app; do
+    cargo build "${profile[@]}" --manifest-path tests/fixtures/abi_variants/Cargo.toml -p "$fixture"
+done
