@@ -1,6 +1,6 @@
 //! Two first-party apps served at once by one server.
 
-use crate::support::{client, get_json, pack_first_party, Workspace};
+use crate::support::{app_names, client, get_json, pack_first_party, Workspace};
 use serde_json::Value;
 
 #[test]
@@ -9,13 +9,7 @@ fn two_apps_are_loaded_and_both_answer() {
     pack_first_party(&ws.plugins());
     let server = ws.serve(&[]);
 
-    let apps = get_json(&server, "/apps");
-    let names: Vec<&str> = apps["apps"]
-        .as_array()
-        .expect("apps")
-        .iter()
-        .map(|a| a["name"].as_str().expect("name"))
-        .collect();
+    let names = app_names(&server);
     assert_eq!(names, ["brain", "segmentation"]);
 
     let info = get_json(&server, "/info/");

@@ -1,6 +1,8 @@
 //! App lifecycle: hot swap under concurrent load, failed reloads, name clashes, retiring.
 
-use crate::support::{brain_assets, client, get_json, pack, pack_first_party, Workspace};
+use crate::support::{
+    app_names, brain_assets, client, get_json, pack, pack_first_party, Workspace,
+};
 use serde_json::{json, Value};
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -122,6 +124,27 @@ fn hot_swap_under_load_loses_no_request() {
     assert_eq!(apps["libraries_mapped"], RELOADS + 1);
 }
 
+/// Replaces the brain bundle with one whose settings file is `settings`, then asks for a reload.
+fn repack_and_reload(
+    ws: &Workspace,
+    server: &crate::support::Server,
+    settings: &str,
+) -> reqwest::blocking::Response {
+    let file = ws.dir.path().join("settings.json");
+    std::fs::write(&file, settings).expect("settings");
+    std::fs::remove_dir_all(ws.plugins().join("brain")).expect("rm");
+    pack(
+        &ws.plugins(),
+        "brain",
+        "labelhost_app_brain",
+        &brain_assets(Some(&file)),
+    );
+    client()
+        .post(server.at("/apps/brain/reload"))
+        .send()
+        .expect("reload")
+}
+
 #[test]
 fn a_failed_reload_keeps_the_old_generation_serving() {
     let ws = Workspace::new(1, 12);
@@ -158,19 +181,7 @@ fn a_failed_reload_keeps_the_old_generation_serving() {
     );
 
     // 2. A consistent bundle whose app fails to initialise (bad settings file).
-    let bad = ws.dir.path().join("bad.json");
-    std::fs::write(&bad, "{ not json").expect("bad settings");
-    std::fs::remove_dir_all(ws.plugins().join("brain")).expect("rm");
-    pack(
-        &ws.plugins(),
-        "brain",
-        "labelhost_app_brain",
-        &brain_assets(Some(&bad)),
-    );
-    let r = client()
-        .post(server.at("/apps/brain/reload"))
-        .send()
-        .expect("reload");
+    let r = repack_and_reload(&ws, &server, "{ not json");
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().expect("json")["code"], "APP_INIT_ERROR");
 
@@ -181,19 +192,7 @@ fn a_failed_reload_keeps_the_old_generation_serving() {
     assert_eq!(r.json::<Value>().expect("json")["bins"], 256);
 
     // 3. A good new bundle with other settings swaps in.
-    let good = ws.dir.path().join("good.json");
-    std::fs::write(&good, r#"{"bins": 64}"#).expect("settings");
-    std::fs::remove_dir_all(ws.plugins().join("brain")).expect("rm");
-    pack(
-        &ws.plugins(),
-        "brain",
-        "labelhost_app_brain",
-        &brain_assets(Some(&good)),
-    );
-    let r = client()
-        .post(server.at("/apps/brain/reload"))
-        .send()
-        .expect("reload");
+    let r = repack_and_reload(&ws, &server, r#"{"bins": 64}"#);
     assert_eq!(r.status(), 200);
     let r = infer();
     assert_eq!(r.headers()["x-labelhost-generation"], "2");
@@ -242,13 +241,7 @@ fn a_task_name_clash_is_a_load_error_naming_both_apps() {
     pack_first_party(&ws.plugins());
     pack(&ws.plugins(), "panicky", "panic_app", &[]);
     let server = ws.serve(&["panicky_clash=true"]);
-    let apps = get_json(&server, "/apps");
-    let names: Vec<&str> = apps["apps"]
-        .as_array()
-        .expect("apps")
-        .iter()
-        .map(|a| a["name"].as_str().expect("name"))
-        .collect();
+    let names = app_names(&server);
     assert_eq!(names, ["brain", "segmentation"], "panicky must be refused");
     let log = server.log();
     let line = log

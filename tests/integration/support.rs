@@ -225,3 +225,12 @@ pub(crate) fn get_json(server: &Server, path: &str) -> serde_json::Value {
     assert_eq!(r.status(), 200, "GET {path}");
     r.json().expect("JSON body")
 }
+
+/// The names of the loaded apps, from `GET /apps`.
+pub(crate) fn app_names(server: &Server) -> Vec<String> {
+    let apps = get_json(server, "/apps");
+    let list = apps["apps"].as_array().expect("apps list");
+    list.iter()
+        .map(|a| a["name"].as_str().expect("name").to_owned())
+        .collect()
+}

@@ -1,6 +1,6 @@
 //! `POST /activelearning/{strategy}`: the next image to annotate, as MONAI Label answers it.
 
-use super::{call, generation_headers, json_object, State};
+use super::{call, generation_headers, json_object, owner, State};
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
 use axum::{body::Bytes, extract::Path, http::HeaderMap, Json};
@@ -15,11 +15,7 @@ pub(super) async fn next_sample(
     body: Bytes,
 ) -> Result<(HeaderMap, Json<Value>)> {
     let request = json_object(&body)?;
-    let generation = state
-        .registry
-        .snapshot()
-        .find(TaskKind::STRATEGY, &strategy)
-        .ok_or_else(|| Error::NotFound(format!("no strategy named '{strategy}'")))?;
+    let generation = owner(&state, TaskKind::STRATEGY, &strategy)?;
     let headers = generation_headers(&generation);
     let client_id = request.get("client_id").cloned().unwrap_or(Value::Null);
     let text = Value::Object(request).to_string();

@@ -4,7 +4,7 @@
 //! them) or as a JSON body. The label is saved to the datastore (tag `original`) unless
 //! `save_label` is false.
 
-use super::{call, generation_headers, json_object, State};
+use super::{call, generation_headers, json_object, owner, State};
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
 use axum::{
@@ -86,11 +86,7 @@ pub(super) async fn infer(
         .image
         .ok_or_else(|| Error::BadRequest("the 'image' query parameter is required".into()))?;
     let mut params = read_params(req).await?;
-    let generation = state
-        .registry
-        .snapshot()
-        .find(TaskKind::INFER, &model)
-        .ok_or_else(|| Error::NotFound(format!("no model named '{model}'")))?;
+    let generation = owner(&state, TaskKind::INFER, &model)?;
     let headers = generation_headers(&generation);
     let store = state.shared.datastore.clone();
     let image_path = store.get_image_uri(&image_id)?;

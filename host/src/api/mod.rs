@@ -21,7 +21,7 @@ use axum::{
     routing::{delete, get, post},
     Json, Router,
 };
-use labelhost_plugin_api::abi::PluginResult;
+use labelhost_plugin_api::abi::{PluginResult, TaskKind};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower_http::{cors::CorsLayer, trace::TraceLayer};
@@ -75,6 +75,21 @@ async fn not_found(req: Request) -> Error {
         req.method(),
         req.uri().path()
     ))
+}
+
+/// The app generation that owns task `name` of `kind`, or a 404 naming what was asked for.
+pub(crate) fn owner(state: &AppState, kind: TaskKind, name: &str) -> Result<Arc<AppGeneration>> {
+    let what = match kind {
+        TaskKind::INFER => "model",
+        TaskKind::TRAIN => "trainer",
+        TaskKind::STRATEGY => "strategy",
+        _ => "scoring method",
+    };
+    state
+        .registry
+        .snapshot()
+        .find(kind, name)
+        .ok_or_else(|| Error::NotFound(format!("no {what} named '{name}'")))
 }
 
 /// Runs a plugin call on a blocking thread, holding the generation until it returns.

@@ -14,7 +14,8 @@ pub use adapter::AppAdapter;
 pub use error::{Error, Result};
 pub use host::{Datastore, Executor, Host, Model, Tensor};
 pub use tasks::{
-    App, InferResult, InferTask, InferTaskInfo, Request, ScoringMethod, Strategy, Tasks, TrainTask,
+    input_image, App, InferResult, InferTask, InferTaskInfo, Request, ScoringMethod, Strategy,
+    Tasks, TrainTask,
 };
 
 pub use crate::abi::{DType, ErrorCode, InferType, LogLevel, TensorData};

@@ -9,6 +9,15 @@ use std::{collections::BTreeMap, path::PathBuf};
 /// A request: MONAI Label's params object (for infer, `image` is an absolute path).
 pub type Request = Map<String, Value>;
 
+/// The input image of an infer request (`request["image"]`, an absolute path).
+pub fn input_image(request: &Request) -> Result<&std::path::Path> {
+    request
+        .get("image")
+        .and_then(Value::as_str)
+        .map(std::path::Path::new)
+        .ok_or_else(|| super::Error::invalid_input("the request has no image"))
+}
+
 /// An app: constructed once per loaded generation with the host's services.
 pub trait App: Send + Sync + Sized + 'static {
     /// The app's name (unique on a server; `/apps/{name}`).

@@ -1,8 +1,8 @@
 //! Otsu's threshold over the intensity histogram, as a segmentation infer task.
 
-use labelhost_plugin_api::sdk::Host;
 use labelhost_plugin_api::sdk::{
-    image, json, Error, InferResult, InferTask, InferTaskInfo, InferType, Map, Result, Value,
+    image, input_image, json, Error, Host, InferResult, InferTask, InferTaskInfo, InferType, Map,
+    Result, Value,
 };
 use std::time::Instant;
 
@@ -70,12 +70,9 @@ impl InferTask for OtsuMask {
     }
 
     fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
-        let path = request
-            .get("image")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::invalid_input("request has no image"))?;
+        let path = input_image(request)?;
         let t0 = Instant::now();
-        let volume = image::read(std::path::Path::new(path))?;
+        let volume = image::read(path)?;
         let t1 = Instant::now();
         let values = volume
             .data

@@ -1,7 +1,8 @@
 //! One-dimensional k-means over voxel intensities as a segmentation infer task.
 
 use labelhost_plugin_api::sdk::{
-    image, json, Error, Host, InferResult, InferTask, InferTaskInfo, InferType, Map, Result, Value,
+    image, input_image, json, Error, Host, InferResult, InferTask, InferTaskInfo, InferType, Map,
+    Result, Value,
 };
 use std::time::Instant;
 
@@ -68,17 +69,14 @@ impl InferTask for KMeans {
     }
 
     fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
-        let path = request
-            .get("image")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::invalid_input("request has no image"))?;
+        let path = input_image(request)?;
         let iterations = request
             .get("iterations")
             .and_then(Value::as_u64)
             .unwrap_or(20);
         let iterations = usize::try_from(iterations.min(1000)).unwrap_or(20);
         let t0 = Instant::now();
-        let volume = image::read(std::path::Path::new(path))?;
+        let volume = image::read(path)?;
         let values: Vec<f32> = volume.data.iter().copied().collect();
         let c = centres(&values, self.classes, iterations);
         if c.is_empty() {

@@ -4,8 +4,8 @@
 use labelhost_plugin_api::{
     export_app,
     sdk::{
-        image, json, strategies, App, Error, Host, InferResult, InferTask, InferTaskInfo,
-        InferType, Map, Request, Result, Tasks, Value,
+        image, input_image, json, strategies, App, Host, InferResult, InferTask,
+        InferTaskInfo, InferType, Map, Request, Result, Tasks, Value,
     },
 };
 
@@ -49,9 +49,8 @@ impl InferTask for Threshold {
     }
 
     fn infer(&self, host: &Host, request: &Request) -> Result<InferResult> {
-        let path = request.get("image").and_then(Value::as_str);
-        let path = path.ok_or_else(|| Error::invalid_input("the request has no image"))?;
-        let volume = image::read(std::path::Path::new(path))?;
+        let path = input_image(request)?;
+        let volume = image::read(path)?;
         let max = volume.data.iter().copied().fold(f32::MIN, f32::max);
         let label = volume.data.mapv(|v| u8::from(v > self.0 * max));
         let out = host.result_path("{{crate_name}}", ".nii.gz");
