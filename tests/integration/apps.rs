@@ -97,3 +97,35 @@ fn two_apps_are_loaded_and_both_answer() {
         .expect("last");
     assert_eq!(r.json::<Value>().expect("json")["id"], "img02");
 }
+
+#[test]
+fn a_plugin_runs_a_bundled_torchscript_model_on_the_host_executor() {
+    let ws = Workspace::new(1, 8);
+    let model = crate::support::repo_root().join("tests/fixtures/models/double.pt");
+    crate::support::pack(
+        &ws.plugins(),
+        "tensor",
+        "tensor_app",
+        &[format!("{}=models/double.pt", model.display())],
+    );
+    let server = ws.serve(&[]);
+    let r = client()
+        .post(server.at("/infer/tensor_double?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+    let params: Value = r.json().expect("json");
+    let (input, output) = (
+        params["input_sum"].as_f64().expect("in"),
+        params["output_sum"].as_f64().expect("out"),
+    );
+    assert!(
+        input > 0.0 && (output - 2.0 * input).abs() < 1e-3 * input,
+        "{params}"
+    );
+    assert!(params["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .any(|d| d == "cpu"));
+}
