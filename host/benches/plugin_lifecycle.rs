@@ -63,7 +63,7 @@ fn main() {
         .map(|i| {
             let t = Instant::now();
             bundle::stage(
-                &plugins.join("brain"),
+                &bundle::BundleSource::Folder(plugins.join("brain")),
                 &work.path().join(format!("stage-{i}")),
             )
             .expect("stage");

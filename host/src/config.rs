@@ -58,9 +58,12 @@ pub struct PackArgs {
     /// An asset to include, `SOURCE[=PATH_IN_BUNDLE]` (repeatable).
     #[arg(long = "asset")]
     pub assets: Vec<String>,
-    /// The bundle folder to write.
+    /// The bundle folder to write (with --archive: the folder name, `.tar.gz` is added).
     #[arg(long)]
     pub out: PathBuf,
+    /// Write the bundle as one `.tar.gz` file instead of a folder.
+    #[arg(long)]
+    pub archive: bool,
 }
 
 /// Validated server settings.

@@ -121,13 +121,23 @@ fn pack(args: PackArgs) -> Result<()> {
             }
         })
         .collect();
-    let written = bundle::pack(&library, &assets, &args.out, &manifest)?;
+    let (written, path) = if args.archive {
+        let staging = std::env::temp_dir().join(format!("labelhost-pack-{}", std::process::id()));
+        let packed = bundle::pack(&library, &assets, &staging, &manifest);
+        let path = PathBuf::from(format!("{}.tar.gz", args.out.display()));
+        let archived = packed.and_then(|m| bundle::write_archive(&staging, &path).map(|()| m));
+        let _ = std::fs::remove_dir_all(&staging);
+        (archived?, path)
+    } else {
+        (
+            bundle::pack(&library, &assets, &args.out, &manifest)?,
+            args.out.clone(),
+        )
+    };
+    let (name, version, api) = (&written.name, &written.version, &written.plugin_api);
     println!(
-        "bundle {} {} (plugin-api {}) written to {}",
-        written.name,
-        written.version,
-        written.plugin_api,
-        args.out.display()
+        "bundle {name} {version} (plugin-api {api}) written to {}",
+        path.display()
     );
     Ok(())
 }

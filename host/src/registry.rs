@@ -143,16 +143,7 @@ impl Registry {
 
     /// Loads every bundle in the plugins dir; failures are returned, the rest serve.
     pub fn load_all(&self) -> Vec<(String, Error)> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.plugins_dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| e.path().join(bundle::MANIFEST_FILE).is_file())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names
+        bundle::list(&self.plugins_dir)
             .into_iter()
             .filter_map(|n| self.load(&n).err().map(|e| (n, e)))
             .collect()
@@ -189,12 +180,8 @@ impl Registry {
 
     fn install(&self, bundle: &str, replacing: Option<&str>) -> Result<Arc<AppGeneration>> {
         check_bundle_name(bundle)?;
-        let source = self.plugins_dir.join(bundle);
-        if !source.join(bundle::MANIFEST_FILE).is_file() {
-            return Err(Error::NotFound(format!(
-                "no bundle '{bundle}' in the plugins dir"
-            )));
-        }
+        let source = bundle::locate(&self.plugins_dir, bundle)
+            .ok_or_else(|| Error::NotFound(format!("no bundle '{bundle}' in the plugins dir")))?;
         let mut counters = self
             .admin
             .lock()

@@ -1,7 +1,7 @@
 //! App lifecycle: hot swap under concurrent load, failed reloads, name clashes, retiring.
 
 use crate::support::{
-    app_names, brain_assets, client, get_json, pack, pack_first_party, Workspace,
+    app_names, brain_assets, client, get_json, pack, pack_first_party, pack_with, Workspace,
 };
 use serde_json::{json, Value};
 use std::sync::{
@@ -252,4 +252,50 @@ fn a_task_name_clash_is_a_load_error_naming_both_apps() {
         line.contains("'panicky'") && line.contains("'brain'") && line.contains("'first'"),
         "{line}"
     );
+}
+
+#[test]
+fn an_archive_bundle_loads_serves_and_hot_swaps() {
+    let ws = Workspace::new(1, 8);
+    let assets = brain_assets(None);
+    pack_with(
+        &ws.plugins(),
+        "brain",
+        "labelhost_app_brain",
+        &assets,
+        &["--archive"],
+    );
+    assert!(ws.plugins().join("brain.tar.gz").is_file());
+    assert!(!ws.plugins().join("brain").exists());
+    let server = ws.serve(&[]);
+    assert_eq!(app_names(&server), ["brain"]);
+    let infer = server.at("/infer/brain_otsu?image=img00&output=json");
+    assert_eq!(client().post(&infer).send().expect("infer").status(), 200);
+
+    // A truncated archive is refused and generation 1 keeps serving.
+    let archive = ws.plugins().join("brain.tar.gz");
+    let bytes = std::fs::read(&archive).expect("read");
+    std::fs::write(&archive, &bytes[..bytes.len() / 2]).expect("truncate");
+    let r = client()
+        .post(server.at("/apps/brain/reload"))
+        .send()
+        .expect("reload");
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().expect("json")["code"], "APP_INIT_ERROR");
+
+    std::fs::remove_file(&archive).expect("rm");
+    pack_with(
+        &ws.plugins(),
+        "brain",
+        "labelhost_app_brain",
+        &assets,
+        &["--archive"],
+    );
+    let r = client()
+        .post(server.at("/apps/brain/reload"))
+        .send()
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    let r = client().post(&infer).send().expect("infer");
+    assert_eq!(r.headers()["x-labelhost-generation"], "2");
 }

@@ -50,11 +50,23 @@ pub(crate) fn library(name: &str) -> PathBuf {
 
 /// Packs a library (and assets `SOURCE=PATH`) into `plugins/<bundle>` with `labelhost pack`.
 pub(crate) fn pack(plugins: &Path, bundle: &str, lib: &str, assets: &[String]) {
+    pack_with(plugins, bundle, lib, assets, &[]);
+}
+
+/// `pack` with extra `labelhost pack` flags (such as `--archive`).
+pub(crate) fn pack_with(
+    plugins: &Path,
+    bundle: &str,
+    lib: &str,
+    assets: &[String],
+    flags: &[&str],
+) {
     let mut cmd = Command::new(binary());
     cmd.args(["pack", "--library"])
         .arg(library(lib))
         .arg("--out")
-        .arg(plugins.join(bundle));
+        .arg(plugins.join(bundle))
+        .args(flags);
     for a in assets {
         cmd.args(["--asset", a]);
     }

@@ -1,6 +1,11 @@
-//! App bundles: a folder holding a plugin library, its model files and assets, and
-//! `labelhost-bundle.json` listing each file with its sha256. Staging copies a bundle to a
-//! fresh folder, hashing as it copies, so what is loaded is exactly what was verified.
+//! App bundles: a folder (or a `.tar`/`.tar.gz` of one) holding a plugin library, its model
+//! files and assets, and `labelhost-bundle.json` listing each file with its sha256. Staging
+//! copies a bundle to a fresh folder, hashing as it copies, so what is loaded is exactly
+//! what was verified.
+
+mod archive;
+
+pub use archive::{list, locate, write_archive, BundleSource};
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -124,9 +129,22 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Copies the bundle at `bundle` into `dest` (which must not exist), verifying every file
-/// against the manifest. On any mismatch the copy is removed and the bundle refused.
-pub fn stage(bundle: &Path, dest: &Path) -> Result<StagedBundle> {
+/// Copies a bundle into `dest` (which must not exist), verifying every file against the
+/// manifest. On any mismatch the copy is removed and the bundle refused.
+pub fn stage(source: &BundleSource, dest: &Path) -> Result<StagedBundle> {
+    match source {
+        BundleSource::Folder(dir) => stage_folder(dir, dest),
+        BundleSource::Archive(file) => {
+            let unpacked = dest.with_extension("unpacked");
+            let staged =
+                archive::unpack(file, &unpacked).and_then(|()| stage_folder(&unpacked, dest));
+            let _ = fs::remove_dir_all(&unpacked);
+            staged
+        }
+    }
+}
+
+fn stage_folder(bundle: &Path, dest: &Path) -> Result<StagedBundle> {
     let manifest = read_manifest(bundle)?;
     let staged = stage_files(bundle, dest, &manifest);
     if staged.is_err() {
