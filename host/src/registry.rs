@@ -58,6 +58,23 @@ pub struct AppGeneration {
     pub tasks: Vec<Task>,
     /// The plugin's app object.
     pub app: AppBox,
+    /// Removes the staged copy and work dir; declared after `app` so it runs after the
+    /// plugin's objects are gone.
+    _files: StagedFiles,
+}
+
+/// Folders a generation owns on disk, removed when it is dropped (its library file can go
+/// too: a mapped file stays valid after unlinking, and its path is never reused).
+struct StagedFiles(Vec<PathBuf>);
+
+impl Drop for StagedFiles {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                tracing::warn!(dir = %dir.display(), "cannot remove: {e}");
+            }
+        }
+    }
 }
 
 impl Drop for AppGeneration {
@@ -213,6 +230,7 @@ impl Registry {
     }
 
     fn build(&self, bundle: &str, staged: StagedBundle, generation: u64) -> Result<AppGeneration> {
+        let mut files = StagedFiles(vec![staged.dir.clone()]);
         let library =
             loader::open(&staged.library).map_err(|e| Error::PluginLoad(e.to_string()))?;
         self.mapped.fetch_add(1, Ordering::Relaxed);
@@ -235,6 +253,7 @@ impl Registry {
         let work = self.runtime_dir.join("work").join(stem);
         std::fs::create_dir_all(&work)
             .map_err(|e| Error::Internal(format!("{}: {e}", work.display())))?;
+        files.0.push(work.clone());
         let ctx = HostContext::new(&bm.name, self.shared.clone(), staged.dir.clone(), work);
         let app = (library.module.new_app())(ctx.into_abi())
             .into_result()
@@ -262,6 +281,7 @@ impl Registry {
             generation,
             tasks,
             app,
+            _files: files,
         })
     }
 }

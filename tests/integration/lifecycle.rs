@@ -122,6 +122,21 @@ fn hot_swap_under_load_loses_no_request() {
     let apps = get_json(&server, "/apps");
     assert_eq!(apps["apps"][0]["generation"], RELOADS + 1);
     assert_eq!(apps["libraries_mapped"], RELOADS + 1);
+
+    // Retired generations leave no staged copies behind: only the serving one remains.
+    let runtime = ws.dir.path().join("runtime");
+    let staged = || {
+        std::fs::read_dir(&runtime)
+            .expect("runtime dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("brain-"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while staged() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(staged(), 1, "staged copies left in {}", runtime.display());
 }
 
 /// Replaces the brain bundle with one whose settings file is `settings`, then asks for a reload.

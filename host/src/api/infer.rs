@@ -4,7 +4,7 @@
 //! them) or as a JSON body. The label is saved to the datastore (tag `original`) unless
 //! `save_label` is false.
 
-use super::{call, generation_headers, json_object, owner, State};
+use super::{call, generation_headers, json_object, owner, release, State};
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
 use axum::{
@@ -103,7 +103,8 @@ pub(super) async fn infer(
     params.insert("model".into(), json!(model));
     let text = Value::Object(params).to_string();
     let name = model.clone();
-    let out = call(generation, move |g| {
+    // The generation stays held until the answer is built: its work dir holds the result.
+    let out = call(generation.clone(), move |g| {
         g.app
             .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
     })
@@ -135,6 +136,7 @@ pub(super) async fn infer(
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    release(generation);
     Ok(respond(&output, headers, result, label_bytes, &file_name))
 }
 

@@ -103,6 +103,12 @@ where
         .map_err(|e| Error::Internal(format!("plugin call did not complete: {e}")))?
 }
 
+/// Lets go of a generation off the async threads: if it was the last holder of a retired
+/// generation, dropping it calls the plugin's `on_retire` and removes its files.
+pub(crate) fn release(generation: Arc<AppGeneration>) {
+    tokio::task::spawn_blocking(move || drop(generation));
+}
+
 /// Headers naming the app generation that answered.
 pub(crate) fn generation_headers(g: &AppGeneration) -> HeaderMap {
     let mut h = HeaderMap::new();
