@@ -91,6 +91,11 @@ fn main() {
         })
         .collect();
     let rss_after = rss_bytes();
+    let t = Instant::now();
+    registry.retire("brain").expect("retire");
+    let retire = t.elapsed();
+    let first_swaps = median(swaps[..20].to_vec());
+    let last_swaps = median(swaps[SWAPS - 20..].to_vec());
     let (stage, swap) = (median(stage), median(swaps));
     let per_generation = rss_after.saturating_sub(rss_before) as f64 / SWAPS as f64;
     let lib_size = std::fs::metadata(library()).map_or(0, |m| m.len());
@@ -117,6 +122,18 @@ fn main() {
         "  resident memory per leaked generation     {:>8.1} KiB = {:.2}x library file size",
         per_generation / 1024.0,
         per_generation / lib_size.max(1) as f64
+    );
+    println!(
+        "  swaps 1-20 p50 {:.3} ms, swaps {}-{SWAPS} p50 {:.3} ms = {:.2}x (growth with mapped libraries)",
+        ms(first_swaps),
+        SWAPS - 19,
+        ms(last_swaps),
+        ratio(last_swaps, first_swaps)
+    );
+    println!(
+        "  retire (drop: on_retire, free, remove files)   {:>8.3} ms  = {:.2}x baseline",
+        ms(retire),
+        ratio(retire, stage)
     );
     println!("  libraries mapped: {}", registry.libraries_mapped());
 }
