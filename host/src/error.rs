@@ -109,3 +109,21 @@ impl From<crate::datastore::DatastoreError> for Error {
         }
     }
 }
+
+/// axum's extractor rejections (bad query string, path, body) are client errors: answer
+/// them with the same typed JSON as everything else, not axum's plain text.
+macro_rules! rejections {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for Error {
+            fn from(r: $rejection) -> Self {
+                Error::BadRequest(r.body_text())
+            }
+        }
+    )*};
+}
+
+rejections!(
+    axum::extract::rejection::QueryRejection,
+    axum::extract::rejection::PathRejection,
+    axum::extract::rejection::BytesRejection
+);

@@ -60,6 +60,14 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// Whether the library was mapped before it was refused (mapped libraries are never
+    /// unmapped, so they count as leaked).
+    pub fn mapped(&self) -> bool {
+        !matches!(self, LoadError::Open { .. })
+    }
+}
+
 /// A library whose root module passed the checks. Its code stays mapped for the life of
 /// the process (abi_stable never unloads libraries).
 #[derive(Clone, Copy)]

@@ -113,6 +113,10 @@ pub struct Registry {
     mapped: AtomicU64,
 }
 
+fn poisoned() -> Error {
+    Error::Internal("registry lock poisoned".into())
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -181,32 +185,39 @@ impl Registry {
 
     /// Stops routing to app `name`; returns its generation so the caller can wait for it to drain.
     pub fn retire(&self, name: &str) -> Result<std::sync::Weak<AppGeneration>> {
-        let _admin = self
-            .admin
-            .lock()
-            .map_err(|_| Error::Internal("registry lock poisoned".into()))?;
+        let admin = self.admin.lock().map_err(|_| poisoned())?;
         let snap = self.snapshot();
         let gone = snap.apps.get(name).cloned();
         let gone =
             gone.ok_or_else(|| Error::NotFound(format!("no app named '{name}' is loaded")))?;
         let mut apps = snap.apps.clone();
         apps.remove(name);
-        self.current.store(Arc::new(Snapshot { apps }));
-        Ok(Arc::downgrade(&gone))
+        let previous = self.current.swap(Arc::new(Snapshot { apps }));
+        let weak = Arc::downgrade(&gone);
+        // An idle generation is dropped here, outside the lock (its drop runs plugin code).
+        drop(admin);
+        drop((previous, snap, gone));
+        Ok(weak)
     }
 
     fn install(&self, bundle: &str, replacing: Option<&str>) -> Result<Arc<AppGeneration>> {
         check_bundle_name(bundle)?;
         let source = bundle::locate(&self.plugins_dir, bundle)
             .ok_or_else(|| Error::NotFound(format!("no bundle '{bundle}' in the plugins dir")))?;
-        let mut counters = self
-            .admin
-            .lock()
-            .map_err(|_| Error::Internal("registry lock poisoned".into()))?;
-        let seq = self.staged.fetch_add(1, Ordering::Relaxed);
-        let staged = bundle::stage(&source, &self.runtime_dir.join(format!("{bundle}-{seq}")))?;
-        let name = staged.manifest.name.clone();
+        let mut counters = self.admin.lock().map_err(|_| poisoned())?;
         let snap = self.snapshot();
+        if let Some(old) = replacing {
+            if !snap.apps.contains_key(old) {
+                return Err(Error::NotFound(format!("no app named '{old}' is loaded")));
+            }
+        }
+        let seq = self.staged.fetch_add(1, Ordering::Relaxed);
+        let dest = self
+            .runtime_dir
+            .join(format!("{bundle}-{}-{seq}", std::process::id()));
+        let staged = bundle::stage(&source, &dest)?;
+        let files = StagedFiles(vec![staged.dir.clone()]);
+        let name = staged.manifest.name.clone();
         match replacing {
             Some(old) if old != name => {
                 return Err(Error::PluginLoad(format!(
@@ -219,20 +230,32 @@ impl Registry {
             _ => {}
         }
         let generation = counters.get(&name).copied().unwrap_or(0) + 1;
-        let app = self.build(bundle, staged, generation)?;
+        let app = self.build(bundle, staged, files, generation)?;
         check_clashes(&snap, &app)?;
         counters.insert(name.clone(), generation);
         let app = Arc::new(app);
         let mut apps = snap.apps.clone();
         apps.insert(name, app.clone());
-        self.current.store(Arc::new(Snapshot { apps }));
+        let previous = self.current.swap(Arc::new(Snapshot { apps }));
+        // The replaced generation, if idle, is dropped here, outside the lock.
+        drop(counters);
+        drop((previous, snap));
         Ok(app)
     }
 
-    fn build(&self, bundle: &str, staged: StagedBundle, generation: u64) -> Result<AppGeneration> {
-        let mut files = StagedFiles(vec![staged.dir.clone()]);
-        let library =
-            loader::open(&staged.library).map_err(|e| Error::PluginLoad(e.to_string()))?;
+    fn build(
+        &self,
+        bundle: &str,
+        staged: StagedBundle,
+        mut files: StagedFiles,
+        generation: u64,
+    ) -> Result<AppGeneration> {
+        let library = loader::open(&staged.library).map_err(|e| {
+            if e.mapped() {
+                self.mapped.fetch_add(1, Ordering::Relaxed);
+            }
+            Error::PluginLoad(e.to_string())
+        })?;
         self.mapped.fetch_add(1, Ordering::Relaxed);
         let m = library.manifest();
         let bm = &staged.manifest;

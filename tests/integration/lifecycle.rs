@@ -297,6 +297,8 @@ fn an_archive_bundle_loads_serves_and_hot_swaps() {
         .expect("reload");
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().expect("json")["code"], "APP_INIT_ERROR");
+    let r = client().post(&infer).send().expect("infer");
+    assert_eq!(r.headers()["x-labelhost-generation"], "1");
 
     std::fs::remove_file(&archive).expect("rm");
     pack_with(
@@ -313,4 +315,47 @@ fn an_archive_bundle_loads_serves_and_hot_swaps() {
     assert_eq!(r.status(), 200);
     let r = client().post(&infer).send().expect("infer");
     assert_eq!(r.headers()["x-labelhost-generation"], "2");
+}
+
+#[test]
+fn retiring_waits_for_in_flight_requests_then_calls_on_retire() {
+    let ws = Workspace::new(1, 8);
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let marker = ws.dir.path().join("retired.txt");
+    let server = ws.serve(&[&format!("panicky_retire_marker={}", marker.display())]);
+    let slow = server.at("/infer/slow_infer?image=img00&output=json");
+    let in_flight = std::thread::spawn(move || {
+        client()
+            .post(slow)
+            .json(&json!({"ms": 1500}))
+            .send()
+            .expect("slow request")
+            .status()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let r = client()
+        .delete(server.at("/apps/panicky"))
+        .send()
+        .expect("retire");
+    let waited = started.elapsed();
+    assert_eq!(r.json::<Value>().expect("json")["drained"], true);
+    assert!(
+        waited >= std::time::Duration::from_millis(800),
+        "DELETE returned after {waited:?}"
+    );
+    assert_eq!(
+        in_flight.join().expect("thread"),
+        200,
+        "the in-flight request finished"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        std::fs::read_to_string(&marker).expect("on_retire wrote its marker"),
+        "retired"
+    );
+    assert!(app_names(&server).is_empty());
 }

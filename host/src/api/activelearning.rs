@@ -3,7 +3,15 @@
 use super::{call, generation_headers, json_object, owner, State};
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
-use axum::{body::Bytes, extract::Path, http::HeaderMap, Json};
+use axum::{
+    body::Bytes,
+    extract::{
+        rejection::{BytesRejection, PathRejection},
+        Path,
+    },
+    http::HeaderMap,
+    Json,
+};
 use labelhost_plugin_api::abi::TaskKind;
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,9 +19,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Runs the strategy, records that the image was served, answers with its info and path.
 pub(super) async fn next_sample(
     state: State,
-    Path(strategy): Path<String>,
-    body: Bytes,
+    strategy: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(HeaderMap, Json<Value>)> {
+    let (Path(strategy), body) = (strategy?, body?);
     let request = json_object(&body)?;
     let generation = owner(&state, TaskKind::STRATEGY, &strategy)?;
     let headers = generation_headers(&generation);

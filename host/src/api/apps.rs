@@ -2,7 +2,15 @@
 
 use super::{json_object, State};
 use crate::{registry::AppGeneration, Error, Result};
-use axum::{body::Bytes, extract::Path, http::StatusCode, Json};
+use axum::{
+    body::Bytes,
+    extract::{
+        rejection::{BytesRejection, PathRejection},
+        Path,
+    },
+    http::StatusCode,
+    Json,
+};
 use serde_json::{json, Value};
 use std::{sync::Arc, time::Duration};
 
@@ -49,8 +57,11 @@ where
 }
 
 /// `POST /apps` with `{"bundle": NAME}`: loads a bundle from the plugins dir.
-pub(super) async fn load(state: State, body: Bytes) -> Result<(StatusCode, Json<Value>)> {
-    let body = json_object(&body)?;
+pub(super) async fn load(
+    state: State,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let body = json_object(&body?)?;
     let bundle = body
         .get("bundle")
         .and_then(Value::as_str)
@@ -62,15 +73,27 @@ pub(super) async fn load(state: State, body: Bytes) -> Result<(StatusCode, Json<
 }
 
 /// `POST /apps/{name}/reload`: hot-swaps to the bundle now in the plugins dir.
-pub(super) async fn reload(state: State, Path(name): Path<String>) -> Result<Json<Value>> {
+pub(super) async fn reload(
+    state: State,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>> {
+    let Path(name) = name?;
     let g = blocking(state, move |r| r.reload(&name)).await?;
     tracing::info!(app = %g.name, generation = g.generation, "app hot-swapped");
     Ok(Json(describe(&g)))
 }
 
 /// `DELETE /apps/{name}`: stops routing to the app, waits for its requests to drain.
-pub(super) async fn retire(state: State, Path(name): Path<String>) -> Result<Json<Value>> {
-    let weak = state.registry.retire(&name)?;
+pub(super) async fn retire(
+    state: State,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>> {
+    let Path(name) = name?;
+    let st = state.0.clone();
+    let which = name.clone();
+    let weak = tokio::task::spawn_blocking(move || st.registry.retire(&which))
+        .await
+        .map_err(|e| Error::Internal(format!("retire did not complete: {e}")))??;
     let started = tokio::time::Instant::now();
     while weak.strong_count() > 0 && started.elapsed() < DRAIN_TIMEOUT {
         tokio::time::sleep(Duration::from_millis(10)).await;

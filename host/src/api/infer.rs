@@ -8,7 +8,10 @@ use super::{call, generation_headers, json_object, owner, release, State};
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
 use axum::{
-    extract::{FromRequest, Multipart, Path, Query, Request},
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        FromRequest, Multipart, Path, Query, Request,
+    },
     http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
 };
@@ -67,10 +70,11 @@ async fn read_params(req: Request) -> Result<Map<String, Value>> {
 /// Runs infer task `model` on a datastore image.
 pub(super) async fn infer(
     state: State,
-    Path(model): Path<String>,
-    Query(q): Query<InferQuery>,
+    model: Result<Path<String>, PathRejection>,
+    q: Result<Query<InferQuery>, QueryRejection>,
     req: Request,
 ) -> Result<Response> {
+    let (Path(model), Query(q)) = (model?, q?);
     let output = q.output.as_deref().unwrap_or("all").to_owned();
     if !matches!(output.as_str(), "image" | "json" | "all") {
         return Err(Error::BadRequest(format!(
@@ -86,10 +90,6 @@ pub(super) async fn infer(
         .image
         .ok_or_else(|| Error::BadRequest("the 'image' query parameter is required".into()))?;
     let mut params = read_params(req).await?;
-    let generation = owner(&state, TaskKind::INFER, &model)?;
-    let headers = generation_headers(&generation);
-    let store = state.shared.datastore.clone();
-    let image_path = store.get_image_uri(&image_id)?;
     let save = params
         .get("save_label")
         .and_then(Value::as_bool)
@@ -99,6 +99,11 @@ pub(super) async fn infer(
         .and_then(Value::as_str)
         .unwrap_or("original")
         .to_owned();
+    crate::datastore::ids::validate_tag(&tag)?;
+    let generation = owner(&state, TaskKind::INFER, &model)?;
+    let headers = generation_headers(&generation);
+    let store = state.shared.datastore.clone();
+    let image_path = store.get_image_uri(&image_id)?;
     params.insert("image".into(), json!(image_path));
     params.insert("model".into(), json!(model));
     let text = Value::Object(params).to_string();
@@ -116,19 +121,17 @@ pub(super) async fn infer(
         .into_option()
         .map(|p| std::path::PathBuf::from(p.as_str()));
     let label_bytes = match &label_file {
-        Some(path) => {
-            if save {
-                let info = json!({"model": model, "params": result});
-                let info = info.as_object().cloned().unwrap_or_default();
-                store.save_label(&image_id, path, &tag, info)?;
-            }
-            let bytes = tokio::fs::read(path).await;
-            let _ = tokio::fs::remove_file(path).await;
-            Some(
-                bytes
-                    .map_err(|e| Error::Internal(format!("result file {}: {e}", path.display())))?,
+        Some(path) => Some(
+            take_label(
+                &store,
+                path,
+                save.then_some(&tag),
+                &image_id,
+                &model,
+                &result,
             )
-        }
+            .await?,
+        ),
         None => None,
     };
     let file_name = label_file
@@ -138,6 +141,30 @@ pub(super) async fn infer(
         .unwrap_or_default();
     release(generation);
     Ok(respond(&output, headers, result, label_bytes, &file_name))
+}
+
+/// Saves the result label under `tag` (when given), reads it for the answer, and removes the
+/// result file whatever happens.
+async fn take_label(
+    store: &crate::datastore::LocalDatastore,
+    path: &std::path::Path,
+    tag: Option<&String>,
+    image_id: &str,
+    model: &str,
+    result: &Value,
+) -> Result<Vec<u8>> {
+    let saved = match tag {
+        Some(tag) => {
+            let info = json!({"model": model, "params": result});
+            let info = info.as_object().cloned().unwrap_or_default();
+            store.save_label(image_id, path, tag, info).map(drop)
+        }
+        None => Ok(()),
+    };
+    let bytes = tokio::fs::read(path).await;
+    let _ = tokio::fs::remove_file(path).await;
+    saved?;
+    bytes.map_err(|e| Error::Internal(format!("result file {}: {e}", path.display())))
 }
 
 fn respond(

@@ -146,6 +146,12 @@ pub fn stage(source: &BundleSource, dest: &Path) -> Result<StagedBundle> {
 
 fn stage_folder(bundle: &Path, dest: &Path) -> Result<StagedBundle> {
     let manifest = read_manifest(bundle)?;
+    // A fresh folder of our own: never write into files another process may have mapped.
+    let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dest.display()));
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(io)?;
+    }
+    fs::create_dir(dest).map_err(io)?;
     let staged = stage_files(bundle, dest, &manifest);
     if staged.is_err() {
         let _ = fs::remove_dir_all(dest);

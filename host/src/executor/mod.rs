@@ -19,7 +19,7 @@ pub(crate) fn scope_handle(scope: Arc<ExecutorScope>) -> scope::ScopeHandle {
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, Weak},
     time::SystemTime,
 };
 use tch::{CModule, Device};
@@ -31,9 +31,11 @@ pub struct TorchExecutor {
     models: Mutex<HashMap<(PathBuf, String), CachedModel>>,
 }
 
+/// A cache entry does not keep its model alive: the scopes (app generations) using it do,
+/// so a retired generation's models are freed with it.
 struct CachedModel {
     modified: Option<SystemTime>,
-    module: Arc<CModule>,
+    module: Weak<CModule>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -103,8 +105,8 @@ impl TorchExecutor {
             .lock()
             .map_err(|_| "model cache poisoned".to_owned())?;
         if let Some(cached) = models.get(&key) {
-            if cached.modified == stamp {
-                return Ok(cached.module.clone());
+            if let (true, Some(module)) = (cached.modified == stamp, cached.module.upgrade()) {
+                return Ok(module);
             }
         }
         let mut module = CModule::load_on_device(path, device)
@@ -113,13 +115,12 @@ impl TorchExecutor {
             .f_set_eval()
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let module = Arc::new(module);
-        models.insert(
-            key,
-            CachedModel {
-                modified: stamp,
-                module: module.clone(),
-            },
-        );
+        models.retain(|_, c| c.module.strong_count() > 0);
+        let cached = CachedModel {
+            modified: stamp,
+            module: Arc::downgrade(&module),
+        };
+        models.insert(key, cached);
         Ok(module)
     }
 }

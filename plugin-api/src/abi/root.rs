@@ -19,7 +19,7 @@ pub const ABI_VERSION: &str = "2.0.0";
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = AppModuleRef)))]
-#[sabi(missing_field(panic))]
+#[sabi(missing_field(option))]
 pub struct AppModule {
     /// The plugin's manifest; callable before the app is constructed.
     pub manifest: extern "C" fn() -> Manifest,

@@ -16,6 +16,7 @@ use abi_stable::{
 use serde_json::{json, Map, Value};
 use std::{
     any::Any,
+    mem::ManuallyDrop,
     panic::{catch_unwind, AssertUnwindSafe},
     time::Instant,
 };
@@ -56,9 +57,28 @@ fn unknown(kind: &str, name: &str) -> Error {
 
 /// The ABI app object wrapping an SDK app and its tasks.
 pub struct AppAdapter<A: App> {
-    app: A,
-    tasks: Tasks,
+    app: ManuallyDrop<A>,
+    tasks: ManuallyDrop<Tasks>,
     host: Host,
+}
+
+/// The host drops the app object through the ABI; a panic in the app's or a task's `Drop`
+/// must not unwind there either.
+impl<A: App> Drop for AppAdapter<A> {
+    fn drop(&mut self) {
+        let (app, tasks) = (&mut self.app, &mut self.tasks);
+        // SAFETY: each field is dropped exactly once, here, and never used afterwards.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+            ManuallyDrop::drop(tasks);
+            ManuallyDrop::drop(app);
+        }));
+        if dropped.is_err() {
+            eprintln!(
+                "labelhost plugin {}: a panic while dropping the app was caught",
+                A::NAME
+            );
+        }
+    }
 }
 
 impl<A: App> AppAdapter<A> {
@@ -80,7 +100,11 @@ impl<A: App> AppAdapter<A> {
             let app = A::new(&host)?;
             let tasks = app.tasks();
             Ok(abi::App_TO::from_value(
-                AppAdapter { app, tasks, host },
+                AppAdapter {
+                    app: ManuallyDrop::new(app),
+                    tasks: ManuallyDrop::new(tasks),
+                    host,
+                },
                 TD_Opaque,
             ))
         })

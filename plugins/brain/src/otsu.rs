@@ -80,7 +80,7 @@ impl InferTask for OtsuMask {
             .map(<[f32]>::to_vec)
             .unwrap_or_else(|| volume.data.iter().copied().collect());
         let threshold = otsu_threshold(&values, self.bins)
-            .ok_or_else(|| Error::inference("the image is constant: no threshold exists"))?;
+            .ok_or_else(|| Error::invalid_input("the image is constant: no threshold exists"))?;
         let mask = volume.data.mapv(|v| u8::from(v > threshold));
         let foreground = mask.iter().filter(|&&v| v == 1).count();
         let t2 = Instant::now();

@@ -80,7 +80,7 @@ impl InferTask for KMeans {
         let values: Vec<f32> = volume.data.iter().copied().collect();
         let c = centres(&values, self.classes, iterations);
         if c.is_empty() {
-            return Err(Error::inference("the image has no finite voxels"));
+            return Err(Error::invalid_input("the image has no finite voxels"));
         }
         let label = volume
             .data
