@@ -13,7 +13,9 @@ plugins="${LABELHOST_PLUGINS:-$PWD/.cache/plugins}"
 studies="${LABELHOST_STUDIES:-$PWD/.cache/studies}"
 rm -rf "$plugins" && mkdir -p "$plugins" "$studies"
 "$bin" pack --library "$CARGO_TARGET_DIR/release/liblabelhost_app_brain.so" \
-    --asset plugins/brain/assets/otsu.json=assets/otsu.json --out "$plugins/brain"
+    --asset plugins/brain/assets/otsu.json=assets/otsu.json \
+    --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
+    --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" --out "$plugins/brain"
 "$bin" pack --library "$CARGO_TARGET_DIR/release/liblabelhost_app_segmentation.so" \
     --out "$plugins/segmentation"
 for f in ch2.nii.gz KmeansTest_T1UCharRaw.nii.gz; do

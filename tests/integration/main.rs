@@ -11,6 +11,8 @@ mod support;
 mod apps;
 // Loading, hot swap under load, failed reloads, retiring.
 mod lifecycle;
+// Brain extraction with the pretrained deepbet models on real volumes (Dice).
+mod brain;
 // Plugin-api versions: the previous minor loads, another major is refused.
 mod abi_versions;
 // Panics and bad input: typed JSON errors, the server keeps serving.

@@ -26,6 +26,14 @@ pub(crate) fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Where scripts/setup.sh caches LibTorch, the sample data and the models.
+pub(crate) fn cache_dir() -> PathBuf {
+    match std::env::var_os("LABELHOST_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/labelhost"),
+    }
+}
+
 /// The `labelhost` binary.
 pub(crate) fn binary() -> PathBuf {
     let bin = target_dir().join("labelhost");

@@ -4,6 +4,7 @@
 //! Apps reach it through an [`ExecutorScope`] per app generation (see `scope.rs`); the
 //! sliding-window inferer and the queues arrive with the executor issue.
 
+mod ops;
 mod scope;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -26,15 +26,15 @@ pub struct ExecutorScope {
 
 type Res<T> = Result<T, PluginError>;
 
-fn err(code: ErrorCode, msg: impl Into<String>) -> PluginError {
+pub(super) fn err(code: ErrorCode, msg: impl Into<String>) -> PluginError {
     PluginError::new(code, msg)
 }
 
-fn torch(e: tch::TchError) -> PluginError {
+pub(super) fn torch(e: tch::TchError) -> PluginError {
     err(ErrorCode::INFERENCE_ERROR, format!("libtorch: {e}"))
 }
 
-fn kind_of(d: DType) -> Res<Kind> {
+pub(super) fn kind_of(d: DType) -> Res<Kind> {
     Ok(match d {
         DType::U8 => Kind::Uint8,
         DType::I16 => Kind::Int16,
@@ -113,34 +113,6 @@ impl ExecutorScope {
         self.exec
             .device(name.as_str())
             .map_err(|m| err(ErrorCode::INVALID_INPUT, m))
-    }
-
-    fn run_op(&self, name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor>> {
-        let first = inputs.first().ok_or_else(|| {
-            err(
-                ErrorCode::INVALID_INPUT,
-                format!("op {name} needs an input"),
-            )
-        })?;
-        let int = |k: &str, d: i64| args.get(k).and_then(Value::as_i64).unwrap_or(d);
-        let out = match name {
-            "argmax" => first.f_argmax(
-                int("dim", 0),
-                args.get("keepdim") == Some(&Value::Bool(true)),
-            ),
-            "softmax" => first.f_softmax(int("dim", 0), Kind::Float),
-            "sigmoid" => first.f_sigmoid(),
-            "threshold" => {
-                let v = args.get("value").and_then(Value::as_f64).unwrap_or(0.5);
-                first.f_gt(v).and_then(|t| t.f_to_kind(Kind::Uint8))
-            }
-            "to_dtype" => {
-                let d = DType(u32::try_from(int("dtype", 5)).unwrap_or(0));
-                first.f_to_kind(kind_of(d)?)
-            }
-            other => return Err(err(ErrorCode::UNSUPPORTED, format!("unknown op '{other}'"))),
-        };
-        Ok(vec![out.map_err(torch)?])
     }
 }
 
@@ -281,7 +253,7 @@ impl abi::Executor for ScopeHandle {
                 .iter()
                 .map(|id| self.0.get(*id))
                 .collect::<Res<_>>()?;
-            let out = tch::no_grad(|| self.0.run_op(name.as_str(), &inputs, &args))?;
+            let out = tch::no_grad(|| super::ops::run(name.as_str(), &inputs, &args))?;
             out.into_iter().map(|t| self.0.put(t)).collect()
         })
     }

@@ -246,6 +246,18 @@ impl Executor {
         ))?;
         Ok(self.wrap(out))
     }
+    /// A named op with one output.
+    pub fn op1(&self, name: &str, input: &Tensor, args: &Value) -> Result<Tensor> {
+        self.op(name, &[input], args)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorCode::INFERENCE_ERROR,
+                    format!("op {name} gave no output"),
+                )
+            })
+    }
     /// Sliding-window inference with JSON parameters.
     pub fn sliding_window(&self, model: Model, input: &Tensor, params: &Value) -> Result<Tensor> {
         let params = params.to_string();
@@ -283,6 +295,20 @@ impl Drop for Tensor {
         self.exec
             .inner
             .release(RSlice::from(std::slice::from_ref(&self.id)));
+    }
+}
+
+impl Tensor {
+    /// Reads a one-element `f32` tensor (a quantile, a mean).
+    pub fn scalar_f32(&self) -> Result<f32> {
+        let values = self.to_data()?.to_f32()?;
+        match values.as_slice() {
+            [v] => Ok(*v),
+            _ => Err(Error::new(
+                ErrorCode::INFERENCE_ERROR,
+                "expected a one-element tensor",
+            )),
+        }
     }
 }
 

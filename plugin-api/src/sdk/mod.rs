@@ -9,6 +9,8 @@ mod host;
 pub mod image;
 pub mod strategies;
 mod tasks;
+#[cfg(feature = "nifti")]
+pub mod transforms;
 
 pub use adapter::AppAdapter;
 pub use error::{Error, Result};

@@ -1,9 +1,11 @@
 //! The `brain` app: a foreground (head) mask of an MRI volume by Otsu thresholding,
 //! voxel statistics of saved labels, and first/last sampling.
 //!
-//! Settings ship in the bundle (`assets/otsu.json`), so a new bundle can change them
-//! without a new build. The deep-learning brain extraction joins this app later.
+//! With deepbet's pretrained models in its bundle (`models/bbox_model.pt`, `models/model.pt`)
+//! it also offers `brain_extraction`. Settings ship in the bundle too (`assets/otsu.json`),
+//! so a new bundle can change them without a new build.
 
+mod deepbet;
 mod otsu;
 mod sum;
 
@@ -15,6 +17,7 @@ use labelhost_plugin_api::{
 /// The app.
 pub struct BrainApp {
     bins: usize,
+    deepbet: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl App for BrainApp {
@@ -25,11 +28,27 @@ impl App for BrainApp {
         let text = std::fs::read_to_string(host.asset("assets/otsu.json")?)?;
         let conf: serde_json::Value = serde_json::from_str(&text)?;
         let bins = conf["bins"].as_u64().unwrap_or(256).clamp(2, 65536) as usize;
-        Ok(BrainApp { bins })
+        // The deepbet models ship in the bundle; a bundle without them offers no
+        // brain_extraction (as MONAI Label hides models whose weights are missing).
+        let deepbet = host
+            .asset("models/bbox_model.pt")
+            .ok()
+            .zip(host.asset("models/model.pt").ok());
+        Ok(BrainApp { bins, deepbet })
     }
 
     fn tasks(&self) -> Tasks {
-        Tasks::new()
+        let tasks = match &self.deepbet {
+            Some((bbox_model, model)) => Tasks::new().infer(
+                "brain_extraction",
+                deepbet::DeepBet {
+                    bbox_model: bbox_model.clone(),
+                    model: model.clone(),
+                },
+            ),
+            None => Tasks::new(),
+        };
+        tasks
             .infer("brain_otsu", otsu::OtsuMask { bins: self.bins })
             .strategy("first", strategies::First)
             .strategy("last", strategies::Last)

@@ -1,0 +1,11 @@
+//! CPU transforms for plugins, with MONAI's names and semantics (feature `nifti`). The
+//! heavy, per-voxel arithmetic ones run on the host executor through `Executor::op`
+//! (`interpolate` is MONAI's Resize, `scale_intensity_range`, `normalize_intensity`,
+//! `crop` is SpatialCrop, `threshold`/`argmax` are AsDiscrete...); these are the ones
+//! that walk the volume's structure.
+
+mod components;
+mod orientation;
+
+pub use components::{bounding_box, fill_holes, keep_largest_connected_component};
+pub use orientation::Orientation;

@@ -1,0 +1,124 @@
+//! MONAI's `Orientation(axcodes="RAS")`: permute and flip voxel axes to the closest
+//! canonical (RAS+) orientation of an affine, and back (for `Restore`).
+
+use ndarray::{ArrayD, Axis};
+
+/// How the voxel axes of a volume relate to RAS+.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Orientation {
+    /// For each RAS axis (R, A, S), the voxel axis that runs along it.
+    pub source_axis: [usize; 3],
+    /// Whether that voxel axis runs the opposite way (L, P or I).
+    pub flipped: [bool; 3],
+}
+
+impl Orientation {
+    /// The closest canonical orientation of an affine, as nibabel's `io_orientation`
+    /// assigns it: repeatedly take the largest remaining |direction cosine|.
+    pub fn from_affine(affine: &[[f64; 4]; 4]) -> Self {
+        let mut cos = [[0.0f64; 3]; 3];
+        for col in 0..3 {
+            let norm = (0..3)
+                .map(|r| affine[r][col].powi(2))
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-12);
+            for row in 0..3 {
+                cos[row][col] = affine[row][col] / norm;
+            }
+        }
+        let (mut source_axis, mut flipped) = ([0usize; 3], [false; 3]);
+        let (mut rows, mut cols) = ([false; 3], [false; 3]);
+        for _ in 0..3 {
+            let mut best = (0, 0, -1.0);
+            for (r, row) in cos.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    if !rows[r] && !cols[c] && v.abs() > best.2 {
+                        best = (r, c, v.abs());
+                    }
+                }
+            }
+            let (r, c, _) = best;
+            source_axis[r] = c;
+            flipped[r] = cos[r][c] < 0.0;
+            rows[r] = true;
+            cols[c] = true;
+        }
+        Orientation {
+            source_axis,
+            flipped,
+        }
+    }
+
+    /// The voxel axis codes (`"LPS"`, `"RAS"`...): which way each voxel axis runs.
+    pub fn codes(&self) -> String {
+        let mut out = ['?'; 3];
+        for (world, &axis) in self.source_axis.iter().enumerate() {
+            let (pos, neg) = [('R', 'L'), ('A', 'P'), ('S', 'I')][world];
+            out[axis] = if self.flipped[world] { neg } else { pos };
+        }
+        out.iter().collect()
+    }
+
+    fn permutation(&self, ndim: usize) -> Vec<usize> {
+        let mut p: Vec<usize> = self.source_axis.to_vec();
+        p.extend(3..ndim);
+        p
+    }
+
+    /// Reorders the first three axes of `x` to RAS+.
+    pub fn to_ras<T: Clone>(&self, x: &ArrayD<T>) -> ArrayD<T> {
+        let mut v = x.view().permuted_axes(self.permutation(x.ndim()));
+        for (axis, &flip) in self.flipped.iter().enumerate() {
+            if flip {
+                v.invert_axis(Axis(axis));
+            }
+        }
+        v.as_standard_layout().into_owned()
+    }
+
+    /// Undoes [`Orientation::to_ras`].
+    pub fn from_ras<T: Clone>(&self, x: &ArrayD<T>) -> ArrayD<T> {
+        let mut v = x.view();
+        for (axis, &flip) in self.flipped.iter().enumerate() {
+            if flip {
+                v.invert_axis(Axis(axis));
+            }
+        }
+        let forward = self.permutation(x.ndim());
+        let mut inverse = vec![0; forward.len()];
+        for (i, &f) in forward.iter().enumerate() {
+            inverse[f] = i;
+        }
+        v.permuted_axes(inverse).as_standard_layout().into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Orientation;
+    use ndarray::{ArrayD, IxDyn};
+
+    #[test]
+    fn lps_with_swapped_axes_round_trips() {
+        // voxel i runs posterior (-A), j runs left (-R), k runs superior.
+        let a = [
+            [0.0, -2.0, 0.0, 0.0],
+            [-1.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 3.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let o = Orientation::from_affine(&a);
+        assert_eq!(o.source_axis, [1, 0, 2]);
+        assert_eq!(o.flipped, [true, true, false]);
+        assert_eq!(o.codes(), "PLS");
+        let x = ArrayD::from_shape_fn(IxDyn(&[2, 3, 4]), |i| {
+            (i[0] * 100 + i[1] * 10 + i[2]) as i32
+        });
+        let ras = o.to_ras(&x);
+        assert_eq!(ras.shape(), &[3, 2, 4]);
+        // RAS index (r, a, s) = voxel (i = 1 - a, j = 2 - r, k = s).
+        assert_eq!(ras[[0, 0, 3]], x[[1, 2, 3]]);
+        assert_eq!(o.from_ras(&ras), x);
+    }
+}

@@ -1,0 +1,189 @@
+//! Brain extraction with the pretrained deepbet 1.0.2 TorchScript models (PyPI, MIT), in
+//! deepbet's two stages: a 128³ pass finds the brain's bounding box, a 256³ pass on the
+//! cropped box segments it. Tensors stay on the executor's device from upload to the
+//! thresholded uint8 mask; connected components and hole filling run here on the CPU.
+
+use labelhost_plugin_api::sdk::{
+    image, input_image, json,
+    transforms::{fill_holes, keep_largest_connected_component, Orientation},
+    DType, Error, Executor, Host, InferResult, InferTask, InferTaskInfo, InferType, Map, Model,
+    Result, Tensor, Value,
+};
+use ndarray::{s, ArrayD, IxDyn};
+use std::{path::PathBuf, time::Instant};
+
+const SMALL: i64 = 128;
+const LARGE: i64 = 256;
+
+/// The two-stage deepbet task.
+pub(crate) struct DeepBet {
+    pub(crate) bbox_model: PathBuf,
+    pub(crate) model: PathBuf,
+}
+
+/// deepbet's `normalize`: scale [lo, hi] to [0, 1] (clipped), z-score, then `0.226 z + 0.449`.
+fn normalize(exec: &Executor, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
+    let range = json!({"a_min": lo, "a_max": hi, "b_min": 0.0, "b_max": 1.0, "clip": true});
+    let x = exec.op1("scale_intensity_range", x, &range)?;
+    let x = exec.op1("normalize_intensity", &x, &json!({"unbiased": true}))?;
+    exec.op1("affine", &x, &json!({"scale": 0.226, "shift": 0.449}))
+}
+
+/// Runs a model on a `[D,H,W]` volume; returns its brain-probability channel `[D,H,W]`.
+fn brain_probability(exec: &Executor, model: Model, x: &Tensor, side: i64) -> Result<Tensor> {
+    let batch = exec.op1("reshape", x, &json!({"shape": [1, 1, side, side, side]}))?;
+    let out = exec.forward(model, &[&batch])?;
+    let out = out
+        .first()
+        .ok_or_else(|| Error::inference("the model returned nothing"))?;
+    let first = exec.op1("select", out, &json!({"dim": 0, "index": 0}))?;
+    exec.op1("select", &first, &json!({"dim": 0, "index": 1}))
+}
+
+fn download_mask(t: &Tensor, shape: &[usize]) -> Result<ArrayD<u8>> {
+    let data = t.to_data()?;
+    if data.dtype != DType::U8 {
+        return Err(Error::inference("expected a uint8 mask"));
+    }
+    ArrayD::from_shape_vec(IxDyn(shape), data.bytes.into_vec())
+        .map_err(|e| Error::inference(format!("mask shape: {e}")))
+}
+
+/// deepbet's box: per axis, the slices whose mean mask value exceeds 0.02, scaled from
+/// 128³ to the volume, grown by 10% each side, rounded half to even, clamped.
+fn bounding_box(mask: &ArrayD<u8>, shape: &[usize]) -> Result<[(usize, usize); 3]> {
+    let mut bbox = [(0, 0); 3];
+    for axis in 0..3 {
+        let per_slice = (SMALL * SMALL) as f64;
+        let hits: Vec<usize> = (0..SMALL as usize)
+            .filter(|&i| {
+                let sum: u64 = mask
+                    .index_axis(ndarray::Axis(axis), i)
+                    .iter()
+                    .map(|&v| u64::from(v))
+                    .sum();
+                sum as f64 / per_slice > 0.02
+            })
+            .collect();
+        let (Some(&first), Some(&last)) = (hits.first(), hits.last()) else {
+            return Err(Error::invalid_input(
+                "not enough brain found to place a bounding box",
+            ));
+        };
+        let scale = shape[axis] as f64 / SMALL as f64;
+        let centre = ((last + 1 + first) as f64 / 2.0 * scale).round_ties_even();
+        let size = (((last + 1 - first) as f64) * scale * 1.2).round_ties_even();
+        let lo = ((centre - size / 2.0) as i64).max(0) as usize;
+        let hi = ((centre + size / 2.0) as i64).clamp(0, shape[axis] as i64) as usize;
+        if hi <= lo {
+            return Err(Error::invalid_input("the brain's bounding box is empty"));
+        }
+        bbox[axis] = (lo, hi);
+    }
+    Ok(bbox)
+}
+
+impl InferTask for DeepBet {
+    fn info(&self) -> InferTaskInfo {
+        let mut config = Map::new();
+        config.insert("device".into(), json!(["", "cuda", "cpu"]));
+        InferTaskInfo {
+            infer_type: InferType::SEGMENTATION,
+            labels: json!({"brain": 1}),
+            dimension: 3,
+            description: "Brain extraction (deepbet 1.0.2, two-stage 3-D UNet)".into(),
+            config,
+        }
+    }
+
+    fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
+        let device = request.get("device").and_then(Value::as_str).unwrap_or("");
+        let t0 = Instant::now();
+        let volume = image::read(input_image(request)?)?;
+        let orientation = Orientation::from_affine(&volume.affine());
+        let ras = orientation.to_ras(&volume.first_frame());
+        let shape = ras.shape().to_vec();
+        let exec = host.executor();
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let bytes: Vec<u8> = ras.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let x = exec.tensor(DType::F32, &dims, bytes, device)?;
+        let x = exec.op1("nan_to_num", &x, &json!({}))?;
+        let small = exec.op1(
+            "interpolate",
+            &x,
+            &json!({"size": [SMALL, SMALL, SMALL], "mode": "nearest-exact"}),
+        )?;
+        let lo = exec
+            .op1("quantile", &small, &json!({"q": 0.005}))?
+            .scalar_f32()?;
+        let hi = exec
+            .op1("quantile", &small, &json!({"q": 0.995}))?
+            .scalar_f32()?;
+        if hi <= lo {
+            return Err(Error::invalid_input("the image has no intensity range"));
+        }
+        let t1 = Instant::now();
+
+        let bbox_model = exec.load_model(&self.bbox_model, device)?;
+        let p_small =
+            brain_probability(&exec, bbox_model, &normalize(&exec, &small, lo, hi)?, SMALL)?;
+        let m_small = exec.op1("threshold", &p_small, &json!({"value": 0.5}))?;
+        let mut m_small = download_mask(&m_small, &[SMALL as usize; 3])?;
+        keep_largest_connected_component(&mut m_small);
+        let bbox = bounding_box(&m_small, &shape)?;
+        let (start, end) = (bbox.map(|b| b.0), bbox.map(|b| b.1));
+        let crop = exec.op1("crop", &x, &json!({"start": start, "end": end}))?;
+        let big = exec.op1(
+            "interpolate",
+            &crop,
+            &json!({"size": [LARGE, LARGE, LARGE], "mode": "nearest-exact"}),
+        )?;
+        let model = exec.load_model(&self.model, device)?;
+        let p_big = brain_probability(&exec, model, &normalize(&exec, &big, lo, hi)?, LARGE)?;
+        let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
+        let back = exec.op1(
+            "interpolate",
+            &p_big,
+            &json!({"size": crop_shape, "mode": "nearest-exact"}),
+        )?;
+        let m_crop = exec.op1("threshold", &back, &json!({"value": 0.5}))?;
+        let m_crop = download_mask(&m_crop, &crop_shape)?;
+        let t2 = Instant::now();
+
+        let mut mask = ArrayD::<u8>::zeros(IxDyn(&shape));
+        mask.slice_mut(s![start[0]..end[0], start[1]..end[1], start[2]..end[2]])
+            .assign(
+                &m_crop
+                    .view()
+                    .into_dimensionality::<ndarray::Ix3>()
+                    .map_err(|e| Error::inference(e.to_string()))?,
+            );
+        keep_largest_connected_component(&mut mask);
+        fill_holes(&mut mask);
+        let mask = orientation.from_ras(&mask);
+        let t3 = Instant::now();
+        let out = host.result_path("brain_extraction", ".nii.gz");
+        image::write_label(&out, &volume, &mask)?;
+        let t4 = Instant::now();
+
+        let voxels = mask.iter().filter(|&&v| v != 0).count();
+        let zooms: f64 = (1..4).map(|i| f64::from(volume.header.pixdim[i])).product();
+        let mut params = Map::new();
+        params.insert("brain_voxels".into(), json!(voxels));
+        params.insert("tiv_cm3".into(), json!(1e-3 * voxels as f64 * zooms));
+        params.insert("bbox".into(), json!({"start": start, "end": end}));
+        params.insert("orientation".into(), json!(orientation.codes()));
+        let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
+        params.insert(
+            "latencies".into(),
+            json!({
+                "pre": secs(t0, t1), "infer": secs(t1, t2), "invert": 0.0, "post": secs(t2, t3),
+                "write": secs(t3, t4), "total": secs(t0, t4), "transform": {}
+            }),
+        );
+        Ok(InferResult {
+            label: Some(out),
+            params,
+        })
+    }
+}
