@@ -1,11 +1,12 @@
 //! The shared LibTorch executor: one per process, CUDA when present, CPU otherwise.
 //! TorchScript models are cached per (file, device) and reloaded when the file changes.
 //!
-//! Apps reach it through an [`ExecutorScope`] per app generation (see `scope.rs`); the
-//! sliding-window inferer and the queues arrive with the executor issue.
+//! Apps reach it through an [`ExecutorScope`] per app generation (`scope.rs`): named tensor
+//! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device.
 
 mod ops;
 mod scope;
+mod sliding;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;

@@ -233,11 +233,32 @@ impl abi::Executor for ScopeHandle {
         })
     }
 
-    fn sliding_window(&self, _: ModelId, _: TensorId, _: RStr<'_>) -> PluginResult<TensorId> {
-        abi_stable::std_types::RErr(err(
-            ErrorCode::UNSUPPORTED,
-            "sliding-window inference is not implemented by this host yet",
-        ))
+    fn sliding_window(
+        &self,
+        model: ModelId,
+        input: TensorId,
+        params: RStr<'_>,
+    ) -> PluginResult<TensorId> {
+        host_guard(|| {
+            let module = self
+                .0
+                .models
+                .lock()
+                .map_err(|_| poisoned())?
+                .get(&model.0)
+                .cloned();
+            let module =
+                module.ok_or_else(|| err(ErrorCode::INVALID_INPUT, "unknown model handle"))?;
+            let params: Value = serde_json::from_str(params.as_str()).map_err(|e| {
+                err(
+                    ErrorCode::INVALID_INPUT,
+                    format!("sliding_window params: {e}"),
+                )
+            })?;
+            let x = self.0.get(input)?;
+            let out = tch::no_grad(|| super::sliding::infer(&module, &x, &params))?;
+            self.0.put(out)
+        })
     }
 
     fn op(

@@ -3,7 +3,7 @@
 
 use super::{scope_handle, ExecutorScope, TorchExecutor};
 use abi_stable::std_types::{RSlice, RStr};
-use labelhost_plugin_api::abi::{DType, ErrorCode, Executor, TensorData, TensorId};
+use labelhost_plugin_api::abi::{DType, ErrorCode, Executor, ModelId, TensorData, TensorId};
 use std::{path::PathBuf, sync::Arc};
 
 fn fixture(name: &str) -> String {
@@ -135,4 +135,126 @@ fn failures_are_typed_errors() {
         .op(RStr::from("nope"), RSlice::from(&[x][..]), RStr::from("{}"))
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::UNSUPPORTED);
+}
+
+fn sliding(ex: &impl Executor, model: ModelId, x: TensorId, params: &str) -> Vec<f32> {
+    let out = ex.sliding_window(model, x, RStr::from(params)).unwrap();
+    read_f32(&ex.tensor_to(out).unwrap())
+}
+
+#[test]
+fn sliding_window_reproduces_a_pointwise_model_exactly() {
+    let (_scope, ex) = handle();
+    let model = ex
+        .load_model(RStr::from(fixture("double.pt").as_str()), RStr::from("cpu"))
+        .unwrap();
+    let (d, h, w) = (9usize, 7usize, 5usize);
+    let values: Vec<f32> = (0..d * h * w).map(|i| (i % 13) as f32 - 4.0).collect();
+    let shape = [1, 1, d as i64, h as i64, w as i64];
+    let x = ex
+        .tensor_from(floats(&values, &shape), RStr::from("cpu"))
+        .unwrap();
+    let doubled: Vec<f32> = values.iter().map(|v| 2.0 * v).collect();
+    for params in [
+        r#"{"roi_size": [4, 4, 4], "overlap": 0.25}"#,
+        r#"{"roi_size": [4, 3, 2], "overlap": 0.5, "sw_batch_size": 3, "mode": "gaussian"}"#,
+        // larger than the image on two axes: padded, then cropped back
+        r#"{"roi_size": [12, 8, 4], "mode": "gaussian", "padding_mode": "replicate"}"#,
+    ] {
+        let got = sliding(&ex, model, x, params);
+        assert_eq!(got.len(), doubled.len(), "{params}");
+        let worst = got
+            .iter()
+            .zip(&doubled)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "{params}: max error {worst}");
+    }
+}
+
+#[test]
+fn sliding_window_refuses_bad_parameters() {
+    let (_scope, ex) = handle();
+    let model = ex
+        .load_model(RStr::from(fixture("double.pt").as_str()), RStr::from("cpu"))
+        .unwrap();
+    let x = ex
+        .tensor_from(floats(&[0.0; 8], &[1, 1, 2, 2, 2]), RStr::from("cpu"))
+        .unwrap();
+    let flat = ex
+        .tensor_from(floats(&[0.0; 8], &[8]), RStr::from("cpu"))
+        .unwrap();
+    for (input, params) in [
+        (x, r#"{"roi_size": [2, 2]}"#),
+        (x, r#"{"roi_size": [2, 2, 2], "overlap": 1.0}"#),
+        (x, r#"{"roi_size": [2, 2, 2], "mode": "median"}"#),
+        (flat, r#"{"roi_size": [2, 2, 2]}"#),
+    ] {
+        let e = ex
+            .sliding_window(model, input, RStr::from(params))
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::INVALID_INPUT, "{params}");
+    }
+}
+
+#[test]
+fn spatial_and_intensity_ops() {
+    let (_scope, ex) = handle();
+    let values: Vec<f32> = (0..8).map(|v| v as f32).collect();
+    let x = ex
+        .tensor_from(floats(&values, &[2, 2, 2]), RStr::from("cpu"))
+        .unwrap();
+    let op = |name: &str, input: TensorId, args: &str| -> TensorData {
+        let out = ex
+            .op(
+                RStr::from(name),
+                RSlice::from(&[input][..]),
+                RStr::from(args),
+            )
+            .unwrap();
+        ex.tensor_to(out[0]).unwrap()
+    };
+    let up = op(
+        "interpolate",
+        x,
+        r#"{"size": [4, 4, 4], "mode": "nearest-exact"}"#,
+    );
+    assert_eq!(up.shape.as_slice(), &[4, 4, 4]);
+    assert_eq!(read_f32(&up).iter().sum::<f32>(), 224.0);
+    let area = op("interpolate", x, r#"{"size": [1, 1, 1], "mode": "area"}"#);
+    assert_eq!(read_f32(&area), vec![3.5]);
+    assert_eq!(read_f32(&op("quantile", x, r#"{"q": 0.5}"#)), vec![3.5]);
+    assert_eq!(
+        read_f32(&op("crop", x, r#"{"start": [0, 0, 0], "end": [1, 2, 2]}"#)),
+        vec![0.0, 1.0, 2.0, 3.0]
+    );
+    let pasted = read_f32(&op(
+        "paste",
+        x,
+        r#"{"shape": [3, 3, 3], "start": [1, 1, 1]}"#,
+    ));
+    assert_eq!(
+        (pasted.iter().sum::<f32>(), pasted[13], pasted[26]),
+        (28.0, 0.0, 7.0)
+    );
+    let scaled = op(
+        "scale_intensity_range",
+        x,
+        r#"{"a_min": 0, "a_max": 3.5, "b_min": 0, "b_max": 1, "clip": true}"#,
+    );
+    let expected = [0.0, 2.0 / 7.0, 4.0 / 7.0, 6.0 / 7.0];
+    let close = read_f32(&scaled)
+        .iter()
+        .zip(expected)
+        .all(|(a, b)| (a - b).abs() < 1e-6);
+    assert!(close, "{:?}", read_f32(&scaled));
+    assert_eq!(read_f32(&scaled)[7], 1.0);
+    let z = read_f32(&op("normalize_intensity", x, "{}"));
+    assert!(z.iter().sum::<f32>().abs() < 1e-5 && (z[7] - 1.527_525).abs() < 1e-4);
+    let bad = ex.op(
+        RStr::from("crop"),
+        RSlice::from(&[x][..]),
+        RStr::from(r#"{"start": [0, 0, 0], "end": [3, 2, 2]}"#),
+    );
+    assert_eq!(bad.unwrap_err().code, ErrorCode::INVALID_INPUT);
 }
