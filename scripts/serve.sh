@@ -17,7 +17,7 @@ rm -rf "$plugins" && mkdir -p "$plugins" "$studies"
     --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
     --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" --out "$plugins/brain"
 "$bin" pack --library "$CARGO_TARGET_DIR/release/liblabelhost_app_segmentation.so" \
-    --out "$plugins/segmentation"
+    --asset "$LABELHOST_CACHE/models/segmentation/unet.pt=models/unet.pt" --out "$plugins/segmentation"
 for f in ch2.nii.gz KmeansTest_T1UCharRaw.nii.gz; do
     [ -f "$studies/$f" ] || cp "$LABELHOST_CACHE/data/$f" "$studies/$f"
 done

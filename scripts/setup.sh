@@ -14,3 +14,4 @@ if ! "$LABELHOST_VENV/bin/python" -c "import torch, sys; sys.exit(torch.__versio
     "$LABELHOST_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 scripts/fetch-data.sh
+scripts/make-models.sh

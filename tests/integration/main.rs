@@ -13,6 +13,8 @@ mod apps;
 mod lifecycle;
 // Brain extraction with the pretrained deepbet models on real volumes (Dice).
 mod brain;
+// The segmentation app's UNet by sliding-window inference.
+mod segmentation;
 // Plugin-api versions: the previous minor loads, another major is refused.
 mod abi_versions;
 // Panics and bad input: typed JSON errors, the server keeps serving.

@@ -63,6 +63,11 @@ impl Host {
             )))
         }
     }
+    /// MONAI Label's model path rule: of these bundle files (pretrained first, then
+    /// published), the last that exists wins; `None` when none does.
+    pub fn model_path(&self, candidates: &[&str]) -> Option<PathBuf> {
+        candidates.iter().rev().find_map(|c| self.asset(c).ok())
+    }
     /// A writable folder for results and caches.
     pub fn work_dir(&self) -> PathBuf {
         PathBuf::from(self.inner.work_dir().into_string())

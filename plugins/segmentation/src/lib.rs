@@ -1,9 +1,12 @@
 //! The `segmentation` app: tissue classes of a volume by k-means on intensities (as ITK's
 //! KmeansTest segments a T1), plus weighted-random sampling.
 //!
-//! The TorchScript UNet on the shared executor joins this app later.
+//! With a TorchScript UNet in its bundle (`models/unet.pt`, or a published
+//! `models/pretrained_unet.pt` overridden by it) it also offers `segmentation_unet`,
+//! run by sliding-window inference on the shared executor.
 
 mod kmeans;
+mod unet;
 
 use labelhost_plugin_api::{
     export_app,
@@ -13,6 +16,7 @@ use labelhost_plugin_api::{
 /// The app.
 pub struct SegmentationApp {
     classes: usize,
+    unet: Option<std::path::PathBuf>,
 }
 
 impl App for SegmentationApp {
@@ -26,11 +30,28 @@ impl App for SegmentationApp {
             })?,
             None => 3,
         };
-        Ok(SegmentationApp { classes })
+        if !(2..=255).contains(&classes) {
+            return Err(labelhost_plugin_api::sdk::Error::invalid_input(
+                "segmentation_classes must be between 2 and 255",
+            ));
+        }
+        let unet = host.model_path(&["models/pretrained_unet.pt", "models/unet.pt"]);
+        Ok(SegmentationApp { classes, unet })
     }
 
     fn tasks(&self) -> Tasks {
-        Tasks::new()
+        let tasks = match &self.unet {
+            // The stand-in UNet has 3 classes besides background.
+            Some(model) => Tasks::new().infer(
+                "segmentation_unet",
+                unet::UNet {
+                    model: model.clone(),
+                    classes: 3,
+                },
+            ),
+            None => Tasks::new(),
+        };
+        tasks
             .infer(
                 "segmentation_kmeans",
                 kmeans::KMeans {

@@ -1,0 +1,53 @@
+//! The `segmentation` app's UNet by sliding-window inference on volumes larger than its ROI
+//! (and one thinner than it, which is padded).
+
+use crate::support::{cache_dir, client, pack, Workspace};
+use nifti::{NiftiObject, ReaderOptions};
+use serde_json::{json, Value};
+
+#[test]
+fn the_unet_segments_volumes_larger_and_thinner_than_its_roi() {
+    let ws = Workspace::new(1, 80);
+    let t1 = cache_dir().join("data/KmeansTest_T1UCharRaw.nii.gz");
+    std::fs::copy(&t1, ws.studies().join("t1.nii.gz")).expect("sample volume (scripts/setup.sh)");
+    let unet = cache_dir().join("models/segmentation/unet.pt");
+    pack(
+        &ws.plugins(),
+        "segmentation",
+        "labelhost_app_segmentation",
+        &[format!("{}=models/unet.pt", unet.display())],
+    );
+    let server = ws.serve(&[]);
+    // img00 is 80³ (windows overlap), t1 is 128x128x62 (padded to 64 along its last axis).
+    for (image, dims) in [("img00", [80u16, 80, 80]), ("t1", [128, 128, 62])] {
+        let url = server.at(&format!(
+            "/infer/segmentation_unet?image={image}&output=json"
+        ));
+        let r = client()
+            .post(url)
+            .json(&json!({"sw_batch_size": 4, "device": "cpu"}))
+            .send()
+            .expect("infer");
+        assert_eq!(r.status(), 200, "{image}");
+        let params: Value = r.json().expect("json");
+        assert_eq!(params["sliding_window"]["roi_size"], json!([64, 64, 64]));
+        assert_eq!(params["sliding_window"]["sw_batch_size"], 4);
+        let label = ws.studies().join(format!("labels/original/{image}.nii.gz"));
+        let obj = ReaderOptions::new().read_file(&label).expect("label");
+        assert_eq!(&obj.header().dim[1..4], &dims, "{image}");
+        assert_eq!(obj.header().datatype, 2, "uint8 label");
+        use nifti::IntoNdArray;
+        let values = obj.into_volume().into_ndarray::<f32>().expect("voxels");
+        assert!(
+            values.iter().all(|v| (0.0..=3.0).contains(v)),
+            "{image}: labels outside 0..=3"
+        );
+    }
+    let bad = server.at("/infer/segmentation_unet?image=img00&output=json");
+    let r = client()
+        .post(bad)
+        .json(&json!({"roi_size": [62, 64, 64]}))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 400);
+}
