@@ -44,6 +44,12 @@ pub struct ServeArgs {
     /// Where bundles are staged for loading (default: a fresh folder in the temp dir).
     #[arg(long, env = "LABELHOST_RUNTIME_DIR")]
     pub runtime_dir: Option<PathBuf>,
+    /// How many requests may wait in each device's queue before new ones get 503.
+    #[arg(long, env = "LABELHOST_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// How many requests run at once on each device.
+    #[arg(long, env = "LABELHOST_DEVICE_WORKERS", default_value_t = 2)]
+    pub device_workers: usize,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -81,6 +87,10 @@ pub struct ServerConfig {
     pub conf: BTreeMap<String, String>,
     /// Absolute staging folder.
     pub runtime_dir: PathBuf,
+    /// Waiting requests per device queue.
+    pub queue_capacity: usize,
+    /// Running requests per device.
+    pub device_workers: usize,
 }
 
 fn absolute(p: &std::path::Path, what: &str) -> Result<PathBuf> {
@@ -116,6 +126,8 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             port: a.port,
             conf,
             runtime_dir,
+            queue_capacity: a.queue_capacity,
+            device_workers: a.device_workers.max(1),
         })
     }
 }

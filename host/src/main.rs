@@ -48,7 +48,10 @@ fn serve(args: ServeArgs) -> Result<()> {
     let config = ServerConfig::try_from(&args)?;
     std::fs::create_dir_all(&config.runtime_dir)
         .map_err(|e| Error::Internal(format!("{}: {e}", config.runtime_dir.display())))?;
-    let executor = Arc::new(TorchExecutor::new());
+    let executor = Arc::new(TorchExecutor::with_queues(
+        config.queue_capacity,
+        config.device_workers,
+    ));
     tracing::info!(devices = ?executor.devices(), "executor ready");
     let shared = Shared {
         datastore: Arc::new(LocalDatastore::open(&config.studies)?),

@@ -111,3 +111,40 @@ fn bad_requests_get_typed_4xx_errors() {
     }
     assert_eq!(get_json(&server, "/health")["apps"], 2);
 }
+
+#[test]
+fn a_full_device_queue_answers_503_with_retry_after() {
+    let ws = Workspace::new(1, 8);
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let server = ws.serve_with(&[], &["--queue-capacity", "1", "--device-workers", "1"]);
+    let url = server.at("/infer/slow_infer?image=img00&output=json");
+    let send = |url: String| {
+        std::thread::spawn(move || {
+            let r = client()
+                .post(url)
+                .json(&serde_json::json!({"ms": 1500}))
+                .send()
+                .expect("send");
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or("").to_owned());
+            let status = r.status().as_u16();
+            (status, retry, r.json::<Value>().ok())
+        })
+    };
+    let running = send(url.clone());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let waiting = send(url.clone());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, retry, body) = send(url).join().expect("third");
+    assert_eq!(status, 503);
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(body.expect("typed JSON")["code"], "OVERLOADED");
+    assert_eq!(running.join().expect("first").0, 200);
+    assert_eq!(
+        waiting.join().expect("second").0,
+        200,
+        "the queued request ran after the first"
+    );
+}

@@ -148,7 +148,11 @@ impl Workspace {
     }
     /// Starts a server on this workspace.
     pub(crate) fn serve(&self, conf: &[&str]) -> Server {
-        Server::start(self, conf)
+        Server::start(self, conf, &[])
+    }
+    /// Starts a server with extra `labelhost serve` flags.
+    pub(crate) fn serve_with(&self, conf: &[&str], flags: &[&str]) -> Server {
+        Server::start(self, conf, flags)
     }
 }
 
@@ -161,7 +165,7 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    fn start(ws: &Workspace, conf: &[&str]) -> Self {
+    fn start(ws: &Workspace, conf: &[&str], flags: &[&str]) -> Self {
         let log = ws.dir.path().join(format!("server-{}.log", rand_suffix()));
         let mut cmd = Command::new(binary());
         cmd.arg("serve")
@@ -178,6 +182,7 @@ impl Server {
         for c in conf {
             cmd.args(["--conf", c]);
         }
+        cmd.args(flags);
         let mut child = cmd.spawn().expect("start labelhost");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();

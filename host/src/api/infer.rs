@@ -5,6 +5,7 @@
 //! `save_label` is false.
 
 use super::{call, generation_headers, json_object, owner, release, State};
+use crate::executor::Priority;
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
 use axum::{
@@ -104,6 +105,22 @@ pub(super) async fn infer(
     let headers = generation_headers(&generation);
     let store = state.shared.datastore.clone();
     let image_path = store.get_image_uri(&image_id)?;
+    let device = params
+        .get("device")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let queue = state
+        .shared
+        .executor
+        .queue(&device)
+        .map_err(Error::BadRequest)?;
+    let permit = queue.acquire(Priority::Interactive).await.map_err(|full| {
+        Error::Overloaded(format!(
+            "the device queue is full ({} waiting); retry later",
+            full.waiting
+        ))
+    })?;
     params.insert("image".into(), json!(image_path));
     params.insert("model".into(), json!(model));
     let text = Value::Object(params).to_string();
@@ -113,7 +130,9 @@ pub(super) async fn infer(
         g.app
             .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
     })
-    .await?;
+    .await;
+    drop(permit);
+    let out = out?;
     let result: Value = serde_json::from_str(out.params_json.as_str())
         .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
     let label_file = out

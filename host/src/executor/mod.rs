@@ -5,12 +5,14 @@
 //! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device.
 
 mod ops;
+mod queue;
 mod scope;
 mod sliding;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
 
+pub use queue::{DeviceQueue, Permit, Priority, QueueFull};
 pub use scope::ExecutorScope;
 
 /// The ABI handle plugins hold for a scope.
@@ -31,6 +33,7 @@ pub struct TorchExecutor {
     default: Device,
     cuda_devices: usize,
     models: Mutex<HashMap<(PathBuf, String), CachedModel>>,
+    queues: HashMap<String, Arc<DeviceQueue>>,
 }
 
 /// A cache entry does not keep its model alive: the scopes (app generations) using it do,
@@ -45,19 +48,44 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 impl TorchExecutor {
-    /// Probes the devices; CUDA device 0 is the default when present.
+    /// Probes the devices (CUDA device 0 is the default when present); default queues.
     pub fn new() -> Self {
+        TorchExecutor::with_queues(1024, 2)
+    }
+
+    /// Probes the devices; each gets a queue letting `workers` requests run at once and
+    /// `capacity` wait.
+    pub fn with_queues(capacity: usize, workers: usize) -> Self {
         let cuda_devices = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
         let default = if cuda_devices > 0 {
             Device::Cuda(0)
         } else {
             Device::Cpu
         };
-        TorchExecutor {
+        let mut exec = TorchExecutor {
             default,
             cuda_devices,
             models: Mutex::new(HashMap::new()),
-        }
+            queues: HashMap::new(),
+        };
+        exec.queues = exec
+            .devices()
+            .into_iter()
+            .map(|d| (d, DeviceQueue::new(capacity, workers)))
+            .collect();
+        exec
+    }
+
+    /// The work queue of a device (`""` = the default device).
+    pub fn queue(&self, name: &str) -> Result<Arc<DeviceQueue>, String> {
+        let key = match self.device(name)? {
+            Device::Cuda(i) => format!("cuda:{i}"),
+            _ => "cpu".to_owned(),
+        };
+        self.queues
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| format!("no queue for {key}"))
     }
 
     /// Device names, the default first (`cuda:0`, ..., `cpu`).

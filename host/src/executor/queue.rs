@@ -1,0 +1,192 @@
+//! Per-device work queues: a bounded number of requests wait, a few run at once, and the
+//! most urgent kind goes first (interactive inference, then batch inference, then
+//! training; first come, first served within a kind). A full queue refuses at once (the
+//! API answers 503 with Retry-After) instead of piling up memory. Waiting is async: no
+//! thread is held while a request waits.
+
+use std::{
+    collections::BinaryHeap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+use tokio::sync::Notify;
+
+/// How urgent a piece of work is; higher runs first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Training jobs.
+    Training = 0,
+    /// Batch inference.
+    Batch = 1,
+    /// A user waiting on an inference.
+    Interactive = 2,
+}
+
+#[derive(Default)]
+struct State {
+    running: usize,
+    // (priority, reversed sequence): the max is the most urgent, oldest ticket.
+    waiting: BinaryHeap<(Priority, std::cmp::Reverse<u64>)>,
+}
+
+/// One device's queue.
+pub struct DeviceQueue {
+    capacity: usize,
+    workers: usize,
+    state: Mutex<State>,
+    changed: Notify,
+    tickets: AtomicU64,
+}
+
+/// A running slot; the next waiter is woken when it is dropped.
+pub struct Permit {
+    queue: Arc<DeviceQueue>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.queue.state.lock() {
+            s.running = s.running.saturating_sub(1);
+        }
+        self.queue.changed.notify_waiters();
+    }
+}
+
+/// Returned when the queue already holds `capacity` waiting requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueFull {
+    /// How many were waiting.
+    pub waiting: usize,
+}
+
+impl DeviceQueue {
+    /// A queue letting `workers` run at once and `capacity` wait.
+    pub fn new(capacity: usize, workers: usize) -> Arc<Self> {
+        Arc::new(DeviceQueue {
+            capacity,
+            workers: workers.max(1),
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            tickets: AtomicU64::new(0),
+        })
+    }
+
+    /// (running, waiting) now.
+    pub fn load(&self) -> (usize, usize) {
+        self.state
+            .lock()
+            .map_or((0, 0), |s| (s.running, s.waiting.len()))
+    }
+
+    /// Waits for a running slot.
+    pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Result<Permit, QueueFull> {
+        let ticket = (
+            priority,
+            std::cmp::Reverse(self.tickets.fetch_add(1, Ordering::Relaxed)),
+        );
+        {
+            let mut s = self.state.lock().map_err(|_| QueueFull { waiting: 0 })?;
+            if s.running < self.workers && s.waiting.is_empty() {
+                s.running += 1;
+                return Ok(Permit {
+                    queue: self.clone(),
+                });
+            }
+            if s.waiting.len() >= self.capacity {
+                return Err(QueueFull {
+                    waiting: s.waiting.len(),
+                });
+            }
+            s.waiting.push(ticket);
+        }
+        // If this future is dropped (the client went away), the ticket must leave the queue.
+        let mut guard = Waiting {
+            queue: self,
+            ticket: Some(ticket),
+        };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut s = self.state.lock().map_err(|_| QueueFull { waiting: 0 })?;
+                if s.running < self.workers && s.waiting.peek() == Some(&ticket) {
+                    s.waiting.pop();
+                    s.running += 1;
+                    guard.ticket = None;
+                    return Ok(Permit {
+                        queue: self.clone(),
+                    });
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+struct Waiting<'a> {
+    queue: &'a Arc<DeviceQueue>,
+    ticket: Option<(Priority, std::cmp::Reverse<u64>)>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            if let Ok(mut s) = self.queue.state.lock() {
+                s.waiting.retain(|t| *t != ticket);
+            }
+            self.queue.changed.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn urgent_work_goes_first_and_a_full_queue_refuses() {
+        let q = DeviceQueue::new(2, 1);
+        let running = q.acquire(Priority::Interactive).await.expect("free slot");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let spawn = |p: Priority| {
+            let (q, order) = (q.clone(), order.clone());
+            tokio::spawn(async move {
+                let _permit = q.acquire(p).await.expect("queued");
+                order.lock().expect("order").push(p);
+            })
+        };
+        let batch = spawn(Priority::Batch);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let interactive = spawn(Priority::Interactive);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(q.load(), (1, 2));
+        assert_eq!(
+            q.acquire(Priority::Training).await.err(),
+            Some(QueueFull { waiting: 2 })
+        );
+        drop(running);
+        batch.await.expect("batch");
+        interactive.await.expect("interactive");
+        assert_eq!(
+            *order.lock().expect("order"),
+            vec![Priority::Interactive, Priority::Batch]
+        );
+        assert_eq!(q.load(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_the_queue() {
+        let q = DeviceQueue::new(4, 1);
+        let running = q.acquire(Priority::Interactive).await.expect("slot");
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(20), q.acquire(Priority::Batch)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(q.load(), (1, 0));
+        drop(running);
+        assert!(q.acquire(Priority::Training).await.is_ok());
+    }
+}
