@@ -258,3 +258,32 @@ fn spatial_and_intensity_ops() {
     );
     assert_eq!(bad.unwrap_err().code, ErrorCode::INVALID_INPUT);
 }
+
+#[test]
+fn a_model_file_changed_on_disk_is_reloaded_and_the_old_one_keeps_serving() {
+    let (_scope, ex) = handle();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.pt");
+    std::fs::copy(fixture("double.pt"), &path).unwrap();
+    let p = RStr::from(path.to_str().unwrap());
+    let old = ex.load_model(p, RStr::from("cpu")).unwrap();
+    // Replace the file (a new mtime); the next load sees the new model.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::copy(fixture("two_heads.pt"), dir.path().join("next.pt")).unwrap();
+    std::fs::rename(dir.path().join("next.pt"), &path).unwrap();
+    let new = ex.load_model(p, RStr::from("cpu")).unwrap();
+    let x = ex
+        .tensor_from(floats(&[1.0, 2.0], &[2]), RStr::from("cpu"))
+        .unwrap();
+    assert_eq!(
+        ex.forward(new, RSlice::from(&[x][..])).unwrap().len(),
+        2,
+        "two_heads now"
+    );
+    let doubled = ex.forward(old, RSlice::from(&[x][..])).unwrap();
+    assert_eq!(
+        read_f32(&ex.tensor_to(doubled[0]).unwrap()),
+        vec![2.0, 4.0],
+        "old handle still doubles"
+    );
+}
