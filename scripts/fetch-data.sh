@@ -3,7 +3,11 @@
 #   data/: from Debian packages
 #     mricron-data: ch2.nii.gz (Colin27 T1) and ch2bet.nii.gz (its brain mask);
 #     insighttoolkit5-examples: a real subject's T1, its skull strip and a 6-class segmentation;
-#   models/deepbet/: bbox_model.pt and model.pt from PyPI's deepbet 1.0.2 wheel (MIT).
+#   models/deepbet/: bbox_model.pt and model.pt from PyPI's deepbet 1.0.2 wheel (MIT);
+#   nifti-conformance/: NIfTI test files from nibabel 5.4.2 (PyPI, MIT), dipy 1.12.1 (PyPI,
+#     BSD-3, optional) and nifti-js 1.0.1 (npm, MIT), plus the files and expected.json that
+#     tests/fixtures/nifti/make_expected.py makes from them with nibabel (installed into the
+#     venv here, for this step only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -27,15 +31,61 @@ PY
 fi
 
 data="$LABELHOST_CACHE/data"
-[ -f "$data/.complete" ] && exit 0
-mkdir -p "$data"
-packages=(mricron-data insighttoolkit5-examples)
-if ! (cd "$tmp" && apt-get download "${packages[@]}" >/dev/null 2>&1); then
-    apt-get update -qq >/dev/null
-    (cd "$tmp" && apt-get download "${packages[@]}" >/dev/null)
+if [ ! -f "$data/.complete" ]; then
+    mkdir -p "$data"
+    packages=(mricron-data insighttoolkit5-examples)
+    if ! (cd "$tmp" && apt-get download "${packages[@]}" >/dev/null 2>&1); then
+        apt-get update -qq >/dev/null
+        (cd "$tmp" && apt-get download "${packages[@]}" >/dev/null)
+    fi
+    for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
+    cp "$tmp/root/usr/share/mricron/templates/"{ch2.nii.gz,ch2bet.nii.gz} "$data/"
+    cp "$tmp/root/usr/share/doc/insighttoolkit5-examples/examples/Data/"KmeansTest_T1{UCharRaw,RawSkullStrip,KmeansPrelimSegmentation}.nii.gz "$data/"
+    touch "$data/.complete"
+    echo "fetch-data: sample volumes in $data"
 fi
-for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$tmp/root"; done
-cp "$tmp/root/usr/share/mricron/templates/"{ch2.nii.gz,ch2bet.nii.gz} "$data/"
-cp "$tmp/root/usr/share/doc/insighttoolkit5-examples/examples/Data/"KmeansTest_T1{UCharRaw,RawSkullStrip,KmeansPrelimSegmentation}.nii.gz "$data/"
-touch "$data/.complete"
-echo "fetch-data: sample volumes in $data"
+
+conformance="$LABELHOST_CACHE/nifti-conformance"
+if [ ! -f "$conformance/.complete" ]; then
+    rm -rf "$conformance"
+    mkdir -p "$conformance"
+    pip=(python3 -m pip --quiet --disable-pip-version-check)
+    "${pip[@]}" install nibabel==5.4.2 numpy
+    "${pip[@]}" download --no-deps nibabel==5.4.2 -d "$tmp/nibabel"
+    # wheel, folder in it, destination, then the files to take (all .nii/.nii.gz when none)
+    unzip_from() {
+        python3 - "$@" <<'PY'
+import os, sys, zipfile
+wheel, folder, dest, names = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+os.makedirs(dest, exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = name[len(folder) + 1:]
+        if not name.startswith(folder + "/") or "/" in base:
+            continue
+        if (base in names) if names else base.endswith((".nii", ".nii.gz")):
+            with z.open(name) as src, open(os.path.join(dest, base), "wb") as dst:
+                dst.write(src.read())
+PY
+    }
+    unzip_from "$tmp"/nibabel/nibabel-5.4.2-*.whl nibabel/tests/data "$conformance/nibabel" \
+        anatomical.nii functional.nii reoriented_anat_moved.nii resampled_anat_moved.nii \
+        example4d.nii.gz standard.nii.gz example_nifti2.nii.gz nifti2.hdr nifti1.hdr analyze.hdr
+    # dipy's wheel is about 11 MB and platform-specific: its files are optional
+    if "${pip[@]}" download --no-deps --only-binary=:all: dipy==1.12.1 -d "$tmp/dipy" 2>/dev/null; then
+        unzip_from "$tmp"/dipy/dipy-1.12.1-*.whl dipy/data/files "$conformance/dipy"
+    else
+        echo "fetch-data: no dipy 1.12.1 wheel for this platform, skipping its files" >&2
+    fi
+    if command -v npm >/dev/null; then
+        (cd "$tmp" && npm pack --silent nifti-js@1.0.1 >/dev/null)
+        tar -xzf "$tmp/nifti-js-1.0.1.tgz" -C "$tmp" package/test/minimal.nii
+        mkdir -p "$conformance/nifti-js"
+        cp "$tmp/package/test/minimal.nii" "$conformance/nifti-js/"
+    else
+        echo "fetch-data: npm not found, skipping nifti-js's minimal.nii" >&2
+    fi
+    python3 tests/fixtures/nifti/make_expected.py "$conformance"
+    touch "$conformance/.complete"
+    echo "fetch-data: NIfTI conformance files in $conformance"
+fi
