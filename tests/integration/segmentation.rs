@@ -31,6 +31,24 @@ fn the_unet_segments_volumes_larger_and_thinner_than_its_roi() {
         assert_eq!(r.status(), 200, "{image}");
         let params: Value = r.json().expect("json");
         assert_eq!(params["sliding_window"]["roi_size"], json!([64, 64, 64]));
+        // MONAI Label's latencies, per stage and per transform.
+        let lat = &params["latencies"];
+        for stage in ["pre", "infer", "invert", "post", "write", "total"] {
+            assert!(lat[stage].as_f64().is_some(), "{stage} in {lat}");
+        }
+        for t in [
+            "LoadImaged",
+            "Orientationd",
+            "EnsureTyped",
+            "NormalizeIntensityd",
+        ] {
+            assert!(
+                lat["transform"]["pre"][t].as_f64().is_some(),
+                "{t} in {lat}"
+            );
+        }
+        assert!(lat["transform"]["post"]["Restored"].as_f64().is_some());
+        assert!(params["centroids"].is_object());
         assert_eq!(params["sliding_window"]["sw_batch_size"], 4);
         let label = ws.studies().join(format!("labels/original/{image}.nii.gz"));
         let obj = ReaderOptions::new().read_file(&label).expect("label");
@@ -43,6 +61,29 @@ fn the_unet_segments_volumes_larger_and_thinner_than_its_roi() {
             "{image}: labels outside 0..=3"
         );
     }
+    // 3D Slicer asks for NRRD.
+    let url = server.at("/infer/segmentation_unet?image=img00&output=image");
+    let body = json!({"result_extension": ".nrrd", "save_label": false});
+    let nrrd = client()
+        .post(url)
+        .json(&body)
+        .send()
+        .expect("infer")
+        .bytes()
+        .expect("body");
+    assert!(nrrd.starts_with(b"NRRD0004\n"), "an NRRD file");
+    let text = String::from_utf8_lossy(&nrrd[..400.min(nrrd.len())]);
+    assert!(
+        text.contains("sizes: 80 80 80") && text.contains("encoding: gzip"),
+        "{text}"
+    );
+    let url = server.at("/infer/segmentation_unet?image=img00&output=json");
+    let r = client()
+        .post(url)
+        .json(&json!({"result_extension": ".png"}))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 400);
     let bad = server.at("/infer/segmentation_unet?image=img00&output=json");
     let r = client()
         .post(bad)

@@ -7,6 +7,8 @@ mod export;
 mod host;
 #[cfg(feature = "nifti")]
 pub mod image;
+#[cfg(feature = "nifti")]
+pub mod pipeline;
 pub mod strategies;
 mod tasks;
 #[cfg(feature = "nifti")]

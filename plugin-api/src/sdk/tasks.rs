@@ -120,6 +120,11 @@ impl Tasks {
         self.infers.insert(name.to_owned(), Box::new(task));
         self
     }
+    /// Adds an infer task written as a MONAI Label `BasicInferTask` pipeline.
+    #[cfg(feature = "nifti")]
+    pub fn pipeline(self, name: &str, pipeline: impl super::pipeline::Pipeline + 'static) -> Self {
+        self.infer(name, super::pipeline::PipelineTask(pipeline))
+    }
     /// Adds a train task.
     pub fn train(mut self, name: &str, task: impl TrainTask + 'static) -> Self {
         self.trainers.insert(name.to_owned(), Box::new(task));

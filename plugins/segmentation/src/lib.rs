@@ -42,7 +42,7 @@ impl App for SegmentationApp {
     fn tasks(&self) -> Tasks {
         let tasks = match &self.unet {
             // The stand-in UNet has 3 classes besides background.
-            Some(model) => Tasks::new().infer(
+            Some(model) => Tasks::new().pipeline(
                 "segmentation_unet",
                 unet::UNet {
                     model: model.clone(),

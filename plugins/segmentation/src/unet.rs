@@ -1,18 +1,30 @@
 //! `segmentation_unet`: a TorchScript 3-D UNet run by sliding-window inference on the
-//! shared executor (MONAI Label's `segmentation` pipeline: Orientation RAS,
-//! NormalizeIntensity, SlidingWindowInferer, softmax, argmax, Restore).
+//! shared executor, written as MONAI Label's `BasicInferTask` pipeline (LoadImaged,
+//! Orientationd RAS, EnsureTyped, NormalizeIntensityd → SlidingWindowInferer →
+//! Activationsd softmax, AsDiscreted argmax, ToNumpyd, Restored, GetCentroidsd).
 
 use labelhost_plugin_api::sdk::{
-    image, input_image, json, transforms::Orientation, DType, Error, Host, InferResult, InferTask,
-    InferTaskInfo, InferType, Map, Result, Value,
+    json,
+    pipeline::{
+        Activations, AsDiscrete, Data, EnsureType, GetCentroids, LoadImage, NormalizeIntensity,
+        Orientation, Pipeline, Restore, ToHost, Transforms,
+    },
+    Error, InferTaskInfo, InferType, Map, Result, Value,
 };
-use ndarray::{ArrayD, IxDyn};
-use std::{path::PathBuf, time::Instant};
+use std::path::PathBuf;
 
 /// The task; `model` is the bundle's TorchScript file.
 pub(crate) struct UNet {
     pub(crate) model: PathBuf,
     pub(crate) classes: usize,
+}
+
+impl UNet {
+    fn labels(&self) -> Map<String, Value> {
+        (1..=self.classes)
+            .map(|i| (format!("class_{i}"), json!(i)))
+            .collect()
+    }
 }
 
 fn roi(request: &Map<String, Value>) -> Result<[i64; 3]> {
@@ -31,11 +43,8 @@ fn roi(request: &Map<String, Value>) -> Result<[i64; 3]> {
     }
 }
 
-impl InferTask for UNet {
+impl Pipeline for UNet {
     fn info(&self) -> InferTaskInfo {
-        let labels: Map<String, Value> = (1..=self.classes)
-            .map(|i| (format!("class_{i}"), json!(i)))
-            .collect();
         let mut config = Map::new();
         config.insert("roi_size".into(), json!([64, 64, 64]));
         config.insert("sw_batch_size".into(), json!(2));
@@ -44,63 +53,57 @@ impl InferTask for UNet {
         config.insert("device".into(), json!(["", "cuda", "cpu"]));
         InferTaskInfo {
             infer_type: InferType::SEGMENTATION,
-            labels: Value::Object(labels),
+            labels: Value::Object(self.labels()),
             dimension: 3,
             description: "3-D UNet by sliding-window inference (untrained stand-in model)".into(),
             config,
         }
     }
 
-    fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
-        let device = request.get("device").and_then(Value::as_str).unwrap_or("");
-        let t0 = Instant::now();
-        let volume = image::read(input_image(request)?)?;
-        let orientation = Orientation::from_affine(&volume.affine());
-        let ras = orientation.to_ras(&volume.first_frame());
-        let shape = ras.shape().to_vec();
-        let dims: Vec<i64> = [1, 1]
-            .into_iter()
-            .chain(shape.iter().map(|&d| d as i64))
-            .collect();
-        let exec = host.executor();
-        let bytes: Vec<u8> = ras.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let x = exec.tensor(DType::F32, &dims, bytes, device)?;
-        let x = exec.op1("normalize_intensity", &x, &json!({}))?;
-        let t1 = Instant::now();
-        let model = exec.load_model(&self.model, device)?;
+    fn pre_transforms(&self, _: &Data) -> Transforms {
+        vec![
+            Box::new(LoadImage),
+            Box::new(Orientation),
+            Box::new(EnsureType),
+            Box::new(NormalizeIntensity),
+        ]
+    }
+
+    fn inferer(&self, d: &mut Data) -> Result<()> {
         let params = json!({
-            "roi_size": roi(request)?,
-            "sw_batch_size": request.get("sw_batch_size").and_then(Value::as_u64).unwrap_or(2),
-            "overlap": request.get("sw_overlap").and_then(Value::as_f64).unwrap_or(0.25),
-            "mode": request.get("sw_mode").and_then(Value::as_str).unwrap_or("gaussian"),
+            "roi_size": roi(&d.request)?,
+            "sw_batch_size": d.request.get("sw_batch_size").and_then(Value::as_u64).unwrap_or(2),
+            "overlap": d.request.get("sw_overlap").and_then(Value::as_f64).unwrap_or(0.25),
+            "mode": d.request.get("sw_mode").and_then(Value::as_str).unwrap_or("gaussian"),
             "amp": true,
         });
-        let logits = exec.sliding_window(model, &x, &params)?;
-        let t2 = Instant::now();
-        let probs = exec.op1("softmax", &logits, &json!({"dim": 1}))?;
-        let classes = exec.op1("argmax", &probs, &json!({"dim": 1}))?;
-        let classes = exec.op1("to_dtype", &classes, &json!({"dtype": DType::U8.0}))?;
-        let data = classes.to_data()?;
-        let label = ArrayD::from_shape_vec(IxDyn(&shape), data.bytes.into_vec())
-            .map_err(|e| Error::inference(format!("label shape: {e}")))?;
-        let label = orientation.from_ras(&label);
-        let t3 = Instant::now();
-        let out = host.result_path("segmentation_unet", ".nii.gz");
-        image::write_label(&out, &volume, &label)?;
-        let t4 = Instant::now();
-        let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
-        let mut result = Map::new();
-        result.insert("sliding_window".into(), params);
-        result.insert(
-            "latencies".into(),
-            json!({
-                "pre": secs(t0, t1), "infer": secs(t1, t2), "invert": 0.0, "post": secs(t2, t3),
-                "write": secs(t3, t4), "total": secs(t0, t4), "transform": {}
-            }),
+        let model = d.exec.load_model(&self.model, &d.device)?;
+        let [a, b, c] = d
+            .original_shape
+            .ok_or_else(|| Error::app("no image shape"))?;
+        let batch = d.exec.op1(
+            "reshape",
+            d.tensor("inferer")?,
+            &json!({"shape": [1, 1, a, b, c]}),
+        )?;
+        let logits = d.exec.sliding_window(model, &batch, &params)?;
+        d.pred = Some(
+            d.exec
+                .op1("select", &logits, &json!({"dim": 0, "index": 0}))?,
         );
-        Ok(InferResult {
-            label: Some(out),
-            params: result,
-        })
+        d.result.insert("sliding_window".into(), params);
+        Ok(())
+    }
+
+    fn post_transforms(&self, _: &Data) -> Transforms {
+        vec![
+            Box::new(Activations { softmax: true }),
+            Box::new(AsDiscrete { threshold: None }),
+            Box::new(ToHost),
+            Box::new(Restore),
+            Box::new(GetCentroids {
+                labels: self.labels(),
+            }),
+        ]
     }
 }

@@ -1,0 +1,78 @@
+//! [`Data`]: what flows through a pipeline (MONAI's data dictionary, typed).
+
+use crate::sdk::{
+    error::{Error, Result},
+    host::{Executor, Host, Tensor},
+    image::Volume,
+    tasks::Request,
+    transforms,
+};
+use ndarray::ArrayD;
+use serde_json::{Map, Value};
+
+/// The state of one inference as it moves through the stages.
+pub struct Data {
+    /// The request (`image` is the input's absolute path).
+    pub request: Request,
+    /// The host services.
+    pub host: Host,
+    /// The executor (tensors live there).
+    pub exec: Executor,
+    /// The device asked for (`""` = the executor's default).
+    pub device: String,
+    /// The input as loaded ([`super::LoadImage`]); the writer copies its geometry.
+    pub image: Option<Volume>,
+    /// The image on the host before it is sent to the device.
+    pub array: Option<ArrayD<f32>>,
+    /// How the input's axes were reordered to RAS ([`super::Orientation`]).
+    pub orientation: Option<transforms::Orientation>,
+    /// Spatial shape after orientation, before any resizing (what [`super::Restore`] restores).
+    pub original_shape: Option<[i64; 3]>,
+    /// The working image tensor, channel first `[C, D, H, W]`.
+    pub tensor: Option<Tensor>,
+    /// The model's output, channel first.
+    pub pred: Option<Tensor>,
+    /// The label on the host (after [`super::ToHost`]), spatial `[D, H, W]`.
+    pub label: Option<ArrayD<u8>>,
+    /// Extra result JSON (`centroids`, task extras); `label_names` is added by the SDK.
+    pub result: Map<String, Value>,
+}
+
+impl Data {
+    /// Fresh data for a request.
+    pub fn new(host: &Host, request: &Request) -> Self {
+        let device = request
+            .get("device")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        Data {
+            request: request.clone(),
+            host: host.clone(),
+            exec: host.executor(),
+            device,
+            image: None,
+            array: None,
+            orientation: None,
+            original_shape: None,
+            tensor: None,
+            pred: None,
+            label: None,
+            result: Map::new(),
+        }
+    }
+
+    /// The working tensor, or an error naming the transform that needed it.
+    pub fn tensor(&self, who: &str) -> Result<&Tensor> {
+        self.tensor
+            .as_ref()
+            .ok_or_else(|| Error::app(format!("{who}: no image tensor yet (EnsureType first)")))
+    }
+
+    /// The prediction, or an error naming the transform that needed it.
+    pub fn pred(&self, who: &str) -> Result<&Tensor> {
+        self.pred
+            .as_ref()
+            .ok_or_else(|| Error::app(format!("{who}: no prediction yet")))
+    }
+}

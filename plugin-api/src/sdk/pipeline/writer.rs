@@ -1,0 +1,79 @@
+//! The default writer: `data.label` with the input's geometry, as NIfTI (`.nii.gz`,
+//! `.nii`) or NRRD (`.nrrd`, `.seg.nrrd`, what 3D Slicer asks for), honouring MONAI
+//! Label's `result_extension` and `result_dtype` request params.
+
+use super::data::Data;
+use crate::sdk::{
+    error::{Error, Result},
+    image::{self, Volume},
+};
+use flate2::{write::GzEncoder, Compression};
+use ndarray::ArrayD;
+use serde_json::Value;
+use std::{io::Write, path::PathBuf};
+
+/// Writes `data.label` into the work dir; `None` when the pipeline made no label.
+pub fn write_result(data: &mut Data) -> Result<Option<PathBuf>> {
+    let Some(label) = &data.label else {
+        return Ok(None);
+    };
+    let image = data
+        .image
+        .as_ref()
+        .ok_or_else(|| Error::app("writer: no input image to copy geometry from"))?;
+    let ext = data
+        .request
+        .get("result_extension")
+        .and_then(Value::as_str)
+        .unwrap_or(".nii.gz");
+    let dtype = data
+        .request
+        .get("result_dtype")
+        .and_then(Value::as_str)
+        .unwrap_or("uint8");
+    let path = data.host.result_path("result", ext);
+    match ext {
+        ".nii.gz" | ".nii" => image::write_label_as(&path, image, label, dtype)?,
+        ".nrrd" | ".seg.nrrd" => write_nrrd(&path, image, label, dtype)?,
+        other => {
+            return Err(Error::invalid_input(format!(
+                "result_extension '{other}' is not supported (.nii.gz, .nii, .nrrd, .seg.nrrd)"
+            )))
+        }
+    }
+    Ok(Some(path))
+}
+
+/// A gzip-encoded NRRD of a `uint8` label, in LPS space as 3D Slicer writes it.
+fn write_nrrd(
+    path: &std::path::Path,
+    image: &Volume,
+    label: &ArrayD<u8>,
+    dtype: &str,
+) -> Result<()> {
+    if dtype != "uint8" {
+        return Err(Error::invalid_input(
+            "NRRD results are written as uint8 only",
+        ));
+    }
+    if label.ndim() != 3 {
+        return Err(Error::app("NRRD writer: the label is not 3-D"));
+    }
+    let a = image.affine();
+    let lps = |r: usize, c: usize| if r < 2 { -a[r][c] } else { a[r][c] };
+    let dir = |c: usize| format!("({},{},{})", lps(0, c), lps(1, c), lps(2, c));
+    let s = label.shape();
+    let header = format!(
+        "NRRD0004\n# labelhost\ntype: uint8\ndimension: 3\nspace: left-posterior-superior\nsizes: {} {} {}\nspace directions: {} {} {}\nkinds: domain domain domain\nendian: little\nencoding: gzip\nspace origin: ({},{},{})\n\n",
+        s[0], s[1], s[2], dir(0), dir(1), dir(2), lps(0, 3), lps(1, 3), lps(2, 3)
+    );
+    let io = |e: std::io::Error| Error::app(format!("cannot write {}: {e}", path.display()));
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    file.write_all(header.as_bytes()).map_err(io)?;
+    // NRRD's first axis varies fastest: walk the transposed view.
+    let voxels: Vec<u8> = label.t().iter().copied().collect();
+    let mut gz = GzEncoder::new(file, Compression::fast());
+    gz.write_all(&voxels).map_err(io)?;
+    gz.finish().map_err(io)?;
+    Ok(())
+}
