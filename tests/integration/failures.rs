@@ -148,3 +148,39 @@ fn a_full_device_queue_answers_503_with_retry_after() {
         "the queued request ran after the first"
     );
 }
+
+#[test]
+fn malformed_images_get_a_4xx_naming_the_problem() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    let good = std::fs::read(ws.studies().join("img00.nii.gz")).expect("volume");
+    std::fs::write(
+        ws.studies().join("truncated.nii.gz"),
+        &good[..good.len() / 2],
+    )
+    .expect("write");
+    // A header claiming 2^15 x 2^15 x 2^15 voxels in a tiny file.
+    let mut huge = vec![0u8; 352];
+    huge[0..4].copy_from_slice(&348i32.to_le_bytes());
+    for (i, d) in [3i16, 32767, 32767, 32767, 1, 1, 1, 1].iter().enumerate() {
+        huge[40 + 2 * i..42 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    huge[70..72].copy_from_slice(&16i16.to_le_bytes()); // float32
+    huge[72..74].copy_from_slice(&32i16.to_le_bytes());
+    huge[108..112].copy_from_slice(&352f32.to_le_bytes());
+    huge[344..348].copy_from_slice(b"n+1\0");
+    std::fs::write(ws.studies().join("huge.nii"), huge).expect("write");
+    let server = ws.serve(&[]);
+    for image in ["truncated", "huge"] {
+        let url = server.at(&format!("/infer/brain_otsu?image={image}&output=json"));
+        let r = client().post(url).send().expect("infer");
+        assert_eq!(r.status(), 400, "{image}");
+        let body: Value = r.json().expect("typed JSON");
+        assert_eq!(body["code"], "INVALID_INPUT", "{image}: {body}");
+        assert!(
+            body["detail"].as_str().expect("detail").contains(image),
+            "{image}: {body}"
+        );
+    }
+    assert_eq!(get_json(&server, "/health")["status"], "ok");
+}
