@@ -129,3 +129,65 @@ fn a_plugin_runs_a_bundled_torchscript_model_on_the_host_executor() {
         .iter()
         .any(|d| d == "cpu"));
 }
+
+#[test]
+fn grid_changing_transforms_are_undone_by_restore() {
+    let ws = Workspace::new(1, 24);
+    let model = crate::support::repo_root().join("tests/fixtures/models/double.pt");
+    let asset = format!("{}=models/double.pt", model.display());
+    crate::support::pack(&ws.plugins(), "tensor", "tensor_app", &[asset]);
+    let server = ws.serve(&[]);
+    let url = server.at("/infer/tensor_pipeline?image=img00&output=json");
+    let r = client().post(url).send().expect("infer");
+    assert_eq!(r.status(), 200);
+    let params: Value = r.json().expect("json");
+    // cropped to the ball (about 13 voxels + 2 margin each side), doubled in size: past 48
+    assert!(
+        params["padded_shape"][0].as_i64().expect("shape") >= 48,
+        "{params}"
+    );
+    let t = &params["latencies"]["transform"]["pre"];
+    for name in ["CropForegroundd", "Spacingd", "SpatialPadd"] {
+        assert!(t[name].as_f64().is_some(), "{name}: {params}");
+    }
+
+    use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
+    let read = |p: std::path::PathBuf| {
+        ReaderOptions::new()
+            .read_file(p)
+            .expect("nifti")
+            .into_volume()
+            .into_ndarray::<f32>()
+            .expect("voxels")
+    };
+    let label = read(ws.studies().join("labels/original/img00.nii.gz"));
+    let input = read(ws.studies().join("img00.nii.gz"));
+    assert_eq!(label.shape(), input.shape(), "restored to the input grid");
+    let (mut both, mut sum) = (0.0, 0.0);
+    for (l, x) in label.iter().zip(input.iter()) {
+        let (l, x) = (*l > 0.0, *x > 50.0);
+        both += f64::from(u8::from(l && x));
+        sum += f64::from(u8::from(l)) + f64::from(u8::from(x));
+    }
+    let dice = 2.0 * both / sum;
+    assert!(dice > 0.95, "restored label vs input > 50: Dice {dice}");
+    let bbox = &params["bbox"];
+    assert!(
+        bbox[0][0].as_u64().expect("start") >= 5 && bbox[0][1].as_u64().expect("end") <= 19,
+        "{bbox}"
+    );
+    assert_eq!(
+        params["extreme_points"].as_array().expect("points").len(),
+        6
+    );
+    let centroid: Vec<i64> = params["centroids"]["ball"]
+        .as_array()
+        .expect("centroid")
+        .iter()
+        .map(|v| v.as_str().expect("string").parse().expect("number"))
+        .collect();
+    assert!(
+        centroid.iter().all(|c| (11..=13).contains(c)),
+        "{centroid:?}"
+    );
+}

@@ -140,6 +140,33 @@ fn normalize_intensity(x: &Tensor, args: &Value) -> Res<Tensor> {
     y.map_err(torch)
 }
 
+/// The `[start, end)` box of the voxels above `threshold` over the last three dims, as an
+/// `i64` tensor `[s0, s1, s2, e0, e1, e2]`; all zeros when nothing is above it.
+fn foreground_bbox(x: &Tensor, threshold: f64) -> Res<Tensor> {
+    let rank = x.size().len();
+    if rank < 3 {
+        return Err(bad("foreground_bbox: expected 3 spatial dims"));
+    }
+    let mask = x.f_gt(threshold).map_err(torch)?;
+    // Collapse leading dims (channels): a voxel is foreground in any channel.
+    let mut m = mask;
+    while m.size().len() > 3 {
+        m = m.f_any_dim(0, false).map_err(torch)?;
+    }
+    let idx = m.f_nonzero().map_err(torch)?;
+    if idx.size()[0] == 0 {
+        return Tensor::f_zeros([6], (tch::Kind::Int64, tch::Device::Cpu)).map_err(torch);
+    }
+    let lo = idx.f_amin([0i64].as_slice(), false).map_err(torch)?;
+    let hi = idx
+        .f_amax([0i64].as_slice(), false)
+        .and_then(|t| t.f_add_scalar(1))
+        .map_err(torch)?;
+    Tensor::f_cat(&[lo, hi], 0)
+        .and_then(|t| t.f_to_device(tch::Device::Cpu))
+        .map_err(torch)
+}
+
 /// Runs op `name` on `inputs` with JSON `args`.
 pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor>> {
     let x = inputs
@@ -165,6 +192,33 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
                 .and_then(|t| t.f_flatten(0, -1))
                 .map_err(torch)?;
             flat.f_quantile_scalar(q, None, false, "linear")
+                .map_err(torch)?
+        }
+        "shape" => Tensor::from_slice(&x.size()),
+        "foreground_bbox" => foreground_bbox(
+            x,
+            args.get("threshold").and_then(Value::as_f64).unwrap_or(0.0),
+        )?,
+        "pad" => {
+            let (before, after) = (triple(args, "before")?, triple(args, "after")?);
+            if before.iter().chain(&after).any(|p| *p < 0) {
+                return Err(bad("pad: amounts must not be negative"));
+            }
+            let pad = [
+                before[2], after[2], before[1], after[1], before[0], after[0],
+            ];
+            let value = args.get("value").and_then(Value::as_f64).unwrap_or(0.0);
+            x.f_constant_pad_nd(pad)
+                .and_then(|t| {
+                    if value == 0.0 {
+                        Ok(t)
+                    } else {
+                        // constant_pad_nd pads with zeros; shift, pad, shift back for another value
+                        x.f_sub_scalar(value)?
+                            .f_constant_pad_nd(pad)?
+                            .f_add_scalar(value)
+                    }
+                })
                 .map_err(torch)?
         }
         "reshape" => {

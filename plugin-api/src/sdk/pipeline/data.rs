@@ -10,6 +10,30 @@ use crate::sdk::{
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
 
+/// A change of the spatial grid made by a pre-transform, undone by [`super::Restore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpatialStep {
+    /// Resampled from shape `from` (`Resized`, `Spacingd`).
+    Resized {
+        /// The shape before.
+        from: [i64; 3],
+    },
+    /// Cropped out of shape `from` at `start` (`SpatialCropd`, `CropForegroundd`).
+    Cropped {
+        /// Where the crop started.
+        start: [i64; 3],
+        /// The shape before.
+        from: [i64; 3],
+    },
+    /// Padded by `before` voxels at the start of each axis (`SpatialPadd`).
+    Padded {
+        /// Padding before each axis.
+        before: [i64; 3],
+        /// The shape before.
+        from: [i64; 3],
+    },
+}
+
 /// The state of one inference as it moves through the stages.
 pub struct Data {
     /// The request (`image` is the input's absolute path).
@@ -28,6 +52,8 @@ pub struct Data {
     pub orientation: Option<transforms::Orientation>,
     /// Spatial shape after orientation, before any resizing (what [`super::Restore`] restores).
     pub original_shape: Option<[i64; 3]>,
+    /// Grid changes made since [`super::EnsureType`], in order.
+    pub steps: Vec<SpatialStep>,
     /// The working image tensor, channel first `[C, D, H, W]`.
     pub tensor: Option<Tensor>,
     /// The model's output, channel first.
@@ -55,6 +81,7 @@ impl Data {
             array: None,
             orientation: None,
             original_shape: None,
+            steps: Vec::new(),
             tensor: None,
             pred: None,
             label: None,
@@ -67,6 +94,23 @@ impl Data {
         self.tensor
             .as_ref()
             .ok_or_else(|| Error::app(format!("{who}: no image tensor yet (EnsureType first)")))
+    }
+
+    /// The working tensor's spatial shape (its last three dims).
+    pub fn spatial_shape(&self, who: &str) -> Result<[i64; 3]> {
+        let shape = self
+            .exec
+            .op1("shape", self.tensor(who)?, &serde_json::json!({}))?
+            .to_data()?;
+        let dims: Vec<i64> = shape
+            .bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        dims.len()
+            .checked_sub(3)
+            .and_then(|n| <[i64; 3]>::try_from(&dims[n..]).ok())
+            .ok_or_else(|| Error::app(format!("{who}: the image is not 3-D")))
     }
 
     /// The prediction, or an error naming the transform that needed it.

@@ -10,14 +10,14 @@ mod post;
 mod pre;
 mod writer;
 
-pub use data::Data;
+pub use data::{Data, SpatialStep};
 pub use post::{
-    Activations, AsDiscrete, FillHoles, GetCentroids, KeepLargestConnectedComponent, Restore,
-    ToHost,
+    Activations, AsDiscrete, BoundingBox, ExtremePoints, FillHoles, GetCentroids,
+    KeepLargestConnectedComponent, Restore, ToHost,
 };
 pub use pre::{
-    EnsureType, LoadImage, NormalizeIntensity, Orientation, Resize, ScaleIntensityRange,
-    ScaleIntensityRangePercentiles,
+    CropForeground, EnsureType, LoadImage, NormalizeIntensity, Orientation, Resize,
+    ScaleIntensityRange, ScaleIntensityRangePercentiles, Spacing, SpatialCrop, SpatialPad,
 };
 pub use writer::write_result;
 

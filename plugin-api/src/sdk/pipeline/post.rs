@@ -2,12 +2,15 @@
 //! discretisation on the device, then the label on the host (components, holes, restore,
 //! centroids).
 
-use super::{data::Data, Transform};
+use super::{
+    data::{Data, SpatialStep},
+    Transform,
+};
 use crate::sdk::{
     error::{Error, Result},
     transforms, DType,
 };
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{s, ArrayD, IxDyn};
 use serde_json::{json, Map, Value};
 
 fn on_pred(d: &mut Data, who: &str, op: &str, args: Value) -> Result<()> {
@@ -139,17 +142,107 @@ impl Transform for Restore {
         "Restored"
     }
     fn apply(&self, d: &mut Data) -> Result<()> {
-        let shape = d.original_shape.map(|s| s.map(|v| v as usize));
+        let steps = std::mem::take(&mut d.steps);
         let orientation = d.orientation;
         let label = label_mut(d, self.name())?;
-        if let Some(shape) = shape {
-            if label.shape() != shape {
-                *label = resize_nearest(label, shape);
-            }
+        for step in steps.iter().rev() {
+            *label = undo(label, step)?;
         }
         if let Some(o) = orientation {
             *label = o.from_ras(label);
         }
+        Ok(())
+    }
+}
+
+fn undo(label: &ArrayD<u8>, step: &SpatialStep) -> Result<ArrayD<u8>> {
+    let u = |a: [i64; 3]| a.map(|v| v.max(0) as usize);
+    Ok(match *step {
+        SpatialStep::Resized { from } => resize_nearest(label, u(from)),
+        SpatialStep::Cropped { start, from } => {
+            let (start, s) = (u(start), label.shape().to_vec());
+            let mut full = ArrayD::<u8>::zeros(IxDyn(&u(from)));
+            let fits = (0..3).all(|i| start[i] + s[i] <= full.shape()[i]);
+            if !fits {
+                return Err(Error::app(
+                    "Restored: the label does not fit the crop it came from",
+                ));
+            }
+            full.slice_mut(s![
+                start[0]..start[0] + s[0],
+                start[1]..start[1] + s[1],
+                start[2]..start[2] + s[2]
+            ])
+            .assign(
+                &label
+                    .view()
+                    .into_dimensionality::<ndarray::Ix3>()
+                    .map_err(|e| Error::app(e.to_string()))?,
+            );
+            full
+        }
+        SpatialStep::Padded { before, from } => {
+            let (b, f) = (u(before), u(from));
+            label
+                .slice(s![b[0]..b[0] + f[0], b[1]..b[1] + f[1], b[2]..b[2] + f[2]])
+                .into_dyn()
+                .to_owned()
+        }
+    })
+}
+
+/// `BoundingBoxd`: the label's foreground box `[[start, end), ...]` in the result (`bbox`).
+pub struct BoundingBox;
+
+impl Transform for BoundingBox {
+    fn name(&self) -> &'static str {
+        "BoundingBoxd"
+    }
+    fn apply(&self, d: &mut Data) -> Result<()> {
+        let label = d
+            .label
+            .as_ref()
+            .ok_or_else(|| Error::app("BoundingBoxd: no label"))?;
+        let bbox = transforms::bounding_box(label);
+        d.result.insert(
+            "bbox".into(),
+            json!(bbox.map(|b| b.iter().map(|(s, e)| [*s, *e]).collect::<Vec<_>>())),
+        );
+        Ok(())
+    }
+}
+
+/// `ExtremePointsd`: the label's six extreme foreground voxels (lowest and highest along
+/// each axis), in the result as `extreme_points`.
+pub struct ExtremePoints;
+
+impl Transform for ExtremePoints {
+    fn name(&self) -> &'static str {
+        "ExtremePointsd"
+    }
+    fn apply(&self, d: &mut Data) -> Result<()> {
+        let label = d
+            .label
+            .as_ref()
+            .ok_or_else(|| Error::app("ExtremePointsd: no label"))?;
+        let mut best: Vec<Option<Vec<usize>>> = vec![None; 6];
+        for (i, &v) in label.indexed_iter() {
+            if v == 0 {
+                continue;
+            }
+            for axis in 0..3 {
+                let lo = &mut best[2 * axis];
+                if lo.as_ref().is_none_or(|p| i[axis] < p[axis]) {
+                    *lo = Some(ndarray::Dimension::slice(&i).to_vec());
+                }
+                let hi = &mut best[2 * axis + 1];
+                if hi.as_ref().is_none_or(|p| i[axis] > p[axis]) {
+                    *hi = Some(ndarray::Dimension::slice(&i).to_vec());
+                }
+            }
+        }
+        let points: Vec<Vec<usize>> = best.into_iter().flatten().collect();
+        d.result.insert("extreme_points".into(), json!(points));
         Ok(())
     }
 }

@@ -1,7 +1,10 @@
 //! Pre-processing transforms, MONAI's names and semantics. Heavy arithmetic runs on the
 //! executor's device; only loading and the axis reordering touch host memory.
 
-use super::{data::Data, Transform};
+use super::{
+    data::{Data, SpatialStep},
+    Transform,
+};
 use crate::sdk::{
     error::{Error, Result},
     image,
@@ -168,11 +171,136 @@ impl Transform for Resize {
         "Resized"
     }
     fn apply(&self, d: &mut Data) -> Result<()> {
-        on_tensor(
-            d,
-            self.name(),
-            "interpolate",
-            json!({"size": self.spatial_size, "mode": self.mode}),
-        )
+        resize_to(d, self.name(), self.spatial_size, self.mode)
+    }
+}
+
+fn resize_to(d: &mut Data, who: &str, size: [i64; 3], mode: &str) -> Result<()> {
+    let from = d.spatial_shape(who)?;
+    on_tensor(d, who, "interpolate", json!({"size": size, "mode": mode}))?;
+    d.steps.push(SpatialStep::Resized { from });
+    Ok(())
+}
+
+fn crop_to(d: &mut Data, who: &str, start: [i64; 3], end: [i64; 3]) -> Result<()> {
+    let from = d.spatial_shape(who)?;
+    on_tensor(d, who, "crop", json!({"start": start, "end": end}))?;
+    d.steps.push(SpatialStep::Cropped { start, from });
+    Ok(())
+}
+
+fn i64s(bytes: &[u8]) -> Vec<i64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+/// `Spacingd`: resamples to `pixdim` millimetres per voxel (trilinear for images).
+pub struct Spacing {
+    /// Target voxel size along the current axes.
+    pub pixdim: [f64; 3],
+    /// Interpolation mode.
+    pub mode: &'static str,
+}
+
+impl Transform for Spacing {
+    fn name(&self) -> &'static str {
+        "Spacingd"
+    }
+    fn apply(&self, d: &mut Data) -> Result<()> {
+        let image = d
+            .image
+            .as_ref()
+            .ok_or_else(|| Error::app("Spacingd: LoadImaged must come first"))?;
+        let a = image.affine();
+        let zoom = |voxel_axis: usize| (0..3).map(|r| a[r][voxel_axis].powi(2)).sum::<f64>().sqrt();
+        let axes = d.orientation.map_or([0, 1, 2], |o| o.source_axis);
+        let shape = d.spatial_shape(self.name())?;
+        let mut size = [0i64; 3];
+        for i in 0..3 {
+            if self.pixdim[i] <= 0.0 {
+                return Err(Error::invalid_input("Spacingd: pixdim must be positive"));
+            }
+            size[i] = ((shape[i] as f64 * zoom(axes[i]) / self.pixdim[i]).round() as i64).max(1);
+        }
+        resize_to(d, self.name(), size, self.mode)
+    }
+}
+
+/// `SpatialCropd`: keeps `[roi_start, roi_end)`.
+pub struct SpatialCrop {
+    /// First voxel kept per axis.
+    pub roi_start: [i64; 3],
+    /// One past the last voxel kept per axis.
+    pub roi_end: [i64; 3],
+}
+
+impl Transform for SpatialCrop {
+    fn name(&self) -> &'static str {
+        "SpatialCropd"
+    }
+    fn apply(&self, d: &mut Data) -> Result<()> {
+        crop_to(d, self.name(), self.roi_start, self.roi_end)
+    }
+}
+
+/// `CropForegroundd`: crops to the voxels above `threshold`, grown by `margin`.
+pub struct CropForeground {
+    /// Voxels above this are foreground (MONAI's default select_fn is `x > 0`).
+    pub threshold: f64,
+    /// Voxels added on each side.
+    pub margin: i64,
+}
+
+impl Transform for CropForeground {
+    fn name(&self) -> &'static str {
+        "CropForegroundd"
+    }
+    fn apply(&self, d: &mut Data) -> Result<()> {
+        let shape = d.spatial_shape(self.name())?;
+        let args = json!({"threshold": self.threshold});
+        let b = i64s(
+            &d.exec
+                .op1("foreground_bbox", d.tensor(self.name())?, &args)?
+                .to_data()?
+                .bytes,
+        );
+        if b.len() != 6 || b[3..].iter().all(|v| *v == 0) {
+            return Err(Error::invalid_input(
+                "CropForegroundd: the image has no foreground",
+            ));
+        }
+        let start = [0, 1, 2].map(|i| (b[i] - self.margin).max(0));
+        let end = [0, 1, 2].map(|i| (b[3 + i] + self.margin).min(shape[i]));
+        crop_to(d, self.name(), start, end)
+    }
+}
+
+/// `SpatialPadd`: pads (zeros, split evenly) to at least `spatial_size`.
+pub struct SpatialPad {
+    /// Minimum shape.
+    pub spatial_size: [i64; 3],
+}
+
+impl Transform for SpatialPad {
+    fn name(&self) -> &'static str {
+        "SpatialPadd"
+    }
+    fn apply(&self, d: &mut Data) -> Result<()> {
+        let from = d.spatial_shape(self.name())?;
+        let total = [0, 1, 2].map(|i| (self.spatial_size[i] - from[i]).max(0));
+        let before = total.map(|t| t / 2);
+        let after = [0, 1, 2].map(|i| total[i] - before[i]);
+        if total.iter().any(|t| *t > 0) {
+            on_tensor(
+                d,
+                self.name(),
+                "pad",
+                json!({"before": before, "after": after}),
+            )?;
+            d.steps.push(SpatialStep::Padded { before, from });
+        }
+        Ok(())
     }
 }
