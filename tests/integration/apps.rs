@@ -190,4 +190,16 @@ fn grid_changing_transforms_are_undone_by_restore() {
         centroid.iter().all(|c| (11..=13).contains(c)),
         "{centroid:?}"
     );
+
+    // Chained: the pipeline's label feeds the next task, which counts it.
+    let url = server.at("/infer/tensor_chain?image=img00&output=json");
+    let chained: Value = client()
+        .post(url)
+        .send()
+        .expect("chain")
+        .json()
+        .expect("json");
+    let voxels = label.iter().filter(|v| **v > 0.0).count();
+    assert_eq!(chained["label_voxels"], voxels, "{chained}");
+    assert_eq!(chained["chain"].as_array().expect("steps").len(), 2);
 }

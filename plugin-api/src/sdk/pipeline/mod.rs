@@ -5,11 +5,13 @@
 //! `writer` where the defaults do not fit. [`run_stages`] runs a pipeline without its
 //! writer, so one task's output can feed the next (MONAI Label's pipelines).
 
+mod chain;
 mod data;
 mod post;
 mod pre;
 mod writer;
 
+pub use chain::Chain;
 pub use data::{Data, SpatialStep};
 pub use post::{
     Activations, AsDiscrete, BoundingBox, ExtremePoints, FillHoles, GetCentroids,
