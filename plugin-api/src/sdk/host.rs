@@ -234,6 +234,14 @@ impl Executor {
             exec: self.clone(),
         })
     }
+    /// Uploads `f32` voxels (row-major for `shape`) as a tensor.
+    pub fn tensor_f32(&self, shape: &[i64], values: &[f32], device: &str) -> Result<Tensor> {
+        let mut bytes = vec![0u8; values.len() * 4];
+        for (out, v) in bytes.chunks_exact_mut(4).zip(values) {
+            out.copy_from_slice(&v.to_ne_bytes());
+        }
+        self.tensor(DType::F32, shape, bytes, device)
+    }
     /// Runs a model's forward pass.
     pub fn forward(&self, model: Model, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
         let ids: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();

@@ -99,14 +99,17 @@ impl InferTask for DeepBet {
     fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
         let device = request.get("device").and_then(Value::as_str).unwrap_or("");
         let t0 = Instant::now();
-        let volume = image::read(input_image(request)?)?;
+        let mut volume = image::read(input_image(request)?)?;
         let orientation = Orientation::from_affine(&volume.affine());
-        let ras = orientation.to_ras(&volume.first_frame());
+        let ras = orientation.into_ras(volume.take_first_frame());
+        let ras = ras.as_standard_layout();
         let shape = ras.shape().to_vec();
         let exec = host.executor();
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let bytes: Vec<u8> = ras.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let x = exec.tensor(DType::F32, &dims, bytes, device)?;
+        let values = ras
+            .as_slice()
+            .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
+        let x = exec.tensor_f32(&dims, values, device)?;
         let x = exec.op1("nan_to_num", &x, &json!({}))?;
         let small = exec.op1(
             "interpolate",

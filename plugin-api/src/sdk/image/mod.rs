@@ -48,6 +48,17 @@ impl Volume {
     }
 
     /// The first three dims (a 4-D volume's first frame is what 3-D tasks use).
+    /// Like [`Volume::first_frame`], without copying a 3-D volume: the voxels move out and
+    /// `data` is left empty (the header, which writers need, stays).
+    pub fn take_first_frame(&mut self) -> ArrayD<f32> {
+        if self.data.ndim() > 3 {
+            self.first_frame()
+        } else {
+            std::mem::replace(&mut self.data, ArrayD::zeros(ndarray::IxDyn(&[0])))
+        }
+    }
+
+    /// The first three dims (a 4-D volume's first frame is what 3-D tasks use).
     pub fn first_frame(&self) -> ArrayD<f32> {
         if self.data.ndim() > 3 {
             let mut frame = self.data.view();

@@ -151,7 +151,7 @@ fn files(path: &Path) -> (PathBuf, Option<PathBuf>) {
 /// A file, read plainly or through gzip.
 enum Source {
     Plain { file: BufReader<File>, len: u64 },
-    Gz(MultiGz),
+    Gz(Box<MultiGz>),
 }
 
 impl Source {
@@ -163,7 +163,7 @@ impl Source {
         let len = file.metadata().map_err(open)?.len();
         let file = BufReader::new(file);
         Ok(if gz {
-            Source::Gz(MultiGz(Some(GzDecodedFile::new(file))))
+            Source::Gz(Box::new(MultiGz(Some(GzDecodedFile::new(file)))))
         } else {
             Source::Plain { file, len }
         })
@@ -172,7 +172,7 @@ impl Source {
     fn reader(&mut self) -> &mut dyn Read {
         match self {
             Source::Plain { file, .. } => file,
-            Source::Gz(gz) => gz,
+            Source::Gz(gz) => gz.as_mut(),
         }
     }
 
@@ -219,7 +219,7 @@ impl Source {
             }
             Source::Gz(gz) => {
                 let skip = offset.saturating_sub(pos);
-                let skipped = io::copy(&mut gz.take(skip), &mut io::sink());
+                let skipped = io::copy(&mut gz.as_mut().take(skip), &mut io::sink());
                 let skipped = skipped.map_err(|e| self.error(name, e))?;
                 if skipped < skip {
                     return Err(short(pos + skipped));

@@ -48,12 +48,17 @@ pub fn write_label_as(
             )))
         }
     };
-    let spatial = label.ndim().min(reference.data.ndim()).min(3);
-    if label.shape()[..spatial] != reference.data.shape()[..spatial] {
+    // The header's dims, not `reference.data`: callers may have moved the voxels out.
+    let ndim = usize::from(reference.header.dim[0]).clamp(1, 7);
+    let reference_dims: Vec<usize> = (1..=ndim)
+        .map(|i| usize::from(reference.header.dim[i]))
+        .collect();
+    let spatial = label.ndim().min(ndim).min(3);
+    if label.shape()[..spatial] != reference_dims[..spatial] {
         return Err(Error::app(format!(
             "label dims {:?} do not match the reference volume's {:?}",
             label.shape(),
-            reference.data.shape()
+            reference_dims
         )));
     }
     let header = label_header(&reference.header);

@@ -9,7 +9,7 @@ use crate::sdk::{
     error::{Error, Result},
     image,
     tasks::input_image,
-    transforms, DType,
+    transforms,
 };
 use serde_json::json;
 
@@ -21,8 +21,8 @@ impl Transform for LoadImage {
         "LoadImaged"
     }
     fn apply(&self, d: &mut Data) -> Result<()> {
-        let volume = image::read(input_image(&d.request)?)?;
-        d.array = Some(volume.first_frame());
+        let mut volume = image::read(input_image(&d.request)?)?;
+        d.array = Some(volume.take_first_frame());
         d.image = Some(volume);
         Ok(())
     }
@@ -36,11 +36,11 @@ impl Transform for Orientation {
         "Orientationd"
     }
     fn apply(&self, d: &mut Data) -> Result<()> {
-        let (Some(image), Some(array)) = (&d.image, &d.array) else {
+        let (Some(image), Some(array)) = (&d.image, d.array.take()) else {
             return Err(Error::app("Orientationd: LoadImaged must come first"));
         };
         let o = transforms::Orientation::from_affine(&image.affine());
-        d.array = Some(o.to_ras(array));
+        d.array = Some(o.into_ras(array));
         d.orientation = Some(o);
         Ok(())
     }
@@ -63,8 +63,11 @@ impl Transform for EnsureType {
         let spatial = <[i64; 3]>::try_from(spatial)
             .map_err(|_| Error::invalid_input("the image is not 3-D"))?;
         let shape = [1, spatial[0], spatial[1], spatial[2]];
-        let bytes: Vec<u8> = array.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        d.tensor = Some(d.exec.tensor(DType::F32, &shape, bytes, &d.device)?);
+        let array = array.as_standard_layout();
+        let values = array
+            .as_slice()
+            .ok_or_else(|| Error::app("EnsureTyped: voxels are not contiguous"))?;
+        d.tensor = Some(d.exec.tensor_f32(&shape, values, &d.device)?);
         d.original_shape.get_or_insert(spatial);
         Ok(())
     }

@@ -9,6 +9,29 @@ fn dims(mask: &ArrayD<u8>) -> Option<[usize; 3]> {
     <[usize; 3]>::try_from(mask.shape()).ok()
 }
 
+/// Linear offsets of the 6 or 26 neighbours in a C-ordered `d` volume.
+fn neighbours(d: [usize; 3], full: bool) -> Vec<(i64, i64, i64, isize)> {
+    let (sy, sz) = ((d[1] * d[2]) as isize, d[2] as isize);
+    let mut out = Vec::new();
+    for dx in -1i64..=1 {
+        for dy in -1i64..=1 {
+            for dz in -1i64..=1 {
+                let steps = dx.abs() + dy.abs() + dz.abs();
+                if steps == 0 || (!full && steps > 1) {
+                    continue;
+                }
+                out.push((
+                    dx,
+                    dy,
+                    dz,
+                    dx as isize * sy + dy as isize * sz + dz as isize,
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Flood-fills from `seed` over voxels where `take` holds, marking them in `seen`;
 /// returns how many were reached. `full` selects 26- instead of 6-connectivity.
 fn flood(
@@ -20,33 +43,26 @@ fn flood(
     take: &dyn Fn(usize) -> bool,
 ) -> usize {
     let (sy, sz) = (d[1] * d[2], d[2]);
+    let offsets = neighbours(d, full);
     let mut queue = VecDeque::from([seed]);
     seen[seed] = label;
     let mut count = 0;
     while let Some(at) = queue.pop_front() {
         count += 1;
         let (x, y, z) = (at / sy, (at / sz) % d[1], at % sz);
-        for dx in -1i64..=1 {
-            for dy in -1i64..=1 {
-                for dz in -1i64..=1 {
-                    let steps = dx.abs() + dy.abs() + dz.abs();
-                    if steps == 0 || (!full && steps > 1) {
-                        continue;
-                    }
-                    let (nx, ny, nz) = (x as i64 + dx, y as i64 + dy, z as i64 + dz);
-                    if nx < 0 || ny < 0 || nz < 0 {
-                        continue;
-                    }
-                    let (nx, ny, nz) = (nx as usize, ny as usize, nz as usize);
-                    if nx >= d[0] || ny >= d[1] || nz >= d[2] {
-                        continue;
-                    }
-                    let n = nx * sy + ny * sz + nz;
-                    if seen[n] == 0 && take(n) {
-                        seen[n] = label;
-                        queue.push_back(n);
-                    }
+        let interior = x > 0 && y > 0 && z > 0 && x + 1 < d[0] && y + 1 < d[1] && z + 1 < d[2];
+        for &(dx, dy, dz, step) in &offsets {
+            if !interior {
+                let (nx, ny, nz) = (x as i64 + dx, y as i64 + dy, z as i64 + dz);
+                let inside = nx >= 0 && ny >= 0 && nz >= 0;
+                if !inside || nx as usize >= d[0] || ny as usize >= d[1] || nz as usize >= d[2] {
+                    continue;
                 }
+            }
+            let n = at.wrapping_add_signed(step);
+            if seen[n] == 0 && take(n) {
+                seen[n] = label;
+                queue.push_back(n);
             }
         }
     }

@@ -77,6 +77,20 @@ impl Orientation {
         v.as_standard_layout().into_owned()
     }
 
+    /// Whether the voxel axes already are RAS+ (reordering would be a copy for nothing).
+    pub fn is_ras(&self) -> bool {
+        self.source_axis == [0, 1, 2] && self.flipped == [false; 3]
+    }
+
+    /// [`Orientation::to_ras`] taking ownership: no copy when the axes already are RAS+.
+    pub fn into_ras<T: Clone>(&self, x: ArrayD<T>) -> ArrayD<T> {
+        if self.is_ras() && x.is_standard_layout() {
+            x
+        } else {
+            self.to_ras(&x)
+        }
+    }
+
     /// Undoes [`Orientation::to_ras`].
     pub fn from_ras<T: Clone>(&self, x: &ArrayD<T>) -> ArrayD<T> {
         let mut v = x.view();
