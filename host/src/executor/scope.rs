@@ -109,6 +109,17 @@ impl ExecutorScope {
             })
     }
 
+    fn model(&self, id: ModelId) -> Res<Arc<CModule>> {
+        let models = self.models.lock().map_err(|_| poisoned())?;
+        let module = models.get(&id.0).cloned();
+        module.ok_or_else(|| {
+            err(
+                ErrorCode::INVALID_INPUT,
+                format!("no model with handle {}", id.0),
+            )
+        })
+    }
+
     fn device(&self, name: RStr<'_>) -> Res<tch::Device> {
         self.exec
             .device(name.as_str())
@@ -200,15 +211,7 @@ impl abi::Executor for ScopeHandle {
         inputs: RSlice<'_, TensorId>,
     ) -> PluginResult<RVec<TensorId>> {
         host_guard(|| {
-            let module = self
-                .0
-                .models
-                .lock()
-                .map_err(|_| poisoned())?
-                .get(&model.0)
-                .cloned();
-            let module =
-                module.ok_or_else(|| err(ErrorCode::INVALID_INPUT, "unknown model handle"))?;
+            let module = self.0.model(model)?;
             let args: Vec<IValue> = inputs
                 .iter()
                 .map(|id| self.0.get(*id).map(IValue::Tensor))
@@ -240,15 +243,7 @@ impl abi::Executor for ScopeHandle {
         params: RStr<'_>,
     ) -> PluginResult<TensorId> {
         host_guard(|| {
-            let module = self
-                .0
-                .models
-                .lock()
-                .map_err(|_| poisoned())?
-                .get(&model.0)
-                .cloned();
-            let module =
-                module.ok_or_else(|| err(ErrorCode::INVALID_INPUT, "unknown model handle"))?;
+            let module = self.0.model(model)?;
             let params: Value = serde_json::from_str(params.as_str()).map_err(|e| {
                 err(
                     ErrorCode::INVALID_INPUT,
