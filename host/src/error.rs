@@ -29,6 +29,9 @@ pub enum Error {
     /// A plugin's task returned an error; the status follows its code.
     #[error("{0}")]
     Plugin(PluginError),
+    /// A job of that kind is already running (429, MONAI Label's answer).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// A work queue is full (503 with Retry-After).
     #[error("{0}")]
     Overloaded(String),
@@ -46,6 +49,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PluginLoad(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Plugin(e) => match e.code {
                 ErrorCode::INVALID_INPUT => StatusCode::BAD_REQUEST,
@@ -64,6 +68,7 @@ impl Error {
             Error::Conflict(_) => "CONFLICT",
             Error::PluginLoad(_) => "APP_INIT_ERROR",
             Error::Overloaded(_) => "OVERLOADED",
+            Error::TooManyRequests(_) => "ALREADY_RUNNING",
             Error::Internal(_) => "SERVER_ERROR",
             Error::Plugin(e) => e.code.as_str(),
         }

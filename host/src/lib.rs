@@ -11,6 +11,7 @@ pub mod config;
 pub mod datastore;
 pub mod error;
 pub mod executor;
+pub mod jobs;
 pub mod loader;
 pub mod registry;
 pub mod services;

@@ -65,7 +65,12 @@ fn serve(args: ServeArgs) -> Result<()> {
     for g in registry.snapshot().apps.values() {
         tracing::info!(app = %g.name, version = %g.version, tasks = g.tasks.len(), "app loaded");
     }
-    let state = Arc::new(AppState { registry, shared });
+    let jobs = labelhost::jobs::Jobs::open(&config.studies);
+    let state = Arc::new(AppState {
+        registry,
+        shared,
+        jobs,
+    });
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
     runtime.block_on(async move {

@@ -7,6 +7,7 @@ mod activelearning;
 mod apps;
 mod infer;
 mod info;
+mod jobs;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub registry: Registry,
     /// The shared datastore, executor and configuration.
     pub shared: Shared,
+    /// Background job records.
+    pub jobs: crate::jobs::Jobs,
 }
 
 /// Shared handler state.
@@ -50,6 +53,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/activelearning/{strategy}",
             post(activelearning::next_sample),
+        )
+        .route("/train/{model}", post(jobs::train_start))
+        .route("/train/", get(jobs::train_status).delete(jobs::train_stop))
+        .route("/train", get(jobs::train_status).delete(jobs::train_stop))
+        .route("/scoring/{method}", post(jobs::scoring_start))
+        .route(
+            "/scoring/",
+            get(jobs::scoring_status).delete(jobs::scoring_stop),
+        )
+        .route(
+            "/scoring",
+            get(jobs::scoring_status).delete(jobs::scoring_stop),
+        )
+        .route("/batch/infer/{model}", post(jobs::batch_start))
+        .route(
+            "/batch/infer",
+            get(jobs::batch_status).delete(jobs::batch_stop),
         )
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -22,7 +22,12 @@ fn app(dir: &tempfile::TempDir) -> Router {
         conf: Arc::new(Default::default()),
     };
     let registry = Registry::new(&plugins, &dir.path().join("runtime"), shared.clone());
-    router(Arc::new(AppState { registry, shared }))
+    let jobs = crate::jobs::Jobs::open(&studies);
+    router(Arc::new(AppState {
+        registry,
+        shared,
+        jobs,
+    }))
 }
 
 async fn call(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {

@@ -1,0 +1,246 @@
+//! MONAI Label's background-job routes: `/train/`, `/scoring/`, `/batch/infer`. A job runs
+//! in the background (one per kind at a time, 429 when one is running and `enqueue` is
+//! false) or inside the request with `run_sync=true`; either way it waits for its device
+//! queue at training or batch priority, behind interactive inference.
+
+use super::{call, json_object, owner, AppState, State};
+use crate::{
+    executor::Priority,
+    jobs::{timestamp, Kind, Record, Status},
+    Error, Result,
+};
+use abi_stable::std_types::{RStr, RString};
+use axum::{
+    body::Bytes,
+    extract::{
+        rejection::{BytesRejection, PathRejection, QueryRejection},
+        Path, Query,
+    },
+    Json,
+};
+use labelhost_plugin_api::abi::{PluginResult, TaskKind};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// `POST` query parameters.
+#[derive(Debug, Deserialize)]
+pub(super) struct RunQuery {
+    #[serde(default)]
+    run_sync: bool,
+    #[serde(default)]
+    enqueue: bool,
+    images: Option<String>,
+}
+
+/// `GET` query parameters.
+#[derive(Debug, Deserialize)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    check_if_running: bool,
+}
+
+fn priority(kind: Kind) -> Priority {
+    if kind == Kind::Train {
+        Priority::Training
+    } else {
+        Priority::Batch
+    }
+}
+
+fn job_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let (a, b) = (
+        h.finish(),
+        h.finish().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15,
+    );
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        a & 0xffff,
+        b >> 48,
+        (b >> 32) & 0xffff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Runs the job's plugin call, after waiting for a slot on the request's device.
+async fn execute(state: &Arc<AppState>, kind: Kind, name: &str, request: &Value) -> Result<Value> {
+    let task = match kind {
+        Kind::Train => TaskKind::TRAIN,
+        Kind::Scoring => TaskKind::SCORING,
+        Kind::BatchInfer => TaskKind::INFER,
+    };
+    let generation = owner(state, task, name)?;
+    let device = request.get("device").and_then(Value::as_str).unwrap_or("");
+    let queue = state
+        .shared
+        .executor
+        .queue(device)
+        .map_err(Error::BadRequest)?;
+    let _permit = queue.acquire(priority(kind)).await.map_err(|f| {
+        Error::Overloaded(format!("the device queue is full ({} waiting)", f.waiting))
+    })?;
+    let (name, text) = (name.to_owned(), request.to_string());
+    let out = call(generation, move |g| -> PluginResult<RString> {
+        let (name, text) = (RStr::from(name.as_str()), RStr::from(text.as_str()));
+        match kind {
+            Kind::Train => g.app.train(name, text),
+            Kind::Scoring => g.app.scoring(name, text),
+            Kind::BatchInfer => g.app.batch_infer(text),
+        }
+    })
+    .await?;
+    serde_json::from_str(out.as_str())
+        .map_err(|e| Error::Internal(format!("the job returned bad JSON: {e}")))
+}
+
+async fn start(
+    state: State,
+    kind: Kind,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<RunQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>> {
+    let (Path(name), Query(q), body) = (name?, query?, body?);
+    let mut request = json_object(&body)?;
+    let key = if kind == Kind::Scoring {
+        "method"
+    } else {
+        "model"
+    };
+    request.insert(key.into(), json!(name));
+    if kind == Kind::BatchInfer {
+        request.insert("images".into(), json!(q.images.as_deref().unwrap_or("all")));
+    }
+    let request = Value::Object(request);
+    // Unknown names are refused now, not recorded as failed jobs.
+    let task = if kind == Kind::Train {
+        TaskKind::TRAIN
+    } else if kind == Kind::Scoring {
+        TaskKind::SCORING
+    } else {
+        TaskKind::INFER
+    };
+    owner(&state, task, &name)?;
+    if q.run_sync {
+        return execute(&state, kind, &name, &request).await.map(Json);
+    }
+    if !q.enqueue && state.jobs.active(kind).is_some() {
+        return Err(Error::TooManyRequests(format!(
+            "{} Task is Already Running",
+            kind.title()
+        )));
+    }
+    let record = state.jobs.submit(kind, job_id(), request.clone());
+    let (st, id) = (state.0.clone(), record.id.clone());
+    tokio::spawn(async move {
+        let _one_at_a_time = st.jobs.gates[&kind].clone().lock_owned().await;
+        let still_wanted = st.jobs.update(kind, &id, |r| {
+            if r.status == Status::Submitted {
+                r.status = Status::Running;
+            }
+        });
+        if still_wanted.is_none_or(|r| r.status != Status::Running) {
+            return;
+        }
+        let outcome = execute(&st, kind, &name, &request).await;
+        st.jobs.update(kind, &id, |r| {
+            if r.status == Status::Stopped {
+                return;
+            }
+            r.end_ts = Some(timestamp());
+            match outcome {
+                Ok(v) => {
+                    r.status = Status::Done;
+                    r.details.push(format!("{} {name} finished", kind.title()));
+                    r.result = Some(v);
+                }
+                Err(e) => {
+                    r.status = Status::Error;
+                    r.details.push(format!("{}: {e}", e.code()));
+                }
+            }
+        });
+    });
+    Ok(Json(serde_json::to_value(record).unwrap_or(Value::Null)))
+}
+
+fn status(
+    state: &State,
+    kind: Kind,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(q) = query?;
+    let records = state.jobs.list(kind);
+    let as_json = |r: &Record| serde_json::to_value(r).unwrap_or(Value::Null);
+    if q.check_if_running {
+        let running = state.jobs.active(kind);
+        let r = running.ok_or_else(|| {
+            Error::NotFound(format!("No {} Tasks are currently Running", kind.title()))
+        })?;
+        return Ok(Json(as_json(&r)));
+    }
+    if q.all {
+        return Ok(Json(Value::Array(records.iter().map(as_json).collect())));
+    }
+    let last = records
+        .last()
+        .ok_or_else(|| Error::NotFound(format!("No {} Tasks Found", kind.title())))?;
+    Ok(Json(as_json(last)))
+}
+
+fn stop(state: &State, kind: Kind) -> Json<Value> {
+    let Some(active) = state.jobs.active(kind) else {
+        return Json(Value::Null);
+    };
+    let stopped = state.jobs.update(kind, &active.id, |r| {
+        r.status = Status::Stopped;
+        r.end_ts = Some(timestamp());
+        r.details.push(
+            "stopped by request (a running plugin call finishes; its result is dropped)".into(),
+        );
+    });
+    Json(
+        stopped
+            .and_then(|r| serde_json::to_value(r).ok())
+            .unwrap_or(Value::Null),
+    )
+}
+
+macro_rules! job_routes {
+    ($start:ident, $status:ident, $stop:ident, $kind:expr) => {
+        /// Starts a job of this kind.
+        pub(super) async fn $start(
+            state: State,
+            name: Result<Path<String>, PathRejection>,
+            query: Result<Query<RunQuery>, QueryRejection>,
+            body: Result<Bytes, BytesRejection>,
+        ) -> Result<Json<Value>> {
+            start(state, $kind, name, query, body).await
+        }
+        /// The last, every, or the running record of this kind.
+        pub(super) async fn $status(
+            state: State,
+            query: Result<Query<ListQuery>, QueryRejection>,
+        ) -> Result<Json<Value>> {
+            status(&state, $kind, query)
+        }
+        /// Stops the running job of this kind.
+        pub(super) async fn $stop(state: State) -> Json<Value> {
+            stop(&state, $kind)
+        }
+    };
+}
+
+job_routes!(train_start, train_status, train_stop, Kind::Train);
+job_routes!(scoring_start, scoring_status, scoring_stop, Kind::Scoring);
+job_routes!(batch_start, batch_status, batch_stop, Kind::BatchInfer);

@@ -1,0 +1,230 @@
+//! Background jobs (train, scoring, batch inference) with MONAI Label's task records:
+//! `{id, status, request, start_ts, end_ts, details, result}`. One job of a kind runs at a
+//! time (others wait when enqueued, else the API answers 429); records are kept in
+//! `<studies>/.labelhost/jobs.json` so they survive a restart (a job that was running when
+//! the server stopped is recorded as ERROR).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// The kinds of background job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// `/train/`
+    Train,
+    /// `/scoring/`
+    Scoring,
+    /// `/batch/infer`
+    BatchInfer,
+}
+
+impl Kind {
+    /// MONAI Label's word for it in messages ("Train Task is Already Running").
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Train => "Train",
+            Kind::Scoring => "Scoring",
+            Kind::BatchInfer => "Batch_infer",
+        }
+    }
+}
+
+/// A job's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Accepted, waiting to run.
+    Submitted,
+    /// Running.
+    Running,
+    /// Finished.
+    Done,
+    /// Failed.
+    Error,
+    /// Stopped by `DELETE`.
+    Stopped,
+}
+
+/// MONAI Label's task record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    /// Unique id.
+    pub id: String,
+    /// Its state.
+    pub status: Status,
+    /// What was asked.
+    pub request: Value,
+    /// `YYYY-mm-dd HH:MM:SS` (UTC).
+    pub start_ts: String,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_ts: Option<String>,
+    /// The last 20 log lines.
+    pub details: Vec<String>,
+    /// What the job returned (labelhost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+/// `YYYY-mm-dd HH:MM:SS` in UTC.
+pub fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Every kind's records, oldest first, and the file they are kept in.
+pub struct Jobs {
+    file: PathBuf,
+    records: Mutex<BTreeMap<Kind, Vec<Record>>>,
+    /// One job of each kind runs at a time.
+    pub gates: BTreeMap<Kind, Arc<tokio::sync::Mutex<()>>>,
+}
+
+const KEEP: usize = 100;
+
+impl Jobs {
+    /// Loads `<studies>/.labelhost/jobs.json`; jobs left running by a previous process
+    /// become ERROR.
+    pub fn open(studies: &Path) -> Self {
+        let file = studies.join(".labelhost").join("jobs.json");
+        let mut records: BTreeMap<Kind, Vec<Record>> = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for r in records.values_mut().flatten() {
+            if matches!(r.status, Status::Submitted | Status::Running) {
+                r.status = Status::Error;
+                r.end_ts = Some(timestamp());
+                r.details
+                    .push("interrupted: the server stopped while this job was running".into());
+            }
+        }
+        let gates = [Kind::Train, Kind::Scoring, Kind::BatchInfer]
+            .into_iter()
+            .map(|k| (k, Arc::new(tokio::sync::Mutex::new(()))))
+            .collect();
+        let jobs = Jobs {
+            file,
+            records: Mutex::new(records),
+            gates,
+        };
+        jobs.save();
+        jobs
+    }
+
+    fn save(&self) {
+        let Ok(records) = self.records.lock() else {
+            return;
+        };
+        let Ok(text) = serde_json::to_vec_pretty(&*records) else {
+            return;
+        };
+        drop(records);
+        if let Some(dir) = self.file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = self.file.with_extension("json.tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.file);
+        }
+    }
+
+    /// Adds a SUBMITTED record; returns it.
+    pub fn submit(&self, kind: Kind, id: String, request: Value) -> Record {
+        let record = Record {
+            id,
+            status: Status::Submitted,
+            request,
+            start_ts: timestamp(),
+            end_ts: None,
+            details: Vec::new(),
+            result: None,
+        };
+        if let Ok(mut all) = self.records.lock() {
+            let list = all.entry(kind).or_default();
+            list.push(record.clone());
+            let excess = list.len().saturating_sub(KEEP);
+            list.drain(..excess);
+        }
+        self.save();
+        record
+    }
+
+    /// Changes a record; `None` when it is gone.
+    pub fn update(&self, kind: Kind, id: &str, f: impl FnOnce(&mut Record)) -> Option<Record> {
+        let updated = self.records.lock().ok().and_then(|mut all| {
+            let r = all.get_mut(&kind)?.iter_mut().find(|r| r.id == id)?;
+            f(r);
+            let excess = r.details.len().saturating_sub(20);
+            r.details.drain(..excess);
+            Some(r.clone())
+        });
+        self.save();
+        updated
+    }
+
+    /// The records of a kind, oldest first.
+    pub fn list(&self, kind: Kind) -> Vec<Record> {
+        self.records
+            .lock()
+            .map(|all| all.get(&kind).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// The running record of a kind, else the oldest waiting one, if any.
+    pub fn active(&self, kind: Kind) -> Option<Record> {
+        let list = self.list(kind);
+        let running = list.iter().rev().find(|r| r.status == Status::Running);
+        running
+            .or_else(|| list.iter().find(|r| r.status == Status::Submitted))
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_a_restart_and_running_ones_become_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobs = Jobs::open(dir.path());
+        jobs.submit(Kind::Scoring, "a".into(), serde_json::json!({"x": 1}));
+        jobs.update(Kind::Scoring, "a", |r| r.status = Status::Done);
+        jobs.submit(Kind::Scoring, "b".into(), Value::Null);
+        jobs.update(Kind::Scoring, "b", |r| r.status = Status::Running);
+        let again = Jobs::open(dir.path());
+        let list = again.list(Kind::Scoring);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].status, Status::Done);
+        assert_eq!(list[1].status, Status::Error);
+        assert!(list[1].details[0].contains("interrupted"));
+        assert!(again.active(Kind::Scoring).is_none());
+        assert_eq!(timestamp().len(), 19);
+    }
+}

@@ -1,0 +1,166 @@
+//! Background jobs as MONAI Label runs them: `/scoring/`, `/batch/infer`, `/train/`.
+
+use crate::support::{client, get_json, pack, pack_first_party, Server, Workspace};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn wait_for(server: &Server, path: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let record = get_json(server, path);
+        if record["status"] == status || Instant::now() > deadline {
+            return record;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn scoring_runs_in_the_request_or_in_the_background_and_records_survive_a_restart() {
+    let ws = Workspace::new(2, 12);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+
+    let sync: Value = client()
+        .post(server.at("/scoring/sum?run_sync=true"))
+        .send()
+        .expect("score")
+        .json()
+        .expect("json");
+    let sum = sync["img00/original"]["sum"].as_i64().expect("sum");
+    assert!(sum > 0, "{sync}");
+    let index = std::fs::read_to_string(ws.studies().join("datastore_v2.json")).expect("index");
+    let index: Value = serde_json::from_str(&index).expect("json");
+    assert_eq!(
+        index["objects"]["img00"]["labels"]["original"]["info"]["sum"],
+        sum
+    );
+
+    let r = client()
+        .post(server.at("/scoring/sum"))
+        .send()
+        .expect("score");
+    assert_eq!(r.status(), 200);
+    let record: Value = r.json().expect("record");
+    assert_eq!(record["status"], "SUBMITTED");
+    assert_eq!(record["request"]["method"], "sum");
+    let done = wait_for(&server, "/scoring/", "DONE");
+    assert_eq!(done["status"], "DONE", "{done}");
+    assert_eq!(done["id"], record["id"]);
+    assert_eq!(done["result"]["img00/original"]["sum"], sum);
+    assert!(done["end_ts"].as_str().is_some_and(|t| t.len() == 19));
+    drop(server);
+
+    let server = ws.serve(&[]);
+    let all = get_json(&server, "/scoring/?all=true");
+    assert_eq!(
+        all.as_array().expect("list").len(),
+        1,
+        "the async job survived the restart"
+    );
+    let r = client()
+        .get(server.at("/scoring/?check_if_running=true"))
+        .send()
+        .expect("running?");
+    assert_eq!(r.status(), 404, "nothing runs now");
+}
+
+#[test]
+fn one_batch_job_at_a_time_unless_enqueued_and_delete_stops() {
+    let ws = Workspace::new(1, 8);
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let server = ws.serve(&[]);
+    let url = server.at("/batch/infer/slow_infer");
+    let first: Value = client()
+        .post(&url)
+        .json(&json!({"ms": 1500}))
+        .send()
+        .expect("batch")
+        .json()
+        .expect("json");
+    assert_eq!(first["status"], "SUBMITTED");
+    assert_eq!(first["request"]["images"], "all");
+    let r = client()
+        .post(&url)
+        .json(&json!({"ms": 10}))
+        .send()
+        .expect("batch again");
+    assert_eq!(r.status(), 429);
+    assert_eq!(
+        r.json::<Value>().expect("json")["detail"],
+        "Batch_infer Task is Already Running"
+    );
+    let r = client()
+        .get(server.at("/batch/infer?check_if_running=true"))
+        .send()
+        .expect("running?");
+    assert_eq!(r.status(), 200);
+    let queued: Value = client()
+        .post(format!("{url}?enqueue=true"))
+        .json(&json!({"ms": 10}))
+        .send()
+        .expect("enqueue")
+        .json()
+        .expect("json");
+    assert_eq!(queued["status"], "SUBMITTED");
+    // DELETE stops the running one; the queued one then runs to the end.
+    let stopped: Value = client()
+        .delete(server.at("/batch/infer"))
+        .send()
+        .expect("stop")
+        .json()
+        .expect("json");
+    assert_eq!(stopped["status"], "STOPPED");
+    assert_eq!(stopped["id"], first["id"]);
+    let last = wait_for(&server, "/batch/infer", "DONE");
+    assert_eq!(last["id"], queued["id"], "{last}");
+    assert_eq!(last["status"], "DONE");
+    assert!(last["result"]["img00"].is_object(), "{last}");
+    let all = get_json(&server, "/batch/infer?all=true");
+    assert_eq!(
+        all[0]["status"], "STOPPED",
+        "a stopped job stays stopped when its call returns"
+    );
+}
+
+#[test]
+fn unknown_jobs_and_empty_histories_are_404() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    for (method, path, detail) in [
+        ("POST", "/train/nothing", "no trainer named 'nothing'"),
+        ("GET", "/train/", "No Train Tasks Found"),
+        (
+            "GET",
+            "/train/?check_if_running=true",
+            "No Train Tasks are currently Running",
+        ),
+        (
+            "POST",
+            "/scoring/nothing",
+            "no scoring method named 'nothing'",
+        ),
+        ("POST", "/batch/infer/nothing", "no model named 'nothing'"),
+    ] {
+        let req = if method == "POST" {
+            client().post(server.at(path))
+        } else {
+            client().get(server.at(path))
+        };
+        let r = req.send().expect("send");
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(r.json::<Value>().expect("json")["detail"], detail, "{path}");
+    }
+    let r = client().delete(server.at("/train/")).send().expect("stop");
+    assert_eq!(
+        r.json::<Value>().expect("json"),
+        Value::Null,
+        "nothing to stop"
+    );
+}
