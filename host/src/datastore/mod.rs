@@ -105,9 +105,20 @@ impl LocalDatastore {
     }
 
     /// Runs `f` on a copy of the index; if it succeeds and changed the index, writes it
-    /// to disk and only then makes it current.
+    /// to disk and only then makes it current. Writers in other processes are kept out by
+    /// an exclusive lock on `<root>/.lock` (as MONAI Label's FileLock), and the index is
+    /// re-read first when another process changed it, so no update is lost.
     fn mutate<R>(&self, f: impl FnOnce(&mut DatastoreIndex, &Dirs) -> Result<R>) -> Result<R> {
         let mut st = self.lock();
+        let _cross_process = self.file_lock()?;
+        let on_disk = index::modified(&self.index_path);
+        if on_disk.is_some() && on_disk != st.mtime {
+            if let Some((idx, mtime)) = index::load(&self.index_path)? {
+                st.dirs = Dirs::create(&self.root, &idx)?;
+                st.index = idx;
+                st.mtime = mtime;
+            }
+        }
         let mut next = st.index.clone();
         let out = f(&mut next, &st.dirs)?;
         if next != st.index {
@@ -115,6 +126,19 @@ impl LocalDatastore {
             st.index = next;
         }
         Ok(out)
+    }
+
+    /// Takes the studies folder's `.lock` exclusively; released when the file is dropped.
+    fn file_lock(&self) -> Result<fs::File> {
+        let path = self.root.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err("cannot open", &path, &e))?;
+        file.lock().map_err(|e| io_err("cannot lock", &path, &e))?;
+        Ok(file)
     }
 
     /// Absolute path of the studies folder.
@@ -294,6 +318,7 @@ impl LocalDatastore {
     /// added by hand appear, deleted ones disappear) and writes it if anything changed.
     pub fn refresh(&self) -> Result<()> {
         let mut guard = self.lock();
+        let _cross_process = self.file_lock()?;
         let st = &mut *guard;
         let on_disk = index::modified(&self.index_path);
         if on_disk.is_some() && on_disk != st.mtime {

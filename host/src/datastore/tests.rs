@@ -335,3 +335,36 @@ fn concurrent_adds_are_all_kept() {
         Some(20)
     );
 }
+
+#[test]
+fn two_processes_writing_at_once_lose_no_update() {
+    // Two instances on one folder stand for two processes: each has its own in-memory
+    // index, and the `.lock` file (flock per open file) serialises them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = LocalDatastore::open(dir.path()).expect("open a");
+    let img = dir.path().join("src.nii.gz");
+    std::fs::write(&img, b"not really an image").expect("write");
+    a.add_image("x", &img, Map::new()).expect("add");
+    let b = LocalDatastore::open(dir.path()).expect("open b");
+    std::thread::scope(|s| {
+        for (store, who) in [(&a, "a"), (&b, "b")] {
+            s.spawn(move || {
+                for i in 0..40 {
+                    let mut info = Map::new();
+                    info.insert(format!("{who}{i}"), Value::from(i));
+                    store.update_image_info("x", info).expect("update");
+                }
+            });
+        }
+    });
+    let fresh = LocalDatastore::open(dir.path()).expect("reopen");
+    let info = fresh.get_image_info("x").expect("info");
+    for who in ["a", "b"] {
+        for i in 0..40 {
+            assert!(
+                info.contains_key(&format!("{who}{i}")),
+                "lost update {who}{i}"
+            );
+        }
+    }
+}
