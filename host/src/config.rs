@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// How many requests run at once on each device.
     #[arg(long, env = "LABELHOST_DEVICE_WORKERS", default_value_t = 2)]
     pub device_workers: usize,
+    /// How often (milliseconds) the studies folder is checked for files added or removed by hand.
+    #[arg(long, env = "LABELHOST_DATASTORE_POLL_MS", default_value_t = 2000)]
+    pub datastore_poll_ms: u64,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -91,6 +94,8 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// Running requests per device.
     pub device_workers: usize,
+    /// Studies-folder polling period in milliseconds.
+    pub datastore_poll_ms: u64,
 }
 
 fn absolute(p: &std::path::Path, what: &str) -> Result<PathBuf> {
@@ -128,6 +133,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             runtime_dir,
             queue_capacity: a.queue_capacity,
             device_workers: a.device_workers.max(1),
+            datastore_poll_ms: a.datastore_poll_ms.max(50),
         })
     }
 }

@@ -71,6 +71,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         shared,
         jobs,
     });
+    let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
     runtime.block_on(async move {
@@ -82,6 +83,19 @@ fn serve(args: ServeArgs) -> Result<()> {
             .local_addr()
             .map_err(|e| Error::Internal(e.to_string()))?;
         println!("labelhost listening on http://{local}");
+        // Files dropped into (or removed from) the studies folder appear without a restart.
+        let store = state.shared.datastore.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(poll).await;
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.refresh_if_changed()).await {
+                    Ok(Err(e)) => tracing::warn!("datastore refresh: {e}"),
+                    Ok(Ok(true)) => tracing::debug!("datastore refreshed"),
+                    _ => {}
+                }
+            }
+        });
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(shutdown())
             .await

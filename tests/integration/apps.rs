@@ -203,3 +203,32 @@ fn grid_changing_transforms_are_undone_by_restore() {
     assert_eq!(chained["label_voxels"], voxels, "{chained}");
     assert_eq!(chained["chain"].as_array().expect("steps").len(), 2);
 }
+
+#[test]
+fn files_dropped_into_the_studies_folder_appear_and_disappear_without_a_restart() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve_with(&[], &["--datastore-poll-ms", "100"]);
+    let total = || {
+        get_json(&server, "/info/")["datastore"]["total"]
+            .as_u64()
+            .expect("total")
+    };
+    let wait_until = |want: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while total() != want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        total()
+    };
+    assert_eq!(total(), 1);
+    crate::support::write_volume(&ws.studies().join("dropped.nii.gz"), 8, 50.0);
+    assert_eq!(wait_until(2), 2, "a dropped image appears");
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=dropped&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200, "and can be segmented");
+    std::fs::remove_file(ws.studies().join("img00.nii.gz")).expect("rm");
+    assert_eq!(wait_until(1), 1, "a removed image disappears");
+}

@@ -58,6 +58,8 @@ pub struct LocalDatastore {
     root: PathBuf,
     index_path: PathBuf,
     state: Mutex<State>,
+    /// Folder modification times at the last [`LocalDatastore::refresh_if_changed`].
+    seen: Mutex<Vec<Option<SystemTime>>>,
 }
 
 fn image_not_found(id: &str) -> DatastoreError {
@@ -96,6 +98,7 @@ impl LocalDatastore {
             root,
             index_path,
             state: Mutex::new(state),
+            seen: Mutex::new(Vec::new()),
         })
     }
 
@@ -332,6 +335,30 @@ impl LocalDatastore {
             st.mtime = index::save(&self.index_path, &st.index)?;
         }
         Ok(())
+    }
+
+    /// [`LocalDatastore::refresh`] only when a folder's entries (or the index) changed since
+    /// the last call: cheap enough to poll (a few `stat`s when nothing changed).
+    pub fn refresh_if_changed(&self) -> Result<bool> {
+        let stamp = {
+            let st = self.lock();
+            let mut dirs = vec![
+                st.dirs.images.clone(),
+                st.dirs.labels.clone(),
+                self.index_path.clone(),
+            ];
+            if let Ok(tags) = fs::read_dir(&st.dirs.labels) {
+                dirs.extend(tags.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
+            dirs.iter().map(|d| index::modified(d)).collect::<Vec<_>>()
+        };
+        let mut last = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if *last == stamp {
+            return Ok(false);
+        }
+        self.refresh()?;
+        *last = stamp;
+        Ok(true)
     }
 
     /// The whole index exactly as `datastore_v2.json` holds it.
