@@ -20,6 +20,10 @@ pub enum Error {
     /// Something the request names does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// A required query parameter or form part is missing (422, `INVALID_INPUT`), as
+    /// FastAPI's validation answers it.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The request clashes with the server's state, e.g. an app already loaded (409).
     #[error("{0}")]
     Conflict(String),
@@ -46,6 +50,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PluginLoad(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -63,7 +68,7 @@ impl Error {
     /// The error code in the body (MONAI Label's names).
     pub fn code(&self) -> &'static str {
         match self {
-            Error::BadRequest(_) => "INVALID_INPUT",
+            Error::BadRequest(_) | Error::Unprocessable(_) => "INVALID_INPUT",
             Error::NotFound(_) => "NOT_FOUND",
             Error::Conflict(_) => "CONFLICT",
             Error::PluginLoad(_) => "APP_INIT_ERROR",

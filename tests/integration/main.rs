@@ -11,6 +11,8 @@ mod support;
 mod apps;
 // Loading, hot swap under load, failed reloads, retiring.
 mod lifecycle;
+// MONAI Label's /datastore routes: images, labels, info, checksums, typed errors.
+mod datastore;
 // Background jobs: scoring, batch inference, training records.
 mod jobs;
 // Brain extraction with the pretrained deepbet models on real volumes (Dice).

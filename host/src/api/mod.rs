@@ -5,6 +5,7 @@
 
 mod activelearning;
 mod apps;
+mod datastore;
 mod infer;
 mod info;
 mod jobs;
@@ -54,6 +55,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/activelearning/{strategy}",
             post(activelearning::next_sample),
         )
+        .merge(datastore::routes())
         .route("/train/{model}", post(jobs::train_start))
         .route("/train/", get(jobs::train_status).delete(jobs::train_stop))
         .route("/train", get(jobs::train_status).delete(jobs::train_stop))

@@ -1,0 +1,164 @@
+//! `/datastore/label...` and the deprecated `/datastore/updatelabelinfo`: label save,
+//! download, existence check, info and removal. A label's id is its image's id.
+
+use super::{blocking, form_json, info_or_empty, read_upload, required, send_file, DatastoreQuery};
+use crate::api::State;
+use crate::datastore::{
+    ids::{validate_id, validate_tag},
+    DatastoreError,
+};
+use crate::{Error, Result};
+use axum::{
+    extract::{rejection::QueryRejection, Query, Request},
+    response::Response,
+    Json,
+};
+use serde_json::{json, Map, Value};
+
+/// MONAI Label's detail for a missing label download.
+const LABEL_MISSING: &str = "Label NOT Found or is a directory";
+
+/// The tag a label is saved under when the request names none.
+const FINAL_TAG: &str = "final";
+
+/// `PUT /datastore/label?image=&tag=`: stores the multipart `label` file as `image`'s label
+/// with `tag` (default `final`; the extension comes from the file name), with the
+/// multipart `params` JSON as its info. Answers `{"image": id, "label": label_id}`.
+pub(super) async fn save(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+    req: Request,
+) -> Result<Json<Value>> {
+    let Query(q) = q?;
+    let image = required(q.image, "image")?;
+    let tag = q
+        .tag
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| FINAL_TAG.to_owned());
+    validate_tag(&tag)?;
+    // Refuse an unknown image before receiving the file.
+    let known = image.clone();
+    blocking(&state.shared.datastore, move |ds| {
+        Ok(ds.get_image_uri(&known).map(drop)?)
+    })
+    .await?;
+    let (file, params) = read_upload(req, "label").await?;
+    let label = blocking(&state.shared.datastore, {
+        let image = image.clone();
+        move |ds| {
+            let label = ds.save_label(&image, &file.path, &tag, params)?;
+            drop(file);
+            Ok(label)
+        }
+    })
+    .await?;
+    Ok(Json(json!({ "image": image, "label": label })))
+}
+
+/// `DELETE /datastore/label?id=&tag=`: removes one label. Answers `{}`, also when there
+/// was no such label (MONAI Label does the same).
+pub(super) async fn remove(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(q) = q?;
+    let id = required(q.id, "id")?;
+    let tag = required(q.tag, "tag")?;
+    blocking(&state.shared.datastore, move |ds| {
+        match ds.remove_label(&id, &tag) {
+            Err(DatastoreError::NotFound(_)) => Ok(()),
+            other => Ok(other?),
+        }
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+/// `HEAD /datastore/label?image=&tag=` (MONAI Label names the label `image` here): 200 when
+/// the label exists.
+pub(super) async fn exists(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let Query(q) = q?;
+    let image = required(q.image, "image")?;
+    let tag = required(q.tag, "tag")?;
+    blocking(&state.shared.datastore, move |ds| {
+        match ds.get_label_uri(&image, &tag) {
+            Ok(path) if path.is_file() => Ok(()),
+            Ok(_) | Err(DatastoreError::NotFound(_)) => Err(Error::NotFound(LABEL_MISSING.into())),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    Ok(Json(json!({})))
+}
+
+/// `GET /datastore/label?label=&tag=`: the label file.
+pub(super) async fn download(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    let label = required(q.label, "label")?;
+    let tag = required(q.tag, "tag")?;
+    let path = blocking(&state.shared.datastore, move |ds| {
+        Ok(ds.get_label_uri(&label, &tag)?)
+    })
+    .await;
+    send_file(path, LABEL_MISSING).await
+}
+
+/// `GET /datastore/label/info?label=&tag=`: the label's info, or `{}` when unknown.
+pub(super) async fn info(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+) -> Result<Json<Map<String, Value>>> {
+    let Query(q) = q?;
+    let label = required(q.label, "label")?;
+    let tag = required(q.tag, "tag")?;
+    let info = blocking(&state.shared.datastore, move |ds| {
+        info_or_empty(ds.get_label_info(&label, &tag))
+    })
+    .await?;
+    Ok(Json(info))
+}
+
+/// `PUT /datastore/label/info?label=&tag=`: merges the form field `info` (a JSON object
+/// string) into the label's info. Answers `null`; an unknown label is 404.
+pub(super) async fn update_info(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+    req: Request,
+) -> Result<Json<Value>> {
+    merge_info(state, q, req, "info").await
+}
+
+/// `PUT /datastore/updatelabelinfo?label=&tag=` (deprecated, the Slicer Reviewer's): as
+/// [`update_info`] with the form field named `params`.
+pub(super) async fn update_info_deprecated(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+    req: Request,
+) -> Result<Json<Value>> {
+    merge_info(state, q, req, "params").await
+}
+
+async fn merge_info(
+    state: State,
+    q: Result<Query<DatastoreQuery>, QueryRejection>,
+    req: Request,
+    field: &str,
+) -> Result<Json<Value>> {
+    let Query(q) = q?;
+    let label = required(q.label, "label")?;
+    let tag = required(q.tag, "tag")?;
+    validate_id(&label)?;
+    validate_tag(&tag)?;
+    let info = form_json(req, field).await?;
+    blocking(&state.shared.datastore, move |ds| {
+        Ok(ds.update_label_info(&label, &tag, info)?)
+    })
+    .await?;
+    Ok(Json(Value::Null))
+}

@@ -1,0 +1,359 @@
+//! MONAI Label's `/datastore/...` routes: upload, list, download, checksums, labels, info,
+//! removal, and their typed JSON errors.
+
+use crate::support::{client, get_json, write_volume, Server, Workspace};
+use reqwest::blocking::multipart::{Form, Part};
+use serde_json::{json, Value};
+
+/// A small real NIfTI volume, as bytes.
+fn volume_bytes(ws: &Workspace) -> Vec<u8> {
+    let path = ws.dir.path().join("upload-source.nii.gz");
+    write_volume(&path, 8, 150.0);
+    std::fs::read(&path).expect("read volume")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_owned()
+}
+
+/// A multipart form with a file part `part` named `file_name` and an optional `params`.
+fn upload_form(part: &str, bytes: &[u8], file_name: &str, params: Option<Value>) -> Form {
+    let form = Form::new().part(
+        part.to_owned(),
+        Part::bytes(bytes.to_vec()).file_name(file_name.to_owned()),
+    );
+    match params {
+        Some(p) => form.text("params", p.to_string()),
+        None => form,
+    }
+}
+
+/// Sends a PUT with a multipart form; asserts 200 and returns the JSON answer.
+fn put_form(server: &Server, path: &str, form: Form) -> Value {
+    let r = client()
+        .put(server.at(path))
+        .multipart(form)
+        .send()
+        .expect("PUT");
+    assert_eq!(r.status(), 200, "PUT {path}");
+    r.json().expect("JSON answer")
+}
+
+/// Asserts a typed JSON error.
+fn assert_error(r: reqwest::blocking::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status(), status, "{:?}", r.url().as_str());
+    let body: Value = r.json().expect("typed JSON error");
+    assert_eq!(body["code"], code, "{body}");
+    body
+}
+
+#[test]
+fn images_upload_list_download_check_and_delete() {
+    let ws = Workspace::new(1, 8);
+    let server = ws.serve(&[]);
+    let c = client();
+    let bytes = volume_bytes(&ws);
+
+    // The deprecated alias with an id, then the new route with the id from the file name.
+    let params = json!({"source": "scanner", "series": 3});
+    let form = upload_form("file", &bytes, "whatever.nii.gz", Some(params));
+    assert_eq!(
+        put_form(&server, "/datastore/?image=x", form),
+        json!({"image": "x"})
+    );
+    let form = upload_form("file", &bytes, "abc.nii.gz", None);
+    assert_eq!(
+        put_form(&server, "/datastore/image", form),
+        json!({"image": "abc"})
+    );
+    assert!(ws.studies().join("x.nii.gz").is_file());
+
+    // Bigger than axum's default 2 MiB body limit; stored and served back whole.
+    let big: Vec<u8> = (0..5u32 << 20).map(|i| (i * 31 % 251) as u8).collect();
+    let form = upload_form("file", &big, "big.nii", None);
+    assert_eq!(
+        put_form(&server, "/datastore/image", form),
+        json!({"image": "big"})
+    );
+    let r = c
+        .get(server.at("/datastore/image?image=big"))
+        .send()
+        .expect("GET");
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.bytes().expect("bytes").as_ref(), big.as_slice());
+    let r = c
+        .delete(server.at("/datastore/image?id=big"))
+        .send()
+        .expect("DELETE");
+    assert_eq!(r.status(), 200);
+
+    let all = get_json(&server, "/datastore/?output=all");
+    let x = &all["objects"]["x"]["image"];
+    assert_eq!(x["ext"], ".nii.gz");
+    assert_eq!(x["info"]["source"], "scanner");
+    assert_eq!(x["info"]["series"], 3);
+    assert_eq!(x["info"]["name"], "x.nii.gz");
+    assert!(all["objects"]["abc"].is_object(), "{all}");
+    assert!(all.get("base_path").is_none());
+    for path in ["/datastore/", "/datastore", "/datastore/?output=stats"] {
+        let stats = get_json(&server, path);
+        assert_eq!(stats["total"], 3, "{path}: {stats}");
+        assert_eq!(stats["completed"], 0);
+    }
+
+    let r = c
+        .get(server.at("/datastore/image?image=x"))
+        .send()
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/gzip");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"x.nii.gz\""
+    );
+    assert_eq!(r.bytes().expect("bytes").as_ref(), bytes.as_slice());
+
+    let digest = sha256_hex(&bytes);
+    let head = |query: String| {
+        c.head(server.at(&format!("/datastore/image?{query}")))
+            .send()
+            .expect("HEAD")
+            .status()
+    };
+    assert_eq!(head("image=x".into()), 200);
+    assert_eq!(head(format!("image=x&check_sum=SHA256:{digest}")), 200);
+    assert_eq!(head(format!("image=x&check_sum={digest}")), 200);
+    assert_eq!(
+        head(format!("image=x&check_sum=SHA256:{}", "0".repeat(64))),
+        404
+    );
+    assert_eq!(head("image=nope".into()), 404);
+
+    let info = get_json(&server, "/datastore/image/info?image=x");
+    assert_eq!(info["source"], "scanner");
+    assert!(info["path"].as_str().expect("path").ends_with("x.nii.gz"));
+    let r = c
+        .put(server.at("/datastore/image/info?image=x"))
+        .form(&[("info", r#"{"reviewed": true}"#)])
+        .send()
+        .expect("PUT info");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().expect("json"), Value::Null);
+    let info = get_json(&server, "/datastore/image/info?image=x");
+    assert_eq!(
+        (info["reviewed"].clone(), info["source"].clone()),
+        (json!(true), json!("scanner"))
+    );
+    assert_eq!(
+        get_json(&server, "/datastore/image/info?image=nope"),
+        json!({})
+    );
+
+    for (path, id) in [
+        ("/datastore/image?id=abc", "abc"),
+        ("/datastore/?id=x", "x"),
+    ] {
+        let r = c.delete(server.at(path)).send().expect("DELETE");
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.json::<Value>().expect("json"), json!({}));
+        assert!(!ws.studies().join(format!("{id}.nii.gz")).exists());
+    }
+    assert_eq!(get_json(&server, "/datastore/")["total"], 1);
+    let r = c
+        .delete(server.at("/datastore/image?id=x"))
+        .send()
+        .expect("DELETE");
+    assert_error(r, 404, "NOT_FOUND");
+}
+
+#[test]
+fn labels_save_download_info_and_delete() {
+    let ws = Workspace::new(1, 8);
+    let server = ws.serve(&[]);
+    let c = client();
+    let label = b"NRRD0004 stand-in label bytes".to_vec();
+
+    let params = json!({"label_info": [{"name": "brain", "idx": 1}], "client_id": "t"});
+    let form = upload_form("label", &label, "label.seg.nrrd", Some(params));
+    assert_eq!(
+        put_form(&server, "/datastore/label?image=img00", form),
+        json!({"image": "img00", "label": "img00"})
+    );
+    assert!(ws.studies().join("labels/final/img00.seg.nrrd").is_file());
+
+    let r = c
+        .get(server.at("/datastore/label?label=img00&tag=final"))
+        .send()
+        .expect("GET label");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"img00.seg.nrrd\""
+    );
+    assert_eq!(r.bytes().expect("bytes").as_ref(), label.as_slice());
+
+    let stats = get_json(&server, "/datastore/");
+    assert_eq!(stats["completed"], 1, "{stats}");
+    assert_eq!(stats["label_tags"]["final"], 1);
+    let train = get_json(&server, "/datastore/?output=train");
+    let rows = train.as_array().expect("datalist");
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0]["image"]
+        .as_str()
+        .expect("image")
+        .ends_with("img00.nii.gz"));
+    assert!(rows[0]["label"]
+        .as_str()
+        .expect("label")
+        .ends_with("labels/final/img00.seg.nrrd"));
+
+    let head = |tag: &str| {
+        c.head(server.at(&format!("/datastore/label?image=img00&tag={tag}")))
+            .send()
+            .expect("HEAD")
+            .status()
+    };
+    assert_eq!(head("final"), 200);
+    assert_eq!(head("original"), 404);
+
+    let info_path = "/datastore/label/info?label=img00&tag=final";
+    assert_eq!(
+        get_json(&server, info_path)["label_info"][0]["name"],
+        "brain"
+    );
+    let r = c
+        .put(server.at(info_path))
+        .form(&[("info", r#"{"reviewed": 1}"#)])
+        .send()
+        .expect("PUT label info");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().expect("json"), Value::Null);
+    let r = c
+        .put(server.at("/datastore/updatelabelinfo?label=img00&tag=final"))
+        .multipart(Form::new().text("params", r#"{"status": "approved"}"#))
+        .send()
+        .expect("PUT updatelabelinfo");
+    assert_eq!(r.status(), 200);
+    let info = get_json(&server, info_path);
+    assert_eq!(
+        (&info["reviewed"], &info["status"], &info["client_id"]),
+        (&json!(1), &json!("approved"), &json!("t"))
+    );
+    assert_eq!(
+        get_json(&server, "/datastore/label/info?label=img00&tag=original"),
+        json!({})
+    );
+
+    let r = c
+        .delete(server.at("/datastore/label?id=img00&tag=final"))
+        .send()
+        .expect("DELETE label");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().expect("json"), json!({}));
+    assert_eq!(get_json(&server, "/datastore/")["completed"], 0);
+    let r = c
+        .get(server.at("/datastore/label?label=img00&tag=final"))
+        .send()
+        .expect("GET label");
+    let body = assert_error(r, 404, "NOT_FOUND");
+    assert_eq!(body["detail"], "Label NOT Found or is a directory");
+
+    let r = c
+        .delete(server.at("/datastore/image?id=img00"))
+        .send()
+        .expect("DELETE image");
+    assert_eq!(r.status(), 200);
+    assert_eq!(get_json(&server, "/datastore/")["total"], 0);
+}
+
+#[test]
+fn bad_datastore_requests_get_typed_errors() {
+    let ws = Workspace::new(1, 8);
+    let server = ws.serve(&[]);
+    let c = client();
+    let bytes = volume_bytes(&ws);
+
+    let r = c
+        .get(server.at("/datastore/image?image=nope"))
+        .send()
+        .expect("GET");
+    let body = assert_error(r, 404, "NOT_FOUND");
+    assert_eq!(body["detail"], "Image NOT Found or is a directory");
+
+    let r = c
+        .get(server.at("/datastore/image?image=../x"))
+        .send()
+        .expect("GET");
+    assert_error(r, 400, "INVALID_INPUT");
+    let form = upload_form("file", &bytes, "x.nii.gz", None);
+    let r = c
+        .put(server.at("/datastore/image?image=../x"))
+        .multipart(form)
+        .send()
+        .expect("PUT");
+    assert_error(r, 400, "INVALID_INPUT");
+
+    // No `file` part, no multipart body at all, no `label` part: FastAPI's 422.
+    let r = c
+        .put(server.at("/datastore/image?image=y"))
+        .multipart(Form::new().text("params", "{}"))
+        .send()
+        .expect("PUT");
+    assert_error(r, 422, "INVALID_INPUT");
+    let r = c.put(server.at("/datastore/?image=y")).send().expect("PUT");
+    assert_error(r, 422, "INVALID_INPUT");
+    let r = c
+        .put(server.at("/datastore/label?image=img00"))
+        .multipart(Form::new().text("params", "{}"))
+        .send()
+        .expect("PUT");
+    assert_error(r, 422, "INVALID_INPUT");
+    let r = c
+        .get(server.at("/datastore/label?label=img00"))
+        .send()
+        .expect("GET");
+    assert_error(r, 422, "INVALID_INPUT");
+
+    let form = upload_form("file", &bytes, "y.nii.gz", None).text("params", "{not json");
+    let r = c
+        .put(server.at("/datastore/image?image=y"))
+        .multipart(form)
+        .send()
+        .expect("PUT");
+    assert_error(r, 400, "INVALID_INPUT");
+    let form = upload_form("label", &bytes, "l.nii.gz", None);
+    let r = c
+        .put(server.at("/datastore/label?image=nope"))
+        .multipart(form)
+        .send()
+        .expect("PUT");
+    assert_error(r, 404, "NOT_FOUND");
+    let r = c
+        .put(server.at("/datastore/image/info?image=nope"))
+        .form(&[("info", "{}")])
+        .send()
+        .expect("PUT");
+    assert_error(r, 404, "NOT_FOUND");
+    let r = c
+        .get(server.at("/datastore/?output=pdf"))
+        .send()
+        .expect("GET");
+    assert_error(r, 400, "INVALID_INPUT");
+
+    // Nothing was stored.
+    assert_eq!(get_json(&server, "/datastore/")["total"], 1);
+}
