@@ -15,5 +15,6 @@ pub mod jobs;
 pub mod loader;
 pub mod registry;
 pub mod services;
+pub mod sessions;
 
 pub use error::{Error, Result};

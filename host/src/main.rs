@@ -66,10 +66,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!(app = %g.name, version = %g.version, tasks = g.tasks.len(), "app loaded");
     }
     let jobs = labelhost::jobs::Jobs::open(&config.studies);
+    let sessions =
+        labelhost::sessions::Sessions::new(&config.studies.join(".labelhost").join("sessions"));
     let state = Arc::new(AppState {
         registry,
         shared,
         jobs,
+        sessions,
     });
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
     let runtime = tokio::runtime::Runtime::new()
@@ -85,11 +88,17 @@ fn serve(args: ServeArgs) -> Result<()> {
         println!("labelhost listening on http://{local}");
         // Files dropped into (or removed from) the studies folder appear without a restart.
         let store = state.shared.datastore.clone();
+        let state_for_poll = state.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(poll).await;
-                let s = store.clone();
-                match tokio::task::spawn_blocking(move || s.refresh_if_changed()).await {
+                let (s, st) = (store.clone(), state_for_poll.clone());
+                match tokio::task::spawn_blocking(move || {
+                    st.sessions.cleanup();
+                    s.refresh_if_changed()
+                })
+                .await
+                {
                     Ok(Err(e)) => tracing::warn!("datastore refresh: {e}"),
                     Ok(Ok(true)) => tracing::debug!("datastore refreshed"),
                     _ => {}

@@ -357,3 +357,87 @@ fn bad_datastore_requests_get_typed_errors() {
     // Nothing was stored.
     assert_eq!(get_json(&server, "/datastore/")["total"], 1);
 }
+
+#[test]
+fn sessions_and_uploaded_files_are_inferred_like_stored_images() {
+    use reqwest::blocking::multipart::{Form, Part};
+    let ws = crate::support::Workspace::new(1, 12);
+    crate::support::pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let volume = std::fs::read(ws.studies().join("img00.nii.gz")).expect("volume");
+    let part = || Part::bytes(volume.clone()).file_name("upload.nii.gz");
+
+    // A session: upload once, infer by id, read it back, delete it.
+    let form = Form::new().part("files", part());
+    let r = crate::support::client()
+        .put(server.at("/session/"))
+        .multipart(form)
+        .send()
+        .expect("session");
+    assert_eq!(r.status(), 200);
+    let created: serde_json::Value = r.json().expect("json");
+    let id = created["session_id"].as_str().expect("id").to_owned();
+    assert!(created["session_info"]["image"]
+        .as_str()
+        .expect("image")
+        .ends_with("upload.nii.gz"));
+    let info = crate::support::get_json(&server, &format!("/session/{id}?update_ts=true"));
+    assert_eq!(info["name"], id.as_str());
+    let bytes = crate::support::client()
+        .get(server.at(&format!("/session/{id}?image=true")))
+        .send()
+        .expect("image")
+        .bytes()
+        .expect("bytes");
+    assert_eq!(bytes.as_ref(), volume.as_slice());
+    let url = server.at(&format!("/infer/brain_otsu?session_id={id}&output=json"));
+    let r = crate::support::client().post(url).send().expect("infer");
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<serde_json::Value>().expect("json")["threshold"]
+        .as_f64()
+        .is_some());
+    let r = crate::support::client()
+        .delete(server.at(&format!("/session/{id}")))
+        .send()
+        .expect("delete");
+    assert_eq!(r.status(), 200);
+    let r = crate::support::client()
+        .get(server.at(&format!("/session/{id}")))
+        .send()
+        .expect("gone");
+    assert_eq!(r.status(), 404);
+
+    // An uploaded file with multipart params and a label part (accepted; passed as `label`).
+    let form = Form::new()
+        .text("params", r#"{"save_label": true}"#)
+        .part("file", part())
+        .part("label", part());
+    let url = server.at("/infer/brain_otsu?output=all");
+    let r = crate::support::client()
+        .post(url)
+        .multipart(form)
+        .send()
+        .expect("infer upload");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .expect("ctype")
+        .starts_with("multipart/form-data"));
+    let stats = crate::support::get_json(&server, "/datastore/?output=stats");
+    assert_eq!(stats["total"], 1, "an upload is not added to the datastore");
+    assert!(
+        stats["label_tags"].get("original").is_none(),
+        "nor is its label saved"
+    );
+    let r = crate::support::client()
+        .post(server.at("/infer/brain_otsu?output=json"))
+        .send()
+        .expect("no input");
+    assert_eq!(r.status(), 400);
+    let r = crate::support::client()
+        .put(server.at("/session/"))
+        .multipart(Form::new().text("x", "y"))
+        .send()
+        .expect("empty");
+    assert_eq!(r.status(), 404);
+}

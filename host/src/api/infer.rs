@@ -1,10 +1,15 @@
-//! `POST /infer/{model}?image=ID&output=image|json|all` for datastore images.
+//! `POST /infer/{model}?image=ID|session_id=ID&output=image|json|all`.
 //!
 //! Params come as a multipart `params` field (a JSON string, as MONAI Label's clients send
-//! them) or as a JSON body. The label is saved to the datastore (tag `original`) unless
-//! `save_label` is false.
+//! them) or as a JSON body; a multipart `file` part is inferred instead of a stored image
+//! and a `label` part reaches the task as `label`. The label of a datastore image is saved
+//! (tag `original`) unless `save_label` is false.
 
-use super::{call, generation_headers, json_object, owner, release, State};
+use super::{
+    call, generation_headers, json_object, owner, release,
+    upload::{content_type, json_field, multipart_error, receive, Upload},
+    State,
+};
 use crate::executor::Priority;
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
@@ -28,44 +33,42 @@ pub(super) struct InferQuery {
     output: Option<String>,
 }
 
-async fn read_params(req: Request) -> Result<Map<String, Value>> {
-    let is_multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !is_multipart {
-        let body = axum::body::to_bytes(req.into_body(), 16 << 20)
+/// What an infer request carried besides its query.
+struct InferBody {
+    params: Map<String, Value>,
+    /// An uploaded image (`file` part), inferred instead of a datastore image.
+    file: Option<Upload>,
+    /// An uploaded label (`label` part, e.g. scribbles), passed to the task as `label`.
+    label: Option<Upload>,
+}
+
+async fn read_body(req: Request) -> Result<InferBody> {
+    let mut body = InferBody {
+        params: Map::new(),
+        file: None,
+        label: None,
+    };
+    if !content_type(&req).starts_with("multipart/form-data") {
+        let bytes = axum::body::to_bytes(req.into_body(), 16 << 20)
             .await
             .map_err(|e| Error::BadRequest(format!("cannot read the body: {e}")))?;
-        return json_object(&body);
+        body.params = json_object(&bytes)?;
+        return Ok(body);
     }
     let mut form = Multipart::from_request(req, &())
         .await
-        .map_err(|e| Error::BadRequest(format!("bad multipart body: {e}")))?;
-    let mut params = Map::new();
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| Error::BadRequest(format!("bad multipart body: {e}")))?
-    {
+        .map_err(|e| Error::BadRequest(e.body_text()))?;
+    while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("params") => {
-                let text = field
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::BadRequest(e.to_string()))?;
-                params = json_object(&text)?;
+                body.params = json_field("params", &field.bytes().await.map_err(multipart_error)?)?
             }
-            Some(other) => {
-                return Err(Error::BadRequest(format!(
-                    "multipart field '{other}' is not supported by this server yet"
-                )))
-            }
-            None => {}
+            Some("file") => body.file = Some(receive(&mut field).await?),
+            Some("label") => body.label = Some(receive(&mut field).await?),
+            _ => {}
         }
     }
-    Ok(params)
+    Ok(body)
 }
 
 /// Runs infer task `model` on a datastore image.
@@ -82,15 +85,13 @@ pub(super) async fn infer(
             "output must be image, json or all, not '{output}'"
         )));
     }
-    if q.session_id.is_some() {
+    let body = read_body(req).await?;
+    if q.session_id.is_none() && body.file.is_none() && q.image.is_none() {
         return Err(Error::BadRequest(
-            "session_id is not supported by this server yet".into(),
+            "Neither Image nor File not Session ID input is provided".into(),
         ));
     }
-    let image_id = q
-        .image
-        .ok_or_else(|| Error::BadRequest("the 'image' query parameter is required".into()))?;
-    let mut params = read_params(req).await?;
+    let mut params = body.params.clone();
     let save = params
         .get("save_label")
         .and_then(Value::as_bool)
@@ -104,7 +105,30 @@ pub(super) async fn infer(
     let generation = owner(&state, TaskKind::INFER, &model)?;
     let headers = generation_headers(&generation);
     let store = state.shared.datastore.clone();
-    let image_path = store.get_image_uri(&image_id)?;
+    // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
+    let (image_path, image_id) = if let Some(sid) = q.session_id.clone() {
+        let st = state.0.clone();
+        let info = tokio::task::spawn_blocking(move || st.sessions.get(&sid, true))
+            .await
+            .map_err(|e| Error::Internal(format!("session lookup did not complete: {e}")))??;
+        params.insert(
+            "session".into(),
+            serde_json::to_value(&info).unwrap_or(Value::Null),
+        );
+        (std::path::PathBuf::from(info.image), None)
+    } else if let Some(file) = &body.file {
+        (file.path().to_path_buf(), None)
+    } else if let Some(id) = q.image.clone() {
+        (store.get_image_uri(&id)?, Some(id))
+    } else {
+        return Err(Error::BadRequest(
+            "Neither Image nor File not Session ID input is provided".into(),
+        ));
+    };
+    if let Some(label) = &body.label {
+        params.insert("label".into(), json!(label.path()));
+    }
+    let save = save && image_id.is_some();
     let device = params
         .get("device")
         .and_then(Value::as_str)
@@ -144,8 +168,10 @@ pub(super) async fn infer(
             take_label(
                 &store,
                 path,
-                save.then_some(&tag),
-                &image_id,
+                image_id
+                    .as_deref()
+                    .filter(|_| save)
+                    .map(|id| (id, tag.as_str())),
                 &model,
                 &result,
             )
@@ -162,18 +188,17 @@ pub(super) async fn infer(
     Ok(respond(&output, headers, result, label_bytes, &file_name))
 }
 
-/// Saves the result label under `tag` (when given), reads it for the answer, and removes the
+/// Saves the result label as `(image id, tag)` (when given), reads it for the answer, and removes the
 /// result file whatever happens.
 async fn take_label(
     store: &crate::datastore::LocalDatastore,
     path: &std::path::Path,
-    tag: Option<&String>,
-    image_id: &str,
+    save_as: Option<(&str, &str)>,
     model: &str,
     result: &Value,
 ) -> Result<Vec<u8>> {
-    let saved = match tag {
-        Some(tag) => {
+    let saved = match save_as {
+        Some((image_id, tag)) => {
             let info = json!({"model": model, "params": result});
             let info = info.as_object().cloned().unwrap_or_default();
             store.save_label(image_id, path, tag, info).map(drop)

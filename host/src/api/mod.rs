@@ -9,8 +9,10 @@ mod datastore;
 mod infer;
 mod info;
 mod jobs;
+mod sessions;
 #[cfg(test)]
 mod tests;
+mod upload;
 
 use crate::{
     registry::{AppGeneration, Registry},
@@ -20,7 +22,7 @@ use crate::{
 use axum::{
     extract::{MatchedPath, Request},
     http::{HeaderMap, HeaderValue},
-    routing::{delete, get, post},
+    routing::{delete, get, post, put},
     Json, Router,
 };
 use labelhost_plugin_api::abi::{PluginResult, TaskKind};
@@ -36,6 +38,8 @@ pub struct AppState {
     pub shared: Shared,
     /// Background job records.
     pub jobs: crate::jobs::Jobs,
+    /// Uploaded-once images (`/session/`).
+    pub sessions: crate::sessions::Sessions,
 }
 
 /// Shared handler state.
@@ -73,6 +77,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/batch/infer",
             get(jobs::batch_status).delete(jobs::batch_stop),
         )
+        .route("/session/", put(sessions::create))
+        .route("/session", put(sessions::create))
+        .route("/session/{id}", get(sessions::get).delete(sessions::remove))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req

@@ -23,10 +23,12 @@ fn app(dir: &tempfile::TempDir) -> Router {
     };
     let registry = Registry::new(&plugins, &dir.path().join("runtime"), shared.clone());
     let jobs = crate::jobs::Jobs::open(&studies);
+    let sessions = crate::sessions::Sessions::new(&studies.join(".labelhost/sessions"));
     router(Arc::new(AppState {
         registry,
         shared,
         jobs,
+        sessions,
     }))
 }
 

@@ -62,12 +62,12 @@ pub(super) async fn upload(
     let (file, params) = read_upload(req, "file").await?;
     let id = match named {
         Some(id) => id,
-        None => file.file_name.as_deref().map(stem).ok_or_else(|| {
+        None => file.file_name().map(stem).ok_or_else(|| {
             Error::BadRequest("name the image: give ?image=ID or a file name".into())
         })?,
     };
     let id = blocking(&state.shared.datastore, move |ds| {
-        let id = ds.add_image(&id, &file.path, params)?;
+        let id = ds.add_image(&id, file.path(), params)?;
         drop(file);
         Ok(id)
     })

@@ -46,7 +46,7 @@ pub(super) async fn save(
     let label = blocking(&state.shared.datastore, {
         let image = image.clone();
         move |ds| {
-            let label = ds.save_label(&image, &file.path, &tag, params)?;
+            let label = ds.save_label(&image, file.path(), &tag, params)?;
             drop(file);
             Ok(label)
         }

@@ -1,7 +1,8 @@
 //! The datastore routes' pure helpers: default ids, checksums, form JSON, file headers.
 
 use super::images::Checksum;
-use super::{content_disposition, json_field, stem};
+use super::stem;
+use crate::api::upload::{content_disposition, json_field};
 use crate::Error;
 
 #[test]

@@ -1,0 +1,138 @@
+//! MONAI Label's `/session/` routes: upload once, infer many times with `session_id`.
+
+use super::{
+    upload::{multipart_error, receive, send_file, Upload},
+    State,
+};
+use crate::{sessions::SessionInfo, Error, Result};
+use axum::{
+    extract::{
+        rejection::{PathRejection, QueryRejection},
+        FromRequest, Multipart, Path, Query, Request,
+    },
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// `PUT /session/` query.
+#[derive(Debug, Deserialize)]
+pub(super) struct PutQuery {
+    #[serde(default)]
+    uncompress: bool,
+    #[serde(default)]
+    expiry: u64,
+}
+
+/// `GET /session/{id}` query.
+#[derive(Debug, Deserialize)]
+pub(super) struct GetQuery {
+    #[serde(default)]
+    update_ts: bool,
+    #[serde(default)]
+    image: bool,
+}
+
+fn session_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let (a, b) = (
+        h.finish(),
+        h.finish().rotate_left(29) ^ 0x5851_f42d_4c95_7f2d,
+    );
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        a & 0xffff,
+        b >> 48,
+        (b >> 32) & 0xffff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn info_json(info: &SessionInfo) -> Value {
+    serde_json::to_value(info).unwrap_or(Value::Null)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("session call did not complete: {e}")))?
+}
+
+/// `PUT /session/`: multipart `files` (one image, or several files of a series).
+pub(super) async fn create(
+    state: State,
+    query: Result<Query<PutQuery>, QueryRejection>,
+    req: Request,
+) -> Result<Json<Value>> {
+    let Query(q) = query?;
+    if q.uncompress {
+        return Err(Error::BadRequest(
+            "uncompress=true (archives) is not supported by this server".into(),
+        ));
+    }
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| Error::BadRequest(e.body_text()))?;
+    let mut files: Vec<Upload> = Vec::new();
+    while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+        if field.name() == Some("files") {
+            files.push(receive(&mut field).await?);
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::NotFound("No Files to create a session".into()));
+    }
+    let id = session_id();
+    let st = state.0.clone();
+    let session = id.clone();
+    let info = blocking(move || {
+        let named: Vec<(String, std::path::PathBuf)> = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                (
+                    f.file_name()
+                        .map_or_else(|| format!("file{i}.nii.gz"), str::to_owned),
+                    f.path().to_path_buf(),
+                )
+            })
+            .collect();
+        let made = st.sessions.create(&session, named, q.expiry);
+        drop(files);
+        made
+    })
+    .await?;
+    Ok(Json(
+        json!({"session_id": id, "session_info": info_json(&info)}),
+    ))
+}
+
+/// `GET /session/{id}`: its info, or its image file with `image=true`.
+pub(super) async fn get(
+    state: State,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<GetQuery>, QueryRejection>,
+) -> Result<Response> {
+    let (Path(id), Query(q)) = (id?, query?);
+    let st = state.0.clone();
+    let info = blocking(move || st.sessions.get(&id, q.update_ts)).await?;
+    if q.image {
+        return send_file(Ok(info.image.into()), "Session image not found").await;
+    }
+    Ok(Json(info_json(&info)).into_response())
+}
+
+/// `DELETE /session/{id}`.
+pub(super) async fn remove(
+    state: State,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>> {
+    let Path(id) = id?;
+    let st = state.0.clone();
+    let info = blocking(move || st.sessions.remove(&id)).await?;
+    Ok(Json(info_json(&info)))
+}
