@@ -15,3 +15,4 @@ if ! "$LABELHOST_VENV/bin/python" -c "import torch, sys; sys.exit(torch.__versio
 fi
 scripts/fetch-data.sh
 scripts/make-models.sh
+scripts/client-venv.sh

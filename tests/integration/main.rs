@@ -13,6 +13,8 @@ mod apps;
 mod lifecycle;
 // MONAI Label's /datastore routes: images, labels, info, checksums, typed errors.
 mod datastore;
+// MONAI Label's own Python client against a running server.
+mod clients;
 // Background jobs: scoring, batch inference, training records.
 mod jobs;
 // Brain extraction with the pretrained deepbet models on real volumes (Dice).

@@ -111,7 +111,28 @@ async fn start(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>> {
     let (Path(name), Query(q), body) = (name?, query?, body?);
-    let mut request = json_object(&body)?;
+    launch(&state.0, kind, &name, &q, json_object(&body)?)
+        .await
+        .map(Json)
+}
+
+fn task_kind(kind: Kind) -> TaskKind {
+    match kind {
+        Kind::Train => TaskKind::TRAIN,
+        Kind::Scoring => TaskKind::SCORING,
+        Kind::BatchInfer => TaskKind::INFER,
+    }
+}
+
+/// Starts (or, with `run_sync`, runs) one job; answers its record (or its result).
+async fn launch(
+    state: &Arc<AppState>,
+    kind: Kind,
+    name: &str,
+    q: &RunQuery,
+    mut request: serde_json::Map<String, Value>,
+) -> Result<Value> {
+    let name = name.to_owned();
     let key = if kind == Kind::Scoring {
         "method"
     } else {
@@ -123,16 +144,9 @@ async fn start(
     }
     let request = Value::Object(request);
     // Unknown names are refused now, not recorded as failed jobs.
-    let task = if kind == Kind::Train {
-        TaskKind::TRAIN
-    } else if kind == Kind::Scoring {
-        TaskKind::SCORING
-    } else {
-        TaskKind::INFER
-    };
-    owner(&state, task, &name)?;
+    owner(state, task_kind(kind), &name)?;
     if q.run_sync {
-        return execute(&state, kind, &name, &request).await.map(Json);
+        return execute(state, kind, &name, &request).await;
     }
     if !q.enqueue && state.jobs.active(kind).is_some() {
         return Err(Error::TooManyRequests(format!(
@@ -141,7 +155,7 @@ async fn start(
         )));
     }
     let record = state.jobs.submit(kind, job_id(), request.clone());
-    let (st, id) = (state.0.clone(), record.id.clone());
+    let (st, id) = (state.clone(), record.id.clone());
     tokio::spawn(async move {
         let _one_at_a_time = st.jobs.gates[&kind].clone().lock_owned().await;
         let still_wanted = st.jobs.update(kind, &id, |r| {
@@ -171,7 +185,46 @@ async fn start(
             }
         });
     });
-    Ok(Json(serde_json::to_value(record).unwrap_or(Value::Null)))
+    Ok(serde_json::to_value(record).unwrap_or(Value::Null))
+}
+
+/// MONAI Label's deprecated `POST /train/` and `POST /scoring/`: one queued job per trainer
+/// (method); `params[name]` overrides are merged into that one's request.
+async fn start_all(
+    state: State,
+    kind: Kind,
+    query: Result<Query<RunQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>> {
+    let (Query(mut q), body) = (query?, body?);
+    q.enqueue = true;
+    let params = json_object(&body)?;
+    let names: Vec<String> = state
+        .registry
+        .snapshot()
+        .apps
+        .values()
+        .flat_map(|g| {
+            g.tasks
+                .iter()
+                .filter(|t| t.kind == task_kind(kind))
+                .map(|t| t.name.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let mut request = params.clone();
+        if let Some(Value::Object(own)) = params.get(&name) {
+            request.extend(own.clone());
+        }
+        let answer = match launch(&state.0, kind, &name, &q, request).await {
+            Ok(v) => json!({"result": v, "detail": Value::Null}),
+            Err(e) => json!({"result": Value::Null, "detail": e.to_string()}),
+        };
+        out.insert(name, answer);
+    }
+    Ok(Json(Value::Object(out)))
 }
 
 fn status(
@@ -242,5 +295,23 @@ macro_rules! job_routes {
 }
 
 job_routes!(train_start, train_status, train_stop, Kind::Train);
+
+/// `POST /train/` (deprecated): every trainer.
+pub(super) async fn train_all(
+    state: State,
+    query: Result<Query<RunQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>> {
+    start_all(state, Kind::Train, query, body).await
+}
+
+/// `POST /scoring/` (deprecated): every scoring method.
+pub(super) async fn scoring_all(
+    state: State,
+    query: Result<Query<RunQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>> {
+    start_all(state, Kind::Scoring, query, body).await
+}
 job_routes!(scoring_start, scoring_status, scoring_stop, Kind::Scoring);
 job_routes!(batch_start, batch_status, batch_stop, Kind::BatchInfer);

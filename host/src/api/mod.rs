@@ -61,12 +61,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .merge(datastore::routes())
         .route("/train/{model}", post(jobs::train_start))
-        .route("/train/", get(jobs::train_status).delete(jobs::train_stop))
+        .route(
+            "/train/",
+            get(jobs::train_status)
+                .delete(jobs::train_stop)
+                .post(jobs::train_all),
+        )
         .route("/train", get(jobs::train_status).delete(jobs::train_stop))
         .route("/scoring/{method}", post(jobs::scoring_start))
         .route(
             "/scoring/",
-            get(jobs::scoring_status).delete(jobs::scoring_stop),
+            get(jobs::scoring_status)
+                .delete(jobs::scoring_stop)
+                .post(jobs::scoring_all),
         )
         .route(
             "/scoring",

@@ -6,9 +6,12 @@ use labelhost_plugin_api::sdk::{
 };
 use std::time::Instant;
 
-/// Labels each voxel with its intensity class, 1 (darkest) to `classes`.
+/// Labels each voxel with its intensity class, 1 (darkest) to `classes`: by the class
+/// means the trainer fitted to the annotated images when it has run, else by k-means on
+/// the image itself.
 pub(crate) struct KMeans {
     pub(crate) classes: usize,
+    pub(crate) trained: crate::train::Trained,
 }
 
 /// Class centres of `values` after Lloyd iterations from evenly spaced quantiles.
@@ -78,7 +81,10 @@ impl InferTask for KMeans {
         let t0 = Instant::now();
         let volume = image::read(path)?;
         let values: Vec<f32> = volume.data.iter().copied().collect();
-        let c = centres(&values, self.classes, iterations);
+        let trained = self.trained.lock().map(|t| t.clone()).unwrap_or(None);
+        let c = trained
+            .clone()
+            .unwrap_or_else(|| centres(&values, self.classes, iterations));
         if c.is_empty() {
             return Err(Error::invalid_input("the image has no finite voxels"));
         }
@@ -89,6 +95,7 @@ impl InferTask for KMeans {
         image::write_label(&out, &volume, &label)?;
         let mut params = Map::new();
         params.insert("centres".into(), json!(c));
+        params.insert("trained".into(), json!(trained.is_some()));
         params.insert(
             "latencies".into(),
             json!({"total": t0.elapsed().as_secs_f64()}),

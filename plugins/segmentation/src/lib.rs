@@ -1,11 +1,13 @@
 //! The `segmentation` app: tissue classes of a volume by k-means on intensities (as ITK's
-//! KmeansTest segments a T1), plus weighted-random sampling.
+//! KmeansTest segments a T1), weighted-random sampling, and a trainer that fits the class
+//! means to the annotators' final labels.
 //!
 //! With a TorchScript UNet in its bundle (`models/unet.pt`, or a published
 //! `models/pretrained_unet.pt` overridden by it) it also offers `segmentation_unet`,
 //! run by sliding-window inference on the shared executor.
 
 mod kmeans;
+mod train;
 mod unet;
 
 use labelhost_plugin_api::{
@@ -17,6 +19,7 @@ use labelhost_plugin_api::{
 pub struct SegmentationApp {
     classes: usize,
     unet: Option<std::path::PathBuf>,
+    trained: train::Trained,
 }
 
 impl App for SegmentationApp {
@@ -36,7 +39,11 @@ impl App for SegmentationApp {
             ));
         }
         let unet = host.model_path(&["models/pretrained_unet.pt", "models/unet.pt"]);
-        Ok(SegmentationApp { classes, unet })
+        Ok(SegmentationApp {
+            classes,
+            unet,
+            trained: Default::default(),
+        })
     }
 
     fn tasks(&self) -> Tasks {
@@ -56,6 +63,14 @@ impl App for SegmentationApp {
                 "segmentation_kmeans",
                 kmeans::KMeans {
                     classes: self.classes,
+                    trained: self.trained.clone(),
+                },
+            )
+            .train(
+                "segmentation_kmeans",
+                train::ClassMeans {
+                    classes: self.classes,
+                    trained: self.trained.clone(),
                 },
             )
             .strategy(

@@ -1,6 +1,7 @@
 //! `/datastore/label...` and the deprecated `/datastore/updatelabelinfo`: label save,
 //! download, existence check, info and removal. A label's id is its image's id.
 
+use super::super::call;
 use super::{blocking, form_json, info_or_empty, read_upload, required, send_file, DatastoreQuery};
 use crate::api::State;
 use crate::datastore::{
@@ -8,6 +9,7 @@ use crate::datastore::{
     DatastoreError,
 };
 use crate::{Error, Result};
+use abi_stable::std_types::RStr;
 use axum::{
     extract::{rejection::QueryRejection, Query, Request},
     response::Response,
@@ -52,7 +54,27 @@ pub(super) async fn save(
         }
     })
     .await?;
-    Ok(Json(json!({ "image": image, "label": label })))
+    let mut answer = json!({ "image": image, "label": label });
+    // Every loaded app hears of the new label (MONAI Label's on_save_label); what they
+    // answer is merged into the reply.
+    for generation in state.registry.snapshot().apps.values().cloned() {
+        let (i, l) = (image.clone(), label.clone());
+        let said = call(generation, move |g| {
+            g.app
+                .on_save_label(RStr::from(i.as_str()), RStr::from(l.as_str()))
+        })
+        .await;
+        match said.map(|text| serde_json::from_str::<Value>(text.as_str())) {
+            Ok(Ok(Value::Object(extra))) => {
+                for (k, v) in extra {
+                    answer.as_object_mut().map(|a| a.entry(k).or_insert(v));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("on_save_label: {e}"),
+        }
+    }
+    Ok(Json(answer))
 }
 
 /// `DELETE /datastore/label?id=&tag=`: removes one label. Answers `{}`, also when there
