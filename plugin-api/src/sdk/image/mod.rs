@@ -8,12 +8,16 @@
 //! a bitpix that disagrees with the datatype and a `vox_offset` the file cannot satisfy; every
 //! such refusal is an `INVALID_INPUT` error that names the file and the field.
 //!
+//! NRRD files (`.nrrd`, `.seg.nrrd`, what 3D Slicer saves) are read into the same
+//! [`Volume`], with their geometry as a NIfTI sform.
+//!
 //! Labels are written with the reference volume's geometry ([`write_label`],
 //! [`write_label_as`] for MONAI Label's `result_dtype`).
 
 mod affine;
 mod decode;
 mod header;
+mod nrrd;
 mod read;
 mod write;
 
@@ -47,7 +51,6 @@ impl Volume {
         affine(&self.header)
     }
 
-    /// The first three dims (a 4-D volume's first frame is what 3-D tasks use).
     /// Like [`Volume::first_frame`], without copying a 3-D volume: the voxels move out and
     /// `data` is left empty (the header, which writers need, stays).
     pub fn take_first_frame(&mut self) -> ArrayD<f32> {
@@ -58,6 +61,7 @@ impl Volume {
         }
     }
 
+    /// The first three dims (a 4-D volume's first frame is what 3-D tasks use).
     /// The first three dims (a 4-D volume's first frame is what 3-D tasks use).
     pub fn first_frame(&self) -> ArrayD<f32> {
         if self.data.ndim() > 3 {

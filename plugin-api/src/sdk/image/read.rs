@@ -34,6 +34,13 @@ impl ReadOptions {
 
     /// Reads a NIfTI-1 file with these limits (see [`read`]).
     pub fn read(&self, path: &Path) -> Result<Volume> {
+        if path
+            .to_string_lossy()
+            .to_ascii_lowercase()
+            .ends_with(".nrrd")
+        {
+            return super::nrrd::read(path, self.max_voxels);
+        }
         let (header_path, image) = files(path);
         let gz = is_gz(&header_path);
         let mut source = Source::open(&header_path, gz)?;

@@ -77,3 +77,49 @@ fn write_nrrd(
     gz.finish().map_err(io)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_nrrd;
+    use crate::sdk::image::{self, Volume};
+    use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+
+    #[test]
+    fn a_label_written_as_nrrd_reads_back_with_its_voxels_and_affine() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut header = nifti::NiftiHeader::default();
+        header.dim = [3, 4, 3, 2, 1, 1, 1, 1];
+        header.pixdim = [1.0, 2.0, 1.5, 3.0, 1.0, 1.0, 1.0, 1.0];
+        header.sform_code = 1;
+        header.srow_x = [0.0, -1.5, 0.0, 10.0];
+        header.srow_y = [2.0, 0.0, 0.0, -20.0];
+        header.srow_z = [0.0, 0.0, 3.0, 5.0];
+        let data = ArrayD::from_shape_fn(IxDyn(&[4, 3, 2]).f(), |i| {
+            (i[0] * 6 + i[1] * 2 + i[2]) as f32
+        });
+        let reference = Volume { data, header };
+        let label =
+            ArrayD::from_shape_fn(IxDyn(&[4, 3, 2]), |i| (i[0] + 10 * i[1] + 100 * i[2]) as u8);
+        let path = dir.path().join("label.seg.nrrd");
+        write_nrrd(&path, &reference, &label, "uint8").expect("write");
+        let back = image::read(&path).expect("read NRRD");
+        assert_eq!(back.data.shape(), &[4, 3, 2]);
+        for (i, v) in label.indexed_iter() {
+            assert_eq!(back.data[&i], f32::from(*v), "voxel {i:?}");
+        }
+        let (a, b) = (reference.affine(), back.affine());
+        for r in 0..3 {
+            for c in 0..4 {
+                assert!(
+                    (a[r][c] - b[r][c]).abs() < 1e-5,
+                    "affine[{r}][{c}] {} vs {}",
+                    a[r][c],
+                    b[r][c]
+                );
+            }
+        }
+        let nifti = dir.path().join("again.nii.gz");
+        image::write_label(&nifti, &back, &label).expect("NIfTI from an NRRD reference");
+        assert_eq!(image::read(&nifti).expect("read").affine(), back.affine());
+    }
+}
