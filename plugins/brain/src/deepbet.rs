@@ -4,7 +4,7 @@
 //! thresholded uint8 mask; connected components and hole filling run here on the CPU.
 
 use labelhost_plugin_api::sdk::{
-    image, input_image, json,
+    image, input_image, json, pipeline,
     transforms::{fill_holes, keep_largest_connected_component, Orientation},
     DType, Error, Executor, Host, InferResult, InferTask, InferTaskInfo, InferType, Map, Model,
     Result, Tensor, Value,
@@ -165,8 +165,7 @@ impl InferTask for DeepBet {
         fill_holes(&mut mask);
         let mask = orientation.from_ras(&mask);
         let t3 = Instant::now();
-        let out = host.result_path("brain_extraction", ".nii.gz");
-        image::write_label(&out, &volume, &mask)?;
+        let out = pipeline::write_label_for(host, request, &volume, &mask)?;
         let t4 = Instant::now();
 
         let voxels = mask.iter().filter(|&&v| v != 0).count();

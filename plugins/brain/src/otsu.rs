@@ -1,8 +1,8 @@
 //! Otsu's threshold over the intensity histogram, as a segmentation infer task.
 
 use labelhost_plugin_api::sdk::{
-    image, input_image, json, Error, Host, InferResult, InferTask, InferTaskInfo, InferType, Map,
-    Result, Value,
+    image, input_image, json, pipeline, Error, Host, InferResult, InferTask, InferTaskInfo,
+    InferType, Map, Result, Value,
 };
 use std::time::Instant;
 
@@ -84,8 +84,7 @@ impl InferTask for OtsuMask {
         let mask = volume.data.mapv(|v| u8::from(v > threshold));
         let foreground = mask.iter().filter(|&&v| v == 1).count();
         let t2 = Instant::now();
-        let out = host.result_path("brain_otsu", ".nii.gz");
-        image::write_label(&out, &volume, &mask)?;
+        let out = pipeline::write_label_for(host, request, &volume, &mask)?;
         let t3 = Instant::now();
         let mut params = Map::new();
         params.insert("threshold".into(), json!(threshold));

@@ -1,8 +1,8 @@
 //! One-dimensional k-means over voxel intensities as a segmentation infer task.
 
 use labelhost_plugin_api::sdk::{
-    image, input_image, json, Error, Host, InferResult, InferTask, InferTaskInfo, InferType, Map,
-    Result, Value,
+    image, input_image, json, pipeline, Error, Host, InferResult, InferTask, InferTaskInfo,
+    InferType, Map, Result, Value,
 };
 use std::time::Instant;
 
@@ -91,8 +91,7 @@ impl InferTask for KMeans {
         let label = volume
             .data
             .mapv(|v| u8::try_from(nearest(&c, v) + 1).unwrap_or(u8::MAX));
-        let out = host.result_path("segmentation_kmeans", ".nii.gz");
-        image::write_label(&out, &volume, &label)?;
+        let out = pipeline::write_label_for(host, request, &volume, &label)?;
         let mut params = Map::new();
         params.insert("centres".into(), json!(c));
         params.insert("trained".into(), json!(trained.is_some()));

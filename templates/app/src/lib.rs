@@ -4,6 +4,7 @@
 use labelhost_plugin_api::{
     export_app,
     sdk::{
+        pipeline,
         image, input_image, json, strategies, App, Host, InferResult, InferTask,
         InferTaskInfo, InferType, Map, Request, Result, Tasks, Value,
     },
@@ -53,8 +54,7 @@ impl InferTask for Threshold {
         let volume = image::read(path)?;
         let max = volume.data.iter().copied().fold(f32::MIN, f32::max);
         let label = volume.data.mapv(|v| u8::from(v > self.0 * max));
-        let out = host.result_path("{{crate_name}}", ".nii.gz");
-        image::write_label(&out, &volume, &label)?;
+        let out = pipeline::write_label_for(host, request, &volume, &label)?;
         let mut params = Map::new();
         params.insert("threshold".into(), json!(self.0 * max));
         Ok(InferResult { label: Some(out), params })

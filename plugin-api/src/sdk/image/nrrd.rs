@@ -195,8 +195,10 @@ fn header(
         return Err(bad(path, format!("unsupported space {space:?}")));
     }
     let flip = |v: f64, axis: usize| if lps && axis < 2 { -v } else { v };
-    let mut h = NiftiHeader::default();
-    h.dim = [3, 1, 1, 1, 1, 1, 1, 1];
+    let mut h = NiftiHeader {
+        dim: [3, 1, 1, 1, 1, 1, 1, 1],
+        ..Default::default()
+    };
     let mut srow = [[0f32; 4]; 3];
     for (i, &s) in sizes.iter().enumerate() {
         h.dim[i + 1] = u16::try_from(s).map_err(|_| bad(path, "a dimension over 65535"))?;
@@ -207,13 +209,13 @@ fn header(
             .unwrap_or_else(|| (0..3).map(|r| f64::from(u8::from(r == i))).collect());
         let norm = d.iter().map(|v| v * v).sum::<f64>().sqrt();
         h.pixdim[i + 1] = if norm > 0.0 { norm as f32 } else { 1.0 };
-        for r in 0..3 {
-            srow[r][i] = flip(d.get(r).copied().unwrap_or(0.0), r) as f32;
+        for (r, row) in srow.iter_mut().enumerate() {
+            row[i] = flip(d.get(r).copied().unwrap_or(0.0), r) as f32;
         }
     }
     let o = origin.and_then(vector).unwrap_or_else(|| vec![0.0; 3]);
-    for r in 0..3 {
-        srow[r][3] = flip(o.get(r).copied().unwrap_or(0.0), r) as f32;
+    for (r, row) in srow.iter_mut().enumerate() {
+        row[3] = flip(o.get(r).copied().unwrap_or(0.0), r) as f32;
     }
     h.pixdim[0] = 1.0;
     (h.srow_x, h.srow_y, h.srow_z) = (srow[0], srow[1], srow[2]);

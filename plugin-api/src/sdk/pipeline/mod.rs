@@ -21,7 +21,7 @@ pub use pre::{
     CropForeground, EnsureType, LoadImage, NormalizeIntensity, Orientation, Resize,
     ScaleIntensityRange, ScaleIntensityRangePercentiles, Spacing, SpatialCrop, SpatialPad,
 };
-pub use writer::write_result;
+pub use writer::{write_label_for, write_result};
 
 use super::{
     error::Result,

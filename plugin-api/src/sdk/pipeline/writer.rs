@@ -7,6 +7,7 @@ use crate::sdk::{
     error::{Error, Result},
     image::{self, Volume},
 };
+use crate::sdk::{host::Host, tasks::Request};
 use flate2::{write::GzEncoder, Compression};
 use ndarray::ArrayD;
 use serde_json::Value;
@@ -21,27 +22,37 @@ pub fn write_result(data: &mut Data) -> Result<Option<PathBuf>> {
         .image
         .as_ref()
         .ok_or_else(|| Error::app("writer: no input image to copy geometry from"))?;
-    let ext = data
-        .request
+    write_label_for(&data.host, &data.request, image, label).map(Some)
+}
+
+/// Writes a label with `reference`'s geometry into the work dir as the request asks:
+/// `result_extension` (`.nii.gz` default, `.nii`, `.nrrd`, `.seg.nrrd`) and `result_dtype`
+/// (`uint8` default). Every task's writer should go through here, as MONAI Label's does.
+pub fn write_label_for(
+    host: &Host,
+    request: &Request,
+    reference: &Volume,
+    label: &ArrayD<u8>,
+) -> Result<PathBuf> {
+    let ext = request
         .get("result_extension")
         .and_then(Value::as_str)
         .unwrap_or(".nii.gz");
-    let dtype = data
-        .request
+    let dtype = request
         .get("result_dtype")
         .and_then(Value::as_str)
         .unwrap_or("uint8");
-    let path = data.host.result_path("result", ext);
+    let path = host.result_path("result", ext);
     match ext {
-        ".nii.gz" | ".nii" => image::write_label_as(&path, image, label, dtype)?,
-        ".nrrd" | ".seg.nrrd" => write_nrrd(&path, image, label, dtype)?,
+        ".nii.gz" | ".nii" => image::write_label_as(&path, reference, label, dtype)?,
+        ".nrrd" | ".seg.nrrd" => write_nrrd(&path, reference, label, dtype)?,
         other => {
             return Err(Error::invalid_input(format!(
                 "result_extension '{other}' is not supported (.nii.gz, .nii, .nrrd, .seg.nrrd)"
             )))
         }
     }
-    Ok(Some(path))
+    Ok(path)
 }
 
 /// A gzip-encoded NRRD of a `uint8` label, in LPS space as 3D Slicer writes it.
@@ -87,13 +98,15 @@ mod tests {
     #[test]
     fn a_label_written_as_nrrd_reads_back_with_its_voxels_and_affine() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut header = nifti::NiftiHeader::default();
-        header.dim = [3, 4, 3, 2, 1, 1, 1, 1];
-        header.pixdim = [1.0, 2.0, 1.5, 3.0, 1.0, 1.0, 1.0, 1.0];
-        header.sform_code = 1;
-        header.srow_x = [0.0, -1.5, 0.0, 10.0];
-        header.srow_y = [2.0, 0.0, 0.0, -20.0];
-        header.srow_z = [0.0, 0.0, 3.0, 5.0];
+        let header = nifti::NiftiHeader {
+            dim: [3, 4, 3, 2, 1, 1, 1, 1],
+            pixdim: [1.0, 2.0, 1.5, 3.0, 1.0, 1.0, 1.0, 1.0],
+            sform_code: 1,
+            srow_x: [0.0, -1.5, 0.0, 10.0],
+            srow_y: [2.0, 0.0, 0.0, -20.0],
+            srow_z: [0.0, 0.0, 3.0, 5.0],
+            ..Default::default()
+        };
         let data = ArrayD::from_shape_fn(IxDyn(&[4, 3, 2]).f(), |i| {
             (i[0] * 6 + i[1] * 2 + i[2]) as f32
         });
