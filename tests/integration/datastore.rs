@@ -441,3 +441,50 @@ fn sessions_and_uploaded_files_are_inferred_like_stored_images() {
         .expect("empty");
     assert_eq!(r.status(), 404);
 }
+
+#[test]
+fn the_dataset_archive_holds_labelled_images_their_labels_and_the_index() {
+    let ws = crate::support::Workspace::new(3, 8);
+    crate::support::pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let c = crate::support::client();
+    let r = c
+        .get(server.at("/datastore/dataset"))
+        .send()
+        .expect("empty");
+    assert_eq!(r.status(), 404, "no final labels yet");
+    for id in ["img00", "img02"] {
+        let label = std::fs::read(ws.studies().join(format!("{id}.nii.gz"))).expect("volume");
+        let part = reqwest::blocking::multipart::Part::bytes(label).file_name("label.nii.gz");
+        let form = reqwest::blocking::multipart::Form::new().part("label", part);
+        let r = c
+            .put(server.at(&format!("/datastore/label?image={id}")))
+            .multipart(form)
+            .send()
+            .expect("label");
+        assert_eq!(r.status(), 200);
+    }
+    let names = |url: &str| -> Vec<String> {
+        let r = c.get(server.at(url)).send().expect("dataset");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/zip");
+        let bytes = r.bytes().expect("zip");
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip");
+        let mut names: Vec<String> = (0..zip.len())
+            .map(|i| zip.by_index(i).expect("entry").name().expect("name").to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names("/datastore/dataset"),
+        [
+            "image/img00.nii.gz",
+            "image/img02.nii.gz",
+            "label/img00.nii.gz",
+            "label/img02.nii.gz",
+            "metadata.json"
+        ]
+    );
+    assert_eq!(names("/datastore/dataset?limit_cases=1").len(), 3);
+}

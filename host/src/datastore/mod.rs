@@ -4,6 +4,7 @@
 //! `labels/<tag>/<id><ext>`, and `datastore_v2.json` indexes both. All methods take `&self`;
 //! the in-memory index is guarded by a mutex and every mutation rewrites the index atomically.
 
+mod archive;
 pub(crate) mod ids;
 mod index;
 mod labels;

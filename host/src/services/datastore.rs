@@ -153,10 +153,10 @@ impl abi::Datastore for DatastoreService {
     fn json(&self) -> RString {
         text(self.0.json())
     }
-    fn get_dataset_archive(&self, _limit_cases: u32) -> PluginResult<RString> {
-        abi_stable::std_types::RErr(PluginError::new(
-            ErrorCode::UNSUPPORTED,
-            "dataset archives are not implemented by this host yet",
-        ))
+    fn get_dataset_archive(&self, limit_cases: u32) -> PluginResult<RString> {
+        host_guard(|| {
+            let limit = (limit_cases > 0).then_some(limit_cases as usize);
+            Ok(path(self.0.dataset_archive(limit)?))
+        })
     }
 }

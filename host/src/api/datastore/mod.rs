@@ -16,7 +16,11 @@ use crate::datastore::{DatastoreError, LocalDatastore};
 use crate::{Error, Result};
 use axum::{
     body::Bytes,
-    extract::{DefaultBodyLimit, Form, FromRequest, Multipart, Request},
+    extract::{
+        rejection::QueryRejection, DefaultBodyLimit, Form, FromRequest, Multipart, Query, Request,
+    },
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
     routing::{get, put},
     Router,
 };
@@ -63,6 +67,40 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             "/datastore/updatelabelinfo",
             put(labels::update_info_deprecated),
         )
+        .route("/datastore/dataset", get(dataset))
+}
+
+/// `GET /datastore/dataset?limit_cases=N`: a zip of the labelled images, their final labels
+/// and the index (`dataset.zip`).
+async fn dataset(
+    state: super::State,
+    q: Result<Query<DatasetQuery>, QueryRejection>,
+) -> Result<Response> {
+    let Query(q) = q?;
+    let written = blocking(&state.shared.datastore, move |ds| {
+        Ok(ds.dataset_archive(q.limit_cases)?)
+    })
+    .await?;
+    let bytes = tokio::fs::read(&written).await;
+    let _ = tokio::fs::remove_file(&written).await;
+    let bytes = bytes.map_err(|e| Error::Internal(format!("dataset archive: {e}")));
+    let mut response = bytes?.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"dataset.zip\""),
+    );
+    Ok(response)
+}
+
+/// `GET /datastore/dataset` query.
+#[derive(Debug, Deserialize)]
+struct DatasetQuery {
+    limit_cases: Option<usize>,
 }
 
 /// Every query parameter the datastore routes read (MONAI Label's names); each handler
