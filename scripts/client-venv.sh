@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# A venv with MONAI Label 0.8.5's Python client (the monailabel package without its server
-# dependencies: the client only needs requests) for tests/clients/monailabel_client.py.
+# MONAI Label 0.8.5 for the compatibility tests (tests/clients/):
+#  - a small venv with its Python client (the client needs only requests);
+#  - its LocalDatastore, in the pinned-torch venv (it imports torch and monai), for the
+#    studies-folder interop test. Packages are installed without their server extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -12,4 +14,10 @@ if ! "$venv/bin/python" -c "import monailabel.client, requests" 2>/dev/null; the
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps monailabel==0.8.5 \
         requests urllib3 idna certifi charset-normalizer
     echo "client-venv: MONAI Label 0.8.5 client in $venv"
+fi
+
+if ! "$LABELHOST_VENV/bin/python" -c "from monailabel.datastore.local import LocalDatastore" 2>/dev/null; then
+    "$LABELHOST_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps monailabel==0.8.5 monai==1.4.0
+    "$LABELHOST_VENV/bin/pip" install --quiet --disable-pip-version-check numpy filelock pydantic pydantic-settings watchdog
+    echo "client-venv: MONAI Label 0.8.5's LocalDatastore in $LABELHOST_VENV"
 fi

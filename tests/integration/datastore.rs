@@ -471,7 +471,13 @@ fn the_dataset_archive_holds_labelled_images_their_labels_and_the_index() {
         let bytes = r.bytes().expect("zip");
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a zip");
         let mut names: Vec<String> = (0..zip.len())
-            .map(|i| zip.by_index(i).expect("entry").name().expect("name").to_string())
+            .map(|i| {
+                zip.by_index(i)
+                    .expect("entry")
+                    .name()
+                    .expect("name")
+                    .to_string()
+            })
             .collect();
         names.sort();
         names

@@ -15,6 +15,8 @@ mod lifecycle;
 mod datastore;
 // MONAI Label's own Python client against a running server.
 mod clients;
+// Studies folders shared with MONAI Label's own LocalDatastore, both ways.
+mod interop;
 // 3D Slicer's module, replayed call by call.
 mod slicer;
 // Background jobs: scoring, batch inference, training records.
