@@ -84,6 +84,61 @@ fn the_unet_segments_volumes_larger_and_thinner_than_its_roi() {
         .send()
         .expect("infer");
     assert_eq!(r.status(), 400);
+    // The model's weights and checksum (MONAI Label's /model routes).
+    let weights = client()
+        .get(server.at("/model/segmentation_unet"))
+        .send()
+        .expect("model");
+    assert_eq!(weights.status(), 200);
+    let disposition = weights.headers()["content-disposition"]
+        .to_str()
+        .expect("header")
+        .to_owned();
+    assert!(
+        disposition.contains("segmentation_unet.pt"),
+        "{disposition}"
+    );
+    assert_eq!(
+        weights.bytes().expect("bytes").as_ref(),
+        std::fs::read(&unet).expect("unet").as_slice()
+    );
+    let info: Value = client()
+        .get(server.at("/model/info/segmentation_unet"))
+        .send()
+        .expect("info")
+        .json()
+        .expect("json");
+    assert!(
+        info["checksum"]
+            .as_str()
+            .expect("checksum")
+            .starts_with("SHA256:"),
+        "{info}"
+    );
+    assert_eq!(
+        client()
+            .put(server.at("/model/segmentation_unet"))
+            .send()
+            .expect("put")
+            .status(),
+        409
+    );
+    assert_eq!(
+        client()
+            .get(server.at("/model/segmentation_kmeans"))
+            .send()
+            .expect("no file")
+            .status(),
+        404
+    );
+    let listed = crate::support::get_json(&server, "/info/");
+    assert!(
+        listed["models"]["segmentation_unet"]
+            .get("_model_path")
+            .is_none(),
+        "host-only keys stay hidden"
+    );
+
     let bad = server.at("/infer/segmentation_unet?image=img00&output=json");
     let r = client()
         .post(bad)

@@ -47,7 +47,11 @@ pub(super) async fn info(state: State) -> Json<Value> {
                 TaskKind::SCORING => &mut scoring,
                 _ => continue,
             };
-            section.insert(t.name.clone(), t.info.clone());
+            let mut entry = t.info.clone();
+            if let Some(map) = entry.as_object_mut() {
+                map.retain(|k, _| !k.starts_with('_'));
+            }
+            section.insert(t.name.clone(), entry);
         }
     }
     let train_stats: Map<String, Value> = trainers.keys().map(|k| (k.clone(), json!({}))).collect();

@@ -9,6 +9,7 @@ mod datastore;
 mod infer;
 mod info;
 mod jobs;
+mod model;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -87,6 +88,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/session/", put(sessions::create))
         .route("/session", put(sessions::create))
         .route("/session/{id}", get(sessions::get).delete(sessions::remove))
+        .route(
+            "/model/{model}",
+            get(model::download)
+                .put(model::immutable)
+                .delete(model::immutable),
+        )
+        .route("/model/info/{model}", get(model::info))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req

@@ -218,8 +218,12 @@ impl<A: App> abi::App for AppAdapter<A> {
             let mut out = Vec::new();
             for (name, task) in &t.infers {
                 let i = task.info();
-                let info = json!({"type": i.infer_type.as_str(), "labels": i.labels,
+                let mut info = json!({"type": i.infer_type.as_str(), "labels": i.labels,
                     "dimension": i.dimension, "description": i.description, "config": i.config});
+                if let Some(path) = task.model_path() {
+                    // Underscored keys are for the host only; `/info/` leaves them out.
+                    info["_model_path"] = json!(path.to_string_lossy());
+                }
                 out.push(task_info(TaskKind::INFER, name, i.infer_type, info));
             }
             for (name, task) in &t.trainers {

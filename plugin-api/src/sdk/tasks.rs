@@ -71,6 +71,11 @@ pub trait InferTask: Send + Sync {
     fn info(&self) -> InferTaskInfo;
     /// Runs it. `request["image"]` is the absolute path of the input image.
     fn infer(&self, host: &Host, request: &Request) -> Result<InferResult>;
+
+    /// The model file it runs, if any (served by `GET /model/{name}`).
+    fn model_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// A train task ("trainer").

@@ -96,6 +96,10 @@ impl InferTask for DeepBet {
         }
     }
 
+    fn model_path(&self) -> Option<PathBuf> {
+        Some(self.model.clone())
+    }
+
     fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
         let device = request.get("device").and_then(Value::as_str).unwrap_or("");
         let t0 = Instant::now();

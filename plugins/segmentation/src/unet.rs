@@ -60,6 +60,10 @@ impl Pipeline for UNet {
         }
     }
 
+    fn model_path(&self) -> Option<PathBuf> {
+        Some(self.model.clone())
+    }
+
     fn pre_transforms(&self, _: &Data) -> Transforms {
         vec![
             Box::new(LoadImage),

@@ -57,6 +57,10 @@ pub trait Pipeline: Send + Sync {
     }
     /// Post-processing (activations, discretisation, [`ToHost`], [`Restore`]...).
     fn post_transforms(&self, data: &Data) -> Transforms;
+    /// The model file it runs, if any (served by `GET /model/{name}`).
+    fn model_path(&self) -> Option<PathBuf> {
+        None
+    }
     /// Writes `data.label`; the default honours `result_extension` and `result_dtype`.
     fn writer(&self, data: &mut Data) -> Result<Option<PathBuf>> {
         write_result(data)
@@ -120,6 +124,10 @@ pub struct PipelineTask<P>(pub P);
 impl<P: Pipeline> InferTask for PipelineTask<P> {
     fn info(&self) -> InferTaskInfo {
         self.0.info()
+    }
+
+    fn model_path(&self) -> Option<PathBuf> {
+        self.0.model_path()
     }
 
     fn infer(&self, host: &Host, request: &Request) -> Result<InferResult> {
