@@ -13,6 +13,7 @@ pub mod error;
 pub mod executor;
 pub mod jobs;
 pub mod loader;
+pub mod logs;
 pub mod registry;
 pub mod services;
 pub mod sessions;

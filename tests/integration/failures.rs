@@ -184,3 +184,35 @@ fn malformed_images_get_a_4xx_naming_the_problem() {
     }
     assert_eq!(get_json(&server, "/health")["status"], "ok");
 }
+
+#[test]
+fn the_server_log_is_served_as_text_and_html() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let r = client()
+        .get(server.at("/logs/?text=true&lines=50"))
+        .send()
+        .expect("logs");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .expect("ctype")
+        .starts_with("text/plain"));
+    let text = r.text().expect("text");
+    assert!(
+        text.contains("app loaded") && !text.contains('\u{1b}'),
+        "{text}"
+    );
+    let html = client()
+        .get(server.at("/logs/?lines=5"))
+        .send()
+        .expect("logs")
+        .text()
+        .expect("html");
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("<pre>"),
+        "{html}"
+    );
+    assert!(html.matches('\n').count() <= 5, "at most 5 lines");
+}

@@ -9,6 +9,7 @@ mod datastore;
 mod infer;
 mod info;
 mod jobs;
+mod logs;
 mod model;
 mod sessions;
 #[cfg(test)]
@@ -95,6 +96,9 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(model::immutable),
         )
         .route("/model/info/{model}", get(model::info))
+        .route("/logs/", get(logs::tail))
+        .route("/logs", get(logs::tail))
+        .route("/logs/gpu", get(logs::gpu))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req
