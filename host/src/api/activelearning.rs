@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Runs the strategy, records that the image was served, answers with its info and path.
+#[utoipa::path(post, path = "/activelearning/{strategy}", tag = "MONAI Label", params(("strategy" = String, Path, description = "")), responses((status = 200, description = "The next image to annotate")))]
 pub(super) async fn next_sample(
     state: State,
     strategy: Result<Path<String>, PathRejection>,

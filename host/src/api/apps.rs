@@ -40,6 +40,7 @@ fn describe(g: &AppGeneration) -> Value {
 }
 
 /// `GET /apps`
+#[utoipa::path(get, path = "/apps", tag = "apps", responses((status = 200, description = "Loaded apps and their generations")))]
 pub(super) async fn list(state: State) -> Json<Value> {
     let snap = state.registry.snapshot();
     let apps: Vec<Value> = snap.apps.values().map(|g| describe(g)).collect();
@@ -57,6 +58,7 @@ where
 }
 
 /// `POST /apps` with `{"bundle": NAME}`: loads a bundle from the plugins dir.
+#[utoipa::path(post, path = "/apps", tag = "apps", responses((status = 200, description = "Load the bundle named by the body (bundle: NAME) from the plugins dir")))]
 pub(super) async fn load(
     state: State,
     body: Result<Bytes, BytesRejection>,
@@ -73,6 +75,7 @@ pub(super) async fn load(
 }
 
 /// `POST /apps/{name}/reload`: hot-swaps to the bundle now in the plugins dir.
+#[utoipa::path(post, path = "/apps/{name}/reload", tag = "apps", params(("name" = String, Path, description = "app name")), responses((status = 200, description = "Hot-swap an app to the bundle now in its folder")))]
 pub(super) async fn reload(
     state: State,
     name: Result<Path<String>, PathRejection>,
@@ -84,6 +87,7 @@ pub(super) async fn reload(
 }
 
 /// `DELETE /apps/{name}`: stops routing to the app, waits for its requests to drain.
+#[utoipa::path(delete, path = "/apps/{name}", tag = "apps", params(("name" = String, Path, description = "app name")), responses((status = 200, description = "Stop routing to an app and drain it")))]
 pub(super) async fn retire(
     state: State,
     name: Result<Path<String>, PathRejection>,

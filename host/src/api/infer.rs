@@ -72,6 +72,7 @@ async fn read_body(req: Request) -> Result<InferBody> {
 }
 
 /// Runs infer task `model` on a datastore image.
+#[utoipa::path(post, path = "/infer/{model}", tag = "MONAI Label", params(("model" = String, Path, description = "infer task"), ("image" = Option<String>, Query, description = "datastore image id"), ("session_id" = Option<String>, Query, description = "session id"), ("output" = Option<String>, Query, description = "image | json | all")), responses((status = 200, description = "Run an infer task (multipart params, optional file and label parts)")))]
 pub(super) async fn infer(
     state: State,
     model: Result<Path<String>, PathRejection>,

@@ -30,6 +30,7 @@ fn collect_labels(labels: &Value, out: &mut Vec<String>) {
 }
 
 /// `GET /info/`
+#[utoipa::path(get, path = "/info/", tag = "MONAI Label", responses((status = 200, description = "All loaded apps' models, trainers, strategies, scoring methods and datastore stats")))]
 pub(super) async fn info(state: State) -> Json<Value> {
     let snap = state.registry.snapshot();
     let (mut models, mut trainers, mut strategies, mut scoring) =

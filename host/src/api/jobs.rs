@@ -270,8 +270,13 @@ fn stop(state: &State, kind: Kind) -> Json<Value> {
 }
 
 macro_rules! job_routes {
-    ($start:ident, $status:ident, $stop:ident, $kind:expr) => {
+    ($start:ident, $status:ident, $stop:ident, $kind:expr, $start_path:literal, $list_path:literal, $name:literal) => {
         /// Starts a job of this kind.
+        #[utoipa::path(post, path = $start_path, tag = "MONAI Label",
+            params(($name = String, Path, description = "task name"),
+                ("run_sync" = Option<bool>, Query, description = "run inside the request"),
+                ("enqueue" = Option<bool>, Query, description = "queue behind a running job instead of 429")),
+            responses((status = 200, description = "The job record (its result with run_sync)")))]
         pub(super) async fn $start(
             state: State,
             name: Result<Path<String>, PathRejection>,
@@ -281,6 +286,10 @@ macro_rules! job_routes {
             start(state, $kind, name, query, body).await
         }
         /// The last, every, or the running record of this kind.
+        #[utoipa::path(get, path = $list_path, tag = "MONAI Label",
+            params(("all" = Option<bool>, Query, description = "every record"),
+                ("check_if_running" = Option<bool>, Query, description = "only the running one")),
+            responses((status = 200, description = "Job record(s)"), (status = 404, description = "None")))]
         pub(super) async fn $status(
             state: State,
             query: Result<Query<ListQuery>, QueryRejection>,
@@ -288,15 +297,26 @@ macro_rules! job_routes {
             status(&state, $kind, query)
         }
         /// Stops the running job of this kind.
+        #[utoipa::path(delete, path = $list_path, tag = "MONAI Label",
+            responses((status = 200, description = "The stopped record, or null")))]
         pub(super) async fn $stop(state: State) -> Json<Value> {
             stop(&state, $kind)
         }
     };
 }
 
-job_routes!(train_start, train_status, train_stop, Kind::Train);
+job_routes!(
+    train_start,
+    train_status,
+    train_stop,
+    Kind::Train,
+    "/train/{model}",
+    "/train/",
+    "model"
+);
 
 /// `POST /train/` (deprecated): every trainer.
+#[utoipa::path(post, path = "/train/", tag = "MONAI Label", params(("run_sync" = Option<bool>, Query, description = "")), responses((status = 200, description = "Deprecated: start every trainer")))]
 pub(super) async fn train_all(
     state: State,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -306,6 +326,7 @@ pub(super) async fn train_all(
 }
 
 /// `POST /scoring/` (deprecated): every scoring method.
+#[utoipa::path(post, path = "/scoring/", tag = "MONAI Label", params(("run_sync" = Option<bool>, Query, description = "")), responses((status = 200, description = "Deprecated: start every scoring method")))]
 pub(super) async fn scoring_all(
     state: State,
     query: Result<Query<RunQuery>, QueryRejection>,
@@ -313,5 +334,21 @@ pub(super) async fn scoring_all(
 ) -> Result<Json<Value>> {
     start_all(state, Kind::Scoring, query, body).await
 }
-job_routes!(scoring_start, scoring_status, scoring_stop, Kind::Scoring);
-job_routes!(batch_start, batch_status, batch_stop, Kind::BatchInfer);
+job_routes!(
+    scoring_start,
+    scoring_status,
+    scoring_stop,
+    Kind::Scoring,
+    "/scoring/{method}",
+    "/scoring/",
+    "method"
+);
+job_routes!(
+    batch_start,
+    batch_status,
+    batch_stop,
+    Kind::BatchInfer,
+    "/batch/infer/{model}",
+    "/batch/infer",
+    "model"
+);

@@ -37,6 +37,7 @@ fn escape(s: &str) -> String {
 
 /// The last `lines` lines, `text/plain` with `text=true`, else an HTML page (refreshing
 /// every `refresh` seconds when set).
+#[utoipa::path(get, path = "/logs/", tag = "labelhost", params(("lines" = Option<usize>, Query, description = ""), ("text" = Option<bool>, Query, description = ""), ("html" = Option<bool>, Query, description = ""), ("refresh" = Option<u32>, Query, description = "")), responses((status = 200, description = "The last lines of the server log")))]
 pub(super) async fn tail(query: Result<Query<LogQuery>, QueryRejection>) -> Result<Response> {
     let Query(q) = query?;
     let lines = LogBuffer::global().tail(q.lines.min(5000));
@@ -59,6 +60,7 @@ pub(super) async fn tail(query: Result<Query<LogQuery>, QueryRejection>) -> Resu
 }
 
 /// `GET /logs/gpu`: `nvidia-smi`'s report, when the machine has one.
+#[utoipa::path(get, path = "/logs/gpu", tag = "labelhost", responses((status = 200, description = "nvidia-smi's report")))]
 pub(super) async fn gpu() -> Result<Response> {
     let out = tokio::process::Command::new("nvidia-smi").output().await;
     match out {

@@ -11,6 +11,7 @@ mod info;
 mod jobs;
 mod logs;
 mod model;
+mod openapi;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -99,6 +100,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/logs/", get(logs::tail))
         .route("/logs", get(logs::tail))
         .route("/logs/gpu", get(logs::gpu))
+        .route("/openapi.json", get(openapi::spec))
+        .route("/docs", get(openapi::docs))
         .fallback(not_found)
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req
@@ -112,6 +115,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/health", tag = "labelhost", responses((status = 200, description = "Liveness and the number of loaded apps")))]
 async fn health(state: State) -> Json<Value> {
     let snap = state.registry.snapshot();
     Json(json!({"status": "ok", "apps": snap.apps.len()}))

@@ -27,6 +27,7 @@ fn model_file(state: &State, model: &str) -> Result<PathBuf> {
 }
 
 /// `GET /model/{model}`: the weights file, named `{model}{ext}`.
+#[utoipa::path(get, path = "/model/{model}", tag = "MONAI Label", params(("model" = String, Path, description = "")), responses((status = 200, description = "A model's weights file")))]
 pub(super) async fn download(
     state: State,
     model: Result<Path<String>, PathRejection>,
@@ -52,6 +53,7 @@ pub(super) async fn download(
 }
 
 /// `GET /model/info/{model}`: `{"checksum": "SHA256:<hex>", "modified_time": secs}`.
+#[utoipa::path(get, path = "/model/info/{model}", tag = "MONAI Label", params(("model" = String, Path, description = "")), responses((status = 200, description = "A model's checksum and modification time")))]
 pub(super) async fn info(
     state: State,
     model: Result<Path<String>, PathRejection>,
@@ -76,6 +78,7 @@ pub(super) async fn info(
 }
 
 /// `PUT`/`DELETE /model/{model}`: refused, models change with their bundle.
+#[utoipa::path(put, path = "/model/{model}", tag = "MONAI Label", params(("model" = String, Path, description = "")), responses((status = 200, description = "Refused (409): weights change with their bundle")))]
 pub(super) async fn immutable(model: Result<Path<String>, PathRejection>) -> Result<Response> {
     let Path(model) = model?;
     Err::<Response, _>(Error::Conflict(format!(

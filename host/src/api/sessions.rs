@@ -63,6 +63,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// `PUT /session/`: multipart `files` (one image, or several files of a series).
+#[utoipa::path(put, path = "/session/", tag = "MONAI Label", params(("expiry" = Option<u64>, Query, description = ""), ("uncompress" = Option<bool>, Query, description = "")), responses((status = 200, description = "Upload files (multipart files) as a session")))]
 pub(super) async fn create(
     state: State,
     query: Result<Query<PutQuery>, QueryRejection>,
@@ -112,6 +113,7 @@ pub(super) async fn create(
 }
 
 /// `GET /session/{id}`: its info, or its image file with `image=true`.
+#[utoipa::path(get, path = "/session/{id}", tag = "MONAI Label", params(("id" = String, Path, description = ""), ("update_ts" = Option<bool>, Query, description = ""), ("image" = Option<bool>, Query, description = "")), responses((status = 200, description = "A session's info or image")))]
 pub(super) async fn get(
     state: State,
     id: Result<Path<String>, PathRejection>,
@@ -127,6 +129,7 @@ pub(super) async fn get(
 }
 
 /// `DELETE /session/{id}`.
+#[utoipa::path(delete, path = "/session/{id}", tag = "MONAI Label", params(("id" = String, Path, description = "")), responses((status = 200, description = "Remove a session")))]
 pub(super) async fn remove(
     state: State,
     id: Result<Path<String>, PathRejection>,

@@ -113,3 +113,50 @@ async fn health_counts_apps() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["apps"], 0);
 }
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (status, spec) = call(app(&dir), "GET", "/openapi.json", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = spec["paths"].as_object().expect("paths");
+    for must in [
+        "/infer/{model}",
+        "/datastore/label",
+        "/train/{model}",
+        "/session/{id}",
+        "/apps/{name}/reload",
+    ] {
+        assert!(paths.contains_key(must), "{must} is documented");
+    }
+    let mut checked = 0;
+    for (path, methods) in paths {
+        let concrete = path
+            .replace("{model}", "m")
+            .replace("{name}", "n")
+            .replace("{strategy}", "s")
+            .replace("{method}", "m")
+            .replace("{id}", "abc");
+        for method in methods.as_object().expect("methods").keys() {
+            let req = Request::builder()
+                .method(method.to_uppercase().as_str())
+                .uri(&concrete)
+                .body(Body::empty());
+            let res = app(&dir)
+                .oneshot(req.expect("request"))
+                .await
+                .expect("response");
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+                .await
+                .expect("body");
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let detail = body["detail"].as_str().unwrap_or("");
+            assert!(
+                !detail.starts_with("no route for"),
+                "{method} {path} is documented but not routed"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "{checked} routes checked");
+}

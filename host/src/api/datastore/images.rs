@@ -22,7 +22,8 @@ const IMAGE_MISSING: &str = "Image NOT Found or is a directory";
 
 /// `GET /datastore/?output=stats|all|train`: counts (default), the whole index without a
 /// base path, or the `[{"image","label"}]` datalist of final labels.
-pub(super) async fn list(
+#[utoipa::path(get, path = "/datastore/", tag = "datastore", params(("output" = Option<String>, Query, description = "stats | all | train")), responses((status = 200, description = "Datastore stats, index or training list")))]
+pub(in crate::api) async fn list(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -49,7 +50,8 @@ pub(super) async fn list(
 /// `PUT /datastore/image` (and the deprecated `PUT /datastore/`): stores the multipart
 /// `file` as image `image` (default: the file name without its suffixes), with the
 /// multipart `params` JSON as its info. Answers `{"image": id}`.
-pub(super) async fn upload(
+#[utoipa::path(put, path = "/datastore/image", tag = "datastore", params(("image" = Option<String>, Query, description = "")), responses((status = 200, description = "Add an image (multipart file, params)")))]
+pub(in crate::api) async fn upload(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
     req: Request,
@@ -77,7 +79,8 @@ pub(super) async fn upload(
 
 /// `DELETE /datastore/image?id=` (and the deprecated `DELETE /datastore/`): removes an
 /// image and its labels. Answers `{}`; an unknown image is 404.
-pub(super) async fn remove(
+#[utoipa::path(delete, path = "/datastore/image", tag = "datastore", params(("id" = Option<String>, Query, description = "")), responses((status = 200, description = "Remove an image and its labels")))]
+pub(in crate::api) async fn remove(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -87,7 +90,8 @@ pub(super) async fn remove(
 }
 
 /// `GET /datastore/image?image=`: the image file.
-pub(super) async fn download(
+#[utoipa::path(get, path = "/datastore/image", tag = "datastore", params(("image" = Option<String>, Query, description = "")), responses((status = 200, description = "An image file")))]
+pub(in crate::api) async fn download(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Response> {
@@ -101,7 +105,8 @@ pub(super) async fn download(
 
 /// `HEAD /datastore/image?image=&check_sum=`: 200 when the image exists and, if a checksum
 /// (`SHA256:<hex>`, `SHA512:<hex>` or bare SHA-256 hex) is given, its content matches.
-pub(super) async fn exists(
+#[utoipa::path(head, path = "/datastore/image", tag = "datastore", params(("image" = Option<String>, Query, description = ""), ("check_sum" = Option<String>, Query, description = "")), responses((status = 200, description = "Whether an image exists (and matches a checksum)")))]
+pub(in crate::api) async fn exists(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -131,7 +136,8 @@ pub(super) async fn exists(
 }
 
 /// `GET /datastore/image/info?image=`: the image's info plus `"path"`, or `{}` when unknown.
-pub(super) async fn info(
+#[utoipa::path(get, path = "/datastore/image/info", tag = "datastore", params(("image" = Option<String>, Query, description = "")), responses((status = 200, description = "An image's info")))]
+pub(in crate::api) async fn info(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Map<String, Value>>> {
@@ -145,7 +151,8 @@ pub(super) async fn info(
 
 /// `PUT /datastore/image/info?image=`: merges the form field `info` (a JSON object string)
 /// into the image's info. Answers `null`; an unknown image is 404.
-pub(super) async fn update_info(
+#[utoipa::path(put, path = "/datastore/image/info", tag = "datastore", params(("image" = Option<String>, Query, description = "")), responses((status = 200, description = "Merge form field info into an image's info")))]
+pub(in crate::api) async fn update_info(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
     req: Request,

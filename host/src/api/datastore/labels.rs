@@ -26,7 +26,8 @@ const FINAL_TAG: &str = "final";
 /// `PUT /datastore/label?image=&tag=`: stores the multipart `label` file as `image`'s label
 /// with `tag` (default `final`; the extension comes from the file name), with the
 /// multipart `params` JSON as its info. Answers `{"image": id, "label": label_id}`.
-pub(super) async fn save(
+#[utoipa::path(put, path = "/datastore/label", tag = "datastore", params(("image" = Option<String>, Query, description = ""), ("tag" = Option<String>, Query, description = "")), responses((status = 200, description = "Save a label (multipart label, params)")))]
+pub(in crate::api) async fn save(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
     req: Request,
@@ -79,7 +80,8 @@ pub(super) async fn save(
 
 /// `DELETE /datastore/label?id=&tag=`: removes one label. Answers `{}`, also when there
 /// was no such label (MONAI Label does the same).
-pub(super) async fn remove(
+#[utoipa::path(delete, path = "/datastore/label", tag = "datastore", params(("id" = Option<String>, Query, description = ""), ("tag" = Option<String>, Query, description = "")), responses((status = 200, description = "Remove a label")))]
+pub(in crate::api) async fn remove(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -98,7 +100,8 @@ pub(super) async fn remove(
 
 /// `HEAD /datastore/label?image=&tag=` (MONAI Label names the label `image` here): 200 when
 /// the label exists.
-pub(super) async fn exists(
+#[utoipa::path(head, path = "/datastore/label", tag = "datastore", params(("image" = Option<String>, Query, description = ""), ("tag" = Option<String>, Query, description = "")), responses((status = 200, description = "Whether an image has a label of a tag")))]
+pub(in crate::api) async fn exists(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -117,7 +120,8 @@ pub(super) async fn exists(
 }
 
 /// `GET /datastore/label?label=&tag=`: the label file.
-pub(super) async fn download(
+#[utoipa::path(get, path = "/datastore/label", tag = "datastore", params(("label" = Option<String>, Query, description = ""), ("tag" = Option<String>, Query, description = "")), responses((status = 200, description = "A label file")))]
+pub(in crate::api) async fn download(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Response> {
@@ -132,7 +136,8 @@ pub(super) async fn download(
 }
 
 /// `GET /datastore/label/info?label=&tag=`: the label's info, or `{}` when unknown.
-pub(super) async fn info(
+#[utoipa::path(get, path = "/datastore/label/info", tag = "datastore", params(("label" = Option<String>, Query, description = ""), ("tag" = Option<String>, Query, description = "")), responses((status = 200, description = "A label's info")))]
+pub(in crate::api) async fn info(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Map<String, Value>>> {
@@ -148,7 +153,8 @@ pub(super) async fn info(
 
 /// `PUT /datastore/label/info?label=&tag=`: merges the form field `info` (a JSON object
 /// string) into the label's info. Answers `null`; an unknown label is 404.
-pub(super) async fn update_info(
+#[utoipa::path(put, path = "/datastore/label/info", tag = "datastore", params(("label" = Option<String>, Query, description = ""), ("tag" = Option<String>, Query, description = "")), responses((status = 200, description = "Merge form field info into a label's info")))]
+pub(in crate::api) async fn update_info(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
     req: Request,
@@ -158,7 +164,8 @@ pub(super) async fn update_info(
 
 /// `PUT /datastore/updatelabelinfo?label=&tag=` (deprecated, the Slicer Reviewer's): as
 /// [`update_info`] with the form field named `params`.
-pub(super) async fn update_info_deprecated(
+#[utoipa::path(put, path = "/datastore/updatelabelinfo", tag = "datastore", params(("label" = Option<String>, Query, description = ""), ("tag" = Option<String>, Query, description = "")), responses((status = 200, description = "Deprecated: merge form field params into label info")))]
+pub(in crate::api) async fn update_info_deprecated(
     state: State,
     q: Result<Query<DatastoreQuery>, QueryRejection>,
     req: Request,

@@ -5,8 +5,8 @@
 //! studies folder by the datastore (atomically) and deleted. Every datastore call runs on a
 //! blocking thread: its mutex is held across file copies and index writes.
 
-mod images;
-mod labels;
+pub(in crate::api) mod images;
+pub(in crate::api) mod labels;
 #[cfg(test)]
 mod tests;
 
@@ -72,7 +72,8 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
 
 /// `GET /datastore/dataset?limit_cases=N`: a zip of the labelled images, their final labels
 /// and the index (`dataset.zip`).
-async fn dataset(
+#[utoipa::path(get, path = "/datastore/dataset", tag = "datastore", params(("limit_cases" = Option<usize>, Query, description = "")), responses((status = 200, description = "A zip of labelled images, final labels and the index")))]
+pub(in crate::api) async fn dataset(
     state: super::State,
     q: Result<Query<DatasetQuery>, QueryRejection>,
 ) -> Result<Response> {
@@ -99,7 +100,7 @@ async fn dataset(
 
 /// `GET /datastore/dataset` query.
 #[derive(Debug, Deserialize)]
-struct DatasetQuery {
+pub(in crate::api) struct DatasetQuery {
     limit_cases: Option<usize>,
 }
 
