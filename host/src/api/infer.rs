@@ -239,7 +239,7 @@ fn respond(
 
 /// MONAI Label's multipart answer: a `params` JSON part and an `image` file part.
 fn multipart(headers: HeaderMap, result: &Value, bytes: &[u8], name: &str) -> Response {
-    let boundary = format!("labelhost-{:016x}", rand_boundary());
+    let boundary = format!("labelhost-{:016x}", crate::random::bits());
     let mut body = Vec::with_capacity(bytes.len() + 512);
     body.extend_from_slice(format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"params\"\r\nContent-Type: application/json\r\n\r\n{result}\r\n"
@@ -254,11 +254,4 @@ fn multipart(headers: HeaderMap, result: &Value, bytes: &[u8], name: &str) -> Re
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     r
-}
-
-fn rand_boundary() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id().into());
-    h.finish()
 }

@@ -50,28 +50,6 @@ fn priority(kind: Kind) -> Priority {
     }
 }
 
-fn job_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    let (a, b) = (
-        h.finish(),
-        h.finish().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15,
-    );
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        a & 0xffff,
-        b >> 48,
-        (b >> 32) & 0xffff,
-        b & 0xffff_ffff_ffff
-    )
-}
-
 /// Runs the job's plugin call, after waiting for a slot on the request's device.
 async fn execute(state: &Arc<AppState>, kind: Kind, name: &str, request: &Value) -> Result<Value> {
     let task = match kind {
@@ -154,7 +132,9 @@ async fn launch(
             kind.title()
         )));
     }
-    let record = state.jobs.submit(kind, job_id(), request.clone());
+    let record = state
+        .jobs
+        .submit(kind, crate::random::uuid(), request.clone());
     let (st, id) = (state.clone(), record.id.clone());
     tokio::spawn(async move {
         let _one_at_a_time = st.jobs.gates[&kind].clone().lock_owned().await;

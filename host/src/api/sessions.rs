@@ -34,24 +34,6 @@ pub(super) struct GetQuery {
     image: bool,
 }
 
-fn session_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    let (a, b) = (
-        h.finish(),
-        h.finish().rotate_left(29) ^ 0x5851_f42d_4c95_7f2d,
-    );
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        a & 0xffff,
-        b >> 48,
-        (b >> 32) & 0xffff,
-        b & 0xffff_ffff_ffff
-    )
-}
-
 fn info_json(info: &SessionInfo) -> Value {
     serde_json::to_value(info).unwrap_or(Value::Null)
 }
@@ -87,7 +69,7 @@ pub(super) async fn create(
     if files.is_empty() {
         return Err(Error::NotFound("No Files to create a session".into()));
     }
-    let id = session_id();
+    let id = crate::random::uuid();
     let st = state.0.clone();
     let session = id.clone();
     let info = blocking(move || {
