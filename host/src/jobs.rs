@@ -103,6 +103,7 @@ pub struct Jobs {
     records: Mutex<BTreeMap<Kind, Vec<Record>>>,
     /// One job of each kind runs at a time.
     pub gates: BTreeMap<Kind, Arc<tokio::sync::Mutex<()>>>,
+    saving: Mutex<()>,
 }
 
 const KEEP: usize = 100;
@@ -112,10 +113,16 @@ impl Jobs {
     /// become ERROR.
     pub fn open(studies: &Path) -> Self {
         let file = studies.join(".labelhost").join("jobs.json");
-        let mut records: BTreeMap<Kind, Vec<Record>> = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let mut records: BTreeMap<Kind, Vec<Record>> = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                // Keep an unreadable file for inspection instead of overwriting it.
+                let aside = file.with_extension("json.unreadable");
+                tracing::warn!("{}: {e}; kept as {}", file.display(), aside.display());
+                let _ = std::fs::rename(&file, &aside);
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
         for r in records.values_mut().flatten() {
             if matches!(r.status, Status::Submitted | Status::Running) {
                 r.status = Status::Error;
@@ -132,23 +139,28 @@ impl Jobs {
             file,
             records: Mutex::new(records),
             gates,
+            saving: Mutex::new(()),
         };
         jobs.save();
         jobs
     }
 
     fn save(&self) {
-        let Ok(records) = self.records.lock() else {
+        // One save at a time, snapshot taken under the lock: a later state never loses the
+        // rename race to an earlier one.
+        let Ok(_saving) = self.saving.lock() else {
             return;
         };
-        let Ok(text) = serde_json::to_vec_pretty(&*records) else {
+        let Ok(text) = self.records.lock().map(|r| serde_json::to_vec_pretty(&*r)) else {
             return;
         };
-        drop(records);
+        let Ok(text) = text else { return };
         if let Some(dir) = self.file.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let tmp = self.file.with_extension("json.tmp");
+        let tmp = self
+            .file
+            .with_extension(format!("json.{}.tmp", std::process::id()));
         if std::fs::write(&tmp, text).is_ok() {
             let _ = std::fs::rename(&tmp, &self.file);
         }

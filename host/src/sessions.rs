@@ -70,7 +70,10 @@ impl Sessions {
     fn write_meta(info: &SessionInfo) -> Result<()> {
         let meta = Path::new(&info.path).join("meta.info");
         let text = serde_json::to_string(info).map_err(|e| Error::Internal(e.to_string()))?;
-        fs::write(&meta, text).map_err(|e| io("cannot write", &meta, e))
+        // Written aside and renamed: a reader never sees a half-written file.
+        let tmp = meta.with_extension(format!("info.{}.tmp", crate::random::bits()));
+        fs::write(&tmp, text).map_err(|e| io("cannot write", &tmp, e))?;
+        fs::rename(&tmp, &meta).map_err(|e| io("cannot write", &meta, e))
     }
 
     /// Moves uploaded files (`(file name, temp path)`) into a new session.

@@ -7,7 +7,7 @@
 
 use super::{
     call, generation_headers, json_object, owner, release,
-    upload::{content_type, json_field, multipart_error, receive, Upload},
+    upload::{content_type, json_field, multipart_error, receive, small_field, Upload},
     State,
 };
 use crate::executor::Priority;
@@ -60,9 +60,7 @@ async fn read_body(req: Request) -> Result<InferBody> {
         .map_err(|e| Error::BadRequest(e.body_text()))?;
     while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {
-            Some("params") => {
-                body.params = json_field("params", &field.bytes().await.map_err(multipart_error)?)?
-            }
+            Some("params") => body.params = json_field("params", &small_field(&mut field).await?)?,
             Some("file") => body.file = Some(receive(&mut field).await?),
             Some("label") => body.label = Some(receive(&mut field).await?),
             _ => {}

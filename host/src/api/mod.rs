@@ -57,7 +57,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/apps", get(apps::list).post(apps::load))
         .route("/apps/{name}/reload", post(apps::reload))
         .route("/apps/{name}", delete(apps::retire))
-        .route("/infer/{model}", post(infer::infer))
+        .route(
+            "/infer/{model}",
+            post(infer::infer).layer(upload::upload_limit()),
+        )
         .route(
             "/activelearning/{strategy}",
             post(activelearning::next_sample),
@@ -87,8 +90,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/batch/infer",
             get(jobs::batch_status).delete(jobs::batch_stop),
         )
-        .route("/session/", put(sessions::create))
-        .route("/session", put(sessions::create))
+        .route(
+            "/session/",
+            put(sessions::create).layer(upload::upload_limit()),
+        )
+        .route(
+            "/session",
+            put(sessions::create).layer(upload::upload_limit()),
+        )
         .route("/session/{id}", get(sessions::get).delete(sessions::remove))
         .route(
             "/model/{model}",

@@ -15,7 +15,35 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upload bytes are gathered into blocks of this size before each write.
+/// Largest accepted request body on the routes that take files (4 GiB).
+pub(super) const UPLOAD_LIMIT: u64 = 4 << 30;
+
+/// The upload body limit as an axum layer.
+pub(super) fn upload_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(usize::try_from(UPLOAD_LIMIT).unwrap_or(usize::MAX))
+}
+
+/// Largest accepted JSON form field (`params`, `info`).
+const FIELD_LIMIT: usize = 1 << 20;
+
 const WRITE_BLOCK: usize = 1 << 20;
+
+/// Reads a small form field (at most 1 MiB), refusing bigger ones before buffering them.
+pub(super) async fn small_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if out.len() + chunk.len() > FIELD_LIMIT {
+            return Err(Error::BadRequest(format!(
+                "form field '{}' is over 1 MiB",
+                field.name().unwrap_or("")
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
 
 /// A JSON object sent as the text of form field `name`; blank or `null` is `{}`.
 pub(super) fn json_field(name: &str, text: &[u8]) -> Result<Map<String, Value>> {
@@ -85,7 +113,7 @@ pub(super) async fn read_upload(
                 upload = Some(receive(&mut field).await?);
             }
             Some("params") => {
-                params = json_field("params", &field.bytes().await.map_err(multipart_error)?)?;
+                params = json_field("params", &small_field(&mut field).await?)?;
             }
             _ => {}
         }

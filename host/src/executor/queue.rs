@@ -116,6 +116,10 @@ impl DeviceQueue {
                     s.waiting.pop();
                     s.running += 1;
                     guard.ticket = None;
+                    // Another slot may still be free for the next waiter: let it look.
+                    if s.running < self.workers && !s.waiting.is_empty() {
+                        self.changed.notify_waiters();
+                    }
                     return Ok(Permit {
                         queue: self.clone(),
                     });
@@ -188,5 +192,31 @@ mod tests {
         assert_eq!(q.load(), (1, 0));
         drop(running);
         assert!(q.acquire(Priority::Training).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn two_freed_slots_are_both_taken() {
+        let q = DeviceQueue::new(8, 2);
+        let (p1, p2) = (
+            q.acquire(Priority::Batch).await.expect("1"),
+            q.acquire(Priority::Batch).await.expect("2"),
+        );
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let hold = |q: Arc<DeviceQueue>, mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _p = q.acquire(Priority::Batch).await.expect("slot");
+            let _ = rx.wait_for(|go| *go).await;
+        };
+        let a = tokio::spawn(hold(q.clone(), rx.clone()));
+        let b = tokio::spawn(hold(q.clone(), rx));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(q.load(), (2, 2));
+        drop((p1, p2));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while q.load() != (2, 0) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(q.load(), (2, 0), "both waiters run");
+        let _ = tx.send(true);
+        let (_, _) = (a.await, b.await);
     }
 }

@@ -10,7 +10,9 @@ pub(in crate::api) mod labels;
 #[cfg(test)]
 mod tests;
 
-use super::upload::{base_name, content_type, json_field, multipart_error, read_upload, send_file};
+use super::upload::{
+    base_name, content_type, json_field, multipart_error, read_upload, send_file, small_field,
+};
 use super::AppState;
 use crate::datastore::{DatastoreError, LocalDatastore};
 use crate::{Error, Result};
@@ -28,8 +30,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// Largest accepted request body on the upload routes (4 GiB).
-const UPLOAD_LIMIT: u64 = 4 << 30;
+use super::upload::UPLOAD_LIMIT;
 
 /// The `/datastore/...` routes; mounted by [`super::router`].
 pub(super) fn routes() -> Router<Arc<AppState>> {
@@ -151,9 +152,9 @@ async fn form_json(req: Request, name: &str) -> Result<Map<String, Value>> {
             .await
             .map_err(|e| Error::BadRequest(e.body_text()))?;
         let mut info = Map::new();
-        while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+        while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
             if field.name() == Some(name) {
-                info = json_field(name, &field.bytes().await.map_err(multipart_error)?)?;
+                info = json_field(name, &small_field(&mut field).await?)?;
             }
         }
         return Ok(info);
