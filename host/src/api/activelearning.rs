@@ -46,22 +46,22 @@ pub(super) async fn next_sample(
     let Some(id) = sample.get("id").and_then(Value::as_str).map(str::to_owned) else {
         return Ok((headers, Json(json!({}))));
     };
-    let store = &state.shared.datastore;
+    let store = state.shared.datastore.clone();
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut served = store.get_image_info(&id)?;
-    let mut strategies = served
-        .get("strategy")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    strategies.insert(strategy, json!({"ts": ts, "client_id": client_id}));
-    let mut update = Map::new();
-    update.insert("strategy".into(), Value::Object(strategies.clone()));
-    store.update_image_info(&id, update)?;
-    served.insert("strategy".into(), Value::Object(strategies));
-    let path = store.get_image_uri(&id)?;
+    // MONAI Label records who was served what in the image's info (strategy.<name>).
+    let (served, path) = tokio::task::spawn_blocking(move || {
+        let served = store.set_image_info_entry(
+            &id,
+            "strategy",
+            &strategy,
+            json!({"ts": ts, "client_id": client_id}),
+        )?;
+        Ok::<_, Error>((served, store.get_image_uri(&id)?))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("recording the sample did not complete: {e}")))??;
     sample.insert("path".into(), json!(path));
     for (k, v) in served {
         sample.entry(k).or_insert(v);

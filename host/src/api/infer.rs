@@ -103,96 +103,99 @@ pub(super) async fn infer(
     crate::datastore::ids::validate_tag(&tag)?;
     let generation = owner(&state, TaskKind::INFER, &model)?;
     let headers = generation_headers(&generation);
-    let store = state.shared.datastore.clone();
-    // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
-    let (image_path, image_id) = if let Some(sid) = q.session_id.clone() {
-        let st = state.0.clone();
-        let info = tokio::task::spawn_blocking(move || st.sessions.get(&sid, true))
-            .await
-            .map_err(|e| Error::Internal(format!("session lookup did not complete: {e}")))??;
-        params.insert(
-            "session".into(),
-            serde_json::to_value(&info).unwrap_or(Value::Null),
-        );
-        (std::path::PathBuf::from(info.image), None)
-    } else if let Some(file) = &body.file {
-        (file.path().to_path_buf(), None)
-    } else if let Some(id) = q.image.clone() {
-        (store.get_image_uri(&id)?, Some(id))
-    } else {
-        return Err(Error::BadRequest(
-            "Neither Image nor File not Session ID input is provided".into(),
-        ));
-    };
-    if let Some(label) = &body.label {
-        params.insert("label".into(), json!(label.path()));
-    }
-    let save = save && image_id.is_some();
-    let device = params
-        .get("device")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let queue = state
-        .shared
-        .executor
-        .queue(&device)
-        .map_err(Error::BadRequest)?;
-    let permit = queue.acquire(Priority::Interactive).await.map_err(|full| {
-        Error::Overloaded(format!(
-            "the device queue is full ({} waiting); retry later",
-            full.waiting
-        ))
-    })?;
-    params.insert("image".into(), json!(image_path));
-    params.insert("model".into(), json!(model));
-    let text = Value::Object(params).to_string();
-    let name = model.clone();
-    // The generation stays held until the answer is built: its work dir holds the result.
-    let out = call(generation.clone(), move |g| {
-        g.app
-            .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
-    })
-    .await;
-    drop(permit);
-    let out = out?;
-    let result: Value = serde_json::from_str(out.params_json.as_str())
-        .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
-    let label_file = out
-        .label_path
-        .into_option()
-        .map(|p| std::path::PathBuf::from(p.as_str()));
-    let label_bytes = match &label_file {
-        Some(path) => Some(
-            take_label(
-                &store,
-                path,
-                image_id
-                    .as_deref()
-                    .filter(|_| save)
-                    .map(|id| (id, tag.as_str())),
-                &model,
-                &result,
-            )
-            .await?,
-        ),
-        None => None,
-    };
-    let file_name = label_file
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    release(generation);
+    let st = state.0.clone();
+    // The rest runs as its own task: if the client goes away mid-inference, the queue slot
+    // is still held until the plugin returns and the result and upload files are cleaned up.
+    let work = tokio::spawn(async move {
+        let store = st.shared.datastore.clone();
+        // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
+        let (image_path, image_id) = if let Some(sid) = q.session_id.clone() {
+            let sessions = st.clone();
+            let info = tokio::task::spawn_blocking(move || sessions.sessions.get(&sid, true))
+                .await
+                .map_err(|e| Error::Internal(format!("session lookup did not complete: {e}")))??;
+            params.insert(
+                "session".into(),
+                serde_json::to_value(&info).unwrap_or(Value::Null),
+            );
+            (std::path::PathBuf::from(info.image), None)
+        } else if let Some(file) = &body.file {
+            (file.path().to_path_buf(), None)
+        } else if let Some(id) = q.image.clone() {
+            let (ds, lookup) = (store.clone(), id.clone());
+            let path = tokio::task::spawn_blocking(move || ds.get_image_uri(&lookup))
+                .await
+                .map_err(|e| Error::Internal(format!("image lookup did not complete: {e}")))??;
+            (path, Some(id))
+        } else {
+            return Err(Error::BadRequest(
+                "Neither Image nor File not Session ID input is provided".into(),
+            ));
+        };
+        if let Some(label) = &body.label {
+            params.insert("label".into(), json!(label.path()));
+        }
+        let save = save && image_id.is_some();
+        let device = params
+            .get("device")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let queue = st
+            .shared
+            .executor
+            .queue(&device)
+            .map_err(Error::BadRequest)?;
+        let permit = queue.acquire(Priority::Interactive).await.map_err(|full| {
+            Error::Overloaded(format!(
+                "the device queue is full ({} waiting); retry later",
+                full.waiting
+            ))
+        })?;
+        params.insert("image".into(), json!(image_path));
+        params.insert("model".into(), json!(model));
+        let text = Value::Object(params).to_string();
+        let name = model.clone();
+        // The generation stays held until the answer is built: its work dir holds the result.
+        let out = call(generation.clone(), move |g| {
+            g.app
+                .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
+        })
+        .await;
+        drop(permit);
+        let out = out?;
+        let result: Value = serde_json::from_str(out.params_json.as_str())
+            .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
+        let label_file = out
+            .label_path
+            .into_option()
+            .map(|p| std::path::PathBuf::from(p.as_str()));
+        let save_as = image_id.filter(|_| save).map(|id| (id, tag));
+        let label_bytes = match &label_file {
+            Some(path) => Some(take_label(&store, path, save_as, &model, &result).await?),
+            None => None,
+        };
+        let file_name = label_file
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        drop(body);
+        release(generation);
+        Ok::<_, Error>((result, label_bytes, file_name))
+    });
+    let (result, label_bytes, file_name) = work
+        .await
+        .map_err(|e| Error::Internal(format!("inference did not complete: {e}")))??;
     Ok(respond(&output, headers, result, label_bytes, &file_name))
 }
 
-/// Saves the result label as `(image id, tag)` (when given), reads it for the answer, and removes the
-/// result file whatever happens.
+/// Saves the result label as `(image id, tag)` (when given), reads it for the answer, and
+/// removes the result file whatever happens. File work runs off the async threads.
 async fn take_label(
-    store: &crate::datastore::LocalDatastore,
+    store: &std::sync::Arc<crate::datastore::LocalDatastore>,
     path: &std::path::Path,
-    save_as: Option<(&str, &str)>,
+    save_as: Option<(String, String)>,
     model: &str,
     result: &Value,
 ) -> Result<Vec<u8>> {
@@ -200,7 +203,13 @@ async fn take_label(
         Some((image_id, tag)) => {
             let info = json!({"model": model, "params": result});
             let info = info.as_object().cloned().unwrap_or_default();
-            store.save_label(image_id, path, tag, info).map(drop)
+            let (ds, file) = (store.clone(), path.to_path_buf());
+            tokio::task::spawn_blocking(move || {
+                ds.save_label(&image_id, &file, &tag, info).map(drop)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("saving the label did not complete: {e}")))
+            .and_then(|r| r.map_err(Error::from))
         }
         None => Ok(()),
     };

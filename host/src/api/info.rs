@@ -56,6 +56,10 @@ pub(super) async fn info(state: State) -> Json<Value> {
         }
     }
     let train_stats: Map<String, Value> = trainers.keys().map(|k| (k.clone(), json!({}))).collect();
+    let store = state.shared.datastore.clone();
+    let datastore = tokio::task::spawn_blocking(move || store.status())
+        .await
+        .unwrap_or(Value::Null);
     Json(json!({
         "name": "labelhost",
         "description": "Active-learning annotation server hosting compiled app plugins",
@@ -66,6 +70,6 @@ pub(super) async fn info(state: State) -> Json<Value> {
         "strategies": strategies,
         "scoring": scoring,
         "train_stats": train_stats,
-        "datastore": state.shared.datastore.status(),
+        "datastore": datastore,
     }))
 }

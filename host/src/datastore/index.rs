@@ -141,7 +141,18 @@ pub(crate) fn resolve_dir(root: &Path, rel: &str) -> Result<PathBuf> {
 }
 
 /// Reads and parses the index at `path`; `Ok(None)` when it does not exist.
-pub(crate) fn load(path: &Path) -> Result<Option<(DatastoreIndex, Option<SystemTime>)>> {
+/// What identifies one version of the index file: (mtime, length, inode). Every atomic
+/// write renames a new inode in, so a write by anyone changes it even within one clock tick.
+pub(crate) type Stamp = Option<(SystemTime, u64, u64)>;
+
+/// The index file's current [`Stamp`].
+pub(crate) fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+pub(crate) fn load(path: &Path) -> Result<Option<(DatastoreIndex, Stamp)>> {
     let text = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -150,7 +161,7 @@ pub(crate) fn load(path: &Path) -> Result<Option<(DatastoreIndex, Option<SystemT
     let index = serde_json::from_str(&text).map_err(|e| {
         DatastoreError::InvalidInput(format!("cannot parse {}: {e}", path.display()))
     })?;
-    Ok(Some((index, modified(path))))
+    Ok(Some((index, stamp(path))))
 }
 
 /// Modification time of `path`, if it can be read.
@@ -221,11 +232,11 @@ pub(crate) fn atomic_copy(src: &Path, dest: &Path) -> Result<()> {
 
 /// Serialises `index` with 2-space indentation and writes it atomically to `path`;
 /// returns the new modification time.
-pub(crate) fn save(path: &Path, index: &DatastoreIndex) -> Result<Option<SystemTime>> {
+pub(crate) fn save(path: &Path, index: &DatastoreIndex) -> Result<Stamp> {
     let text = serde_json::to_string_pretty(index)
         .map_err(|e| DatastoreError::InvalidInput(format!("cannot serialise index: {e}")))?;
     atomic_write(path, text.as_bytes())?;
-    Ok(modified(path))
+    Ok(stamp(path))
 }
 
 /// Deletes `path`; a file that is already gone is fine.

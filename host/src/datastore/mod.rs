@@ -49,7 +49,7 @@ struct State {
     /// The index as last written or read.
     index: DatastoreIndex,
     /// Modification time of `datastore_v2.json` when we last wrote or read it.
-    mtime: Option<SystemTime>,
+    mtime: index::Stamp,
     /// Image and label folders resolved from the index.
     dirs: Dirs,
 }
@@ -115,7 +115,7 @@ impl LocalDatastore {
     fn mutate<R>(&self, f: impl FnOnce(&mut DatastoreIndex, &Dirs) -> Result<R>) -> Result<R> {
         let mut st = self.lock();
         let _cross_process = self.file_lock()?;
-        let on_disk = index::modified(&self.index_path);
+        let on_disk = index::stamp(&self.index_path);
         if on_disk.is_some() && on_disk != st.mtime {
             if let Some((idx, mtime)) = index::load(&self.index_path)? {
                 st.dirs = Dirs::create(&self.root, &idx)?;
@@ -296,6 +296,33 @@ impl LocalDatastore {
         })
     }
 
+    /// Sets `info[key][name] = value` for an image in one update (so concurrent writers of
+    /// other names under the same key lose nothing); returns the image's info after it.
+    pub fn set_image_info_entry(
+        &self,
+        id: &str,
+        key: &str,
+        name: &str,
+        value: Value,
+    ) -> Result<Map<String, Value>> {
+        validate_id(id)?;
+        self.mutate(|idx, _| {
+            let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
+            let slot = obj
+                .image
+                .info
+                .entry(key)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            if let Some(map) = slot.as_object_mut() {
+                map.insert(name.to_owned(), value);
+            }
+            Ok(obj.image.info.clone())
+        })
+    }
+
     /// `{"total": images, "completed": images with "final", "label_tags": {tag: count}}`.
     pub fn status(&self) -> Value {
         let st = self.lock();
@@ -324,7 +351,7 @@ impl LocalDatastore {
         let mut guard = self.lock();
         let _cross_process = self.file_lock()?;
         let st = &mut *guard;
-        let on_disk = index::modified(&self.index_path);
+        let on_disk = index::stamp(&self.index_path);
         if on_disk.is_some() && on_disk != st.mtime {
             if let Some((idx, mtime)) = index::load(&self.index_path)? {
                 st.dirs = Dirs::create(&self.root, &idx)?;

@@ -167,6 +167,41 @@ fn foreground_bbox(x: &Tensor, threshold: f64) -> Res<Tensor> {
         .map_err(torch)
 }
 
+/// The `q` quantile with linear interpolation (torch.quantile's rule). torch.quantile
+/// refuses more than 2^24 elements; bigger tensors take the two order statistics around
+/// the position with `kthvalue` instead.
+fn quantile(x: &Tensor, q: f64) -> Res<Tensor> {
+    if !(0.0..=1.0).contains(&q) {
+        return Err(bad("quantile: q must be between 0 and 1"));
+    }
+    let flat = x
+        .f_to_kind(Kind::Float)
+        .and_then(|t| t.f_flatten(0, -1))
+        .map_err(torch)?;
+    let n = flat.size()[0];
+    if n == 0 {
+        return Err(bad("quantile of an empty tensor"));
+    }
+    if n <= 1 << 24 {
+        return flat
+            .f_quantile_scalar(q, None, false, "linear")
+            .map_err(torch);
+    }
+    let pos = q * (n - 1) as f64;
+    let (lo, hi) = (pos.floor() as i64, pos.ceil() as i64);
+    let kth = |k: i64| {
+        flat.f_kthvalue(k + 1, 0, false)
+            .map(|(v, _)| v)
+            .map_err(torch)
+    };
+    let (a, b) = (kth(lo)?, kth(hi)?);
+    let frac = pos - lo as f64;
+    b.f_sub(&a)
+        .and_then(|d| d.f_mul_scalar(frac))
+        .and_then(|d| d.f_add(&a))
+        .map_err(torch)
+}
+
 /// Runs op `name` on `inputs` with JSON `args`.
 pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor>> {
     let x = inputs
@@ -185,15 +220,7 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
                 .and_then(|t| t.f_add_scalar(shift))
                 .map_err(torch)?
         }
-        "quantile" => {
-            let q = num(args, "q")?;
-            let flat = x
-                .f_to_kind(Kind::Float)
-                .and_then(|t| t.f_flatten(0, -1))
-                .map_err(torch)?;
-            flat.f_quantile_scalar(q, None, false, "linear")
-                .map_err(torch)?
-        }
+        "quantile" => quantile(x, num(args, "q")?)?,
         "shape" => Tensor::from_slice(&x.size()),
         "foreground_bbox" => foreground_bbox(
             x,

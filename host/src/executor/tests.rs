@@ -287,3 +287,35 @@ fn a_model_file_changed_on_disk_is_reloaded_and_the_old_one_keeps_serving() {
         "old handle still doubles"
     );
 }
+
+#[test]
+fn quantiles_of_tensors_over_torch_quantiles_limit() {
+    let (_scope, ex) = handle();
+    // 2^24 + 2 elements: 0, 1, 2, ... ; the median is exact, 0.25 interpolates.
+    let n = (1usize << 24) + 2;
+    let values: Vec<f32> = (0..n).map(|i| (i % 1000) as f32).collect();
+    let x = ex
+        .tensor_from(floats(&values, &[n as i64]), RStr::from("cpu"))
+        .unwrap();
+    let q = |v: f64| {
+        let out = ex
+            .op(
+                RStr::from("quantile"),
+                RSlice::from(&[x][..]),
+                RStr::from(format!("{{\"q\": {v}}}").as_str()),
+            )
+            .unwrap();
+        read_f32(&ex.tensor_to(out[0]).unwrap())[0]
+    };
+    assert_eq!(q(0.0), 0.0);
+    assert_eq!(q(1.0), 999.0);
+    assert!((q(0.5) - 499.5).abs() < 1.0, "{}", q(0.5));
+    let e = ex
+        .op(
+            RStr::from("quantile"),
+            RSlice::from(&[x][..]),
+            RStr::from(r#"{"q": 2}"#),
+        )
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::INVALID_INPUT);
+}
