@@ -1,7 +1,8 @@
 //! Sliding-window inference with MONAI's `SlidingWindowInferer` semantics: pad an image
 //! smaller than the ROI (split evenly, MONAI's order), windows at MONAI's
 //! `dense_patch_slices` starts, batches of `sw_batch_size` windows, `constant` or
-//! `gaussian` blending (σ = `sigma_scale` · ROI), crop the padding away. Everything stays
+//! `gaussian` blending (MONAI's `compute_importance_map`: σ = `sigma_scale` · ROI, centred at
+//! `(n - 1) / 2`, floored at 1e-3), crop the padding away. Everything stays
 //! on the input's device; with `amp` on a CUDA device the model runs under autocast.
 
 use super::scope::{err, torch};
@@ -105,9 +106,11 @@ fn importance(p: &Params, device: Device) -> Res<Tensor> {
             .and_then(|t| t.f_reshape([1, 1, p.roi[0], p.roi[1], p.roi[2]]))
             .map_err(torch);
     }
+    // MONAI's compute_importance_map: a sampled gaussian centred at (n - 1) / 2 on each axis,
+    // their product, weights floored at max(smallest, 1e-3).
     let axis = |n: i64| -> Res<Tensor> {
         let sigma = (n as f64 * p.sigma_scale).max(1e-6);
-        let centre = (n / 2) as f64;
+        let centre = (n - 1) as f64 / 2.0;
         let x = Tensor::f_arange(n, (Kind::Float, device)).map_err(torch)?;
         x.f_sub_scalar(centre)
             .and_then(|t| t.f_square())
@@ -121,12 +124,12 @@ fn importance(p: &Params, device: Device) -> Res<Tensor> {
         .and_then(|a| a.f_mul(&b.f_reshape([1, -1, 1])?))
         .and_then(|ab| ab.f_mul(&c.f_reshape([1, 1, -1])?))
         .map_err(torch)?;
-    let max = map.f_max().map_err(torch)?;
-    // Zeros (none for sampled gaussians, but MONAI guards) become the smallest weight.
-    let map = map
-        .f_div(&max)
-        .and_then(|m| m.f_clamp_min(1e-6))
-        .map_err(torch)?;
+    let smallest = map
+        .f_min()
+        .and_then(|m| m.f_double_value(&[]))
+        .map_err(torch)?
+        .max(1e-3);
+    let map = map.f_clamp_min(smallest).map_err(torch)?;
     map.f_reshape([1, 1, p.roi[0], p.roi[1], p.roi[2]])
         .map_err(torch)
 }

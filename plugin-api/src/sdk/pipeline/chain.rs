@@ -30,9 +30,10 @@ impl InferTask for Chain {
         let mut last: Option<InferResult> = None;
         for (i, step) in self.steps.iter().enumerate() {
             if let Some(previous) = last.take() {
-                let label = previous
-                    .label
-                    .ok_or_else(|| Error::app(format!("chain step {i} got no label")))?;
+                let Some(label) = previous.label else {
+                    remove(&fed);
+                    return Err(Error::app(format!("chain step {i} got no label")));
+                };
                 request.insert("label".into(), json!(label));
                 // Only files the chain itself made are removed, never a user's upload.
                 if let Some(old) = fed.replace(label) {
