@@ -207,10 +207,12 @@ pub(super) async fn send_file(path: Result<PathBuf>, missing: &str) -> Result<Re
     if !meta.is_file() {
         return Err(not_found());
     }
-    let bytes = tokio::fs::read(&path).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => not_found(),
-        _ => Error::Internal(format!("cannot read {}: {e}", path.display())),
-    })?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => not_found(),
+            _ => Error::Internal(format!("cannot read {}: {e}", path.display())),
+        })?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -220,13 +222,26 @@ pub(super) async fn send_file(path: Result<PathBuf>, missing: &str) -> Result<Re
     } else {
         "application/octet-stream"
     };
-    let mut response = bytes.into_response();
+    Ok(stream_file(file, meta.len(), kind, &name))
+}
+
+/// A response streaming an open file (never held in memory whole); the file may already
+/// be unlinked (temporary archives are removed as soon as they are opened).
+pub(super) fn stream_file(
+    file: tokio::fs::File,
+    len: u64,
+    kind: &'static str,
+    name: &str,
+) -> Response {
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    if let Ok(v) = HeaderValue::from_str(&content_disposition(&name)) {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(name)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(response)
+    response
 }
 
 /// Starlette's `FileResponse` header: `filename="..."` for plain names, RFC 5987

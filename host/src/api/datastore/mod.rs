@@ -12,6 +12,7 @@ mod tests;
 
 use super::upload::{
     base_name, content_type, json_field, multipart_error, read_upload, send_file, small_field,
+    stream_file,
 };
 use super::AppState;
 use crate::datastore::{DatastoreError, LocalDatastore};
@@ -21,8 +22,7 @@ use axum::{
     extract::{
         rejection::QueryRejection, DefaultBodyLimit, Form, FromRequest, Multipart, Query, Request,
     },
-    http::{header, HeaderValue},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::{get, put},
     Router,
 };
@@ -83,20 +83,17 @@ pub(in crate::api) async fn dataset(
         Ok(ds.dataset_archive(q.limit_cases)?)
     })
     .await?;
-    let bytes = tokio::fs::read(&written).await;
+    // Open, then unlink at once: the stream reads the open file, and nothing is left in the
+    // temp folder whether or not the client reads to the end.
+    let file = tokio::fs::File::open(&written).await;
     let _ = tokio::fs::remove_file(&written).await;
-    let bytes = bytes.map_err(|e| Error::Internal(format!("dataset archive: {e}")));
-    let mut response = bytes?.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/zip"),
-    );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        HeaderValue::from_static("attachment; filename=\"dataset.zip\""),
-    );
-    Ok(response)
+    let file = file.map_err(|e| Error::Internal(format!("dataset archive: {e}")))?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| Error::Internal(format!("dataset archive: {e}")))?
+        .len();
+    Ok(stream_file(file, len, "application/zip", "dataset.zip"))
 }
 
 /// `GET /datastore/dataset` query.
