@@ -115,6 +115,19 @@ impl LocalDatastore {
     fn mutate<R>(&self, f: impl FnOnce(&mut DatastoreIndex, &Dirs) -> Result<R>) -> Result<R> {
         let mut st = self.lock();
         let _cross_process = self.file_lock()?;
+        self.reload_if_changed(&mut st)?;
+        let mut next = st.index.clone();
+        let out = f(&mut next, &st.dirs)?;
+        if next != st.index {
+            st.mtime = index::save(&self.index_path, &next)?;
+            st.index = next;
+        }
+        Ok(out)
+    }
+
+    /// Re-reads the index when another process changed it since we last read or wrote it;
+    /// returns the file's current stamp (`None` when there is no index file yet).
+    fn reload_if_changed(&self, st: &mut State) -> Result<index::Stamp> {
         let on_disk = index::stamp(&self.index_path);
         if on_disk.is_some() && on_disk != st.mtime {
             if let Some((idx, mtime)) = index::load(&self.index_path)? {
@@ -123,13 +136,7 @@ impl LocalDatastore {
                 st.mtime = mtime;
             }
         }
-        let mut next = st.index.clone();
-        let out = f(&mut next, &st.dirs)?;
-        if next != st.index {
-            st.mtime = index::save(&self.index_path, &next)?;
-            st.index = next;
-        }
-        Ok(out)
+        Ok(on_disk)
     }
 
     /// Takes the studies folder's `.lock` exclusively; released when the file is dropped.
@@ -351,14 +358,7 @@ impl LocalDatastore {
         let mut guard = self.lock();
         let _cross_process = self.file_lock()?;
         let st = &mut *guard;
-        let on_disk = index::stamp(&self.index_path);
-        if on_disk.is_some() && on_disk != st.mtime {
-            if let Some((idx, mtime)) = index::load(&self.index_path)? {
-                st.dirs = Dirs::create(&self.root, &idx)?;
-                st.index = idx;
-                st.mtime = mtime;
-            }
-        }
+        let on_disk = self.reload_if_changed(st)?;
         if reconcile(&mut st.index, &st.dirs)? || on_disk.is_none() {
             st.mtime = index::save(&self.index_path, &st.index)?;
         }
