@@ -51,7 +51,7 @@ pub(super) async fn next_sample(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     // MONAI Label records who was served what in the image's info (strategy.<name>).
-    let (served, path) = tokio::task::spawn_blocking(move || {
+    let (served, path) = super::blocking(move || {
         let served = store.set_image_info_entry(
             &id,
             "strategy",
@@ -60,8 +60,7 @@ pub(super) async fn next_sample(
         )?;
         Ok::<_, Error>((served, store.get_image_uri(&id)?))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("recording the sample did not complete: {e}")))??;
+    .await?;
     sample.insert("path".into(), json!(path));
     for (k, v) in served {
         sample.entry(k).or_insert(v);

@@ -52,9 +52,7 @@ where
     F: FnOnce(&crate::registry::Registry) -> Result<Arc<AppGeneration>> + Send + 'static,
 {
     let st = state.0.clone();
-    tokio::task::spawn_blocking(move || f(&st.registry))
-        .await
-        .map_err(|e| Error::Internal(format!("load did not complete: {e}")))?
+    super::blocking(move || f(&st.registry)).await
 }
 
 /// `POST /apps` with `{"bundle": NAME}`: loads a bundle from the plugins dir.
@@ -95,9 +93,7 @@ pub(super) async fn retire(
     let Path(name) = name?;
     let st = state.0.clone();
     let which = name.clone();
-    let weak = tokio::task::spawn_blocking(move || st.registry.retire(&which))
-        .await
-        .map_err(|e| Error::Internal(format!("retire did not complete: {e}")))??;
+    let weak = super::blocking(move || st.registry.retire(&which)).await?;
     let started = tokio::time::Instant::now();
     while weak.strong_count() > 0 && started.elapsed() < DRAIN_TIMEOUT {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -6,7 +6,7 @@
 //! (tag `original`) unless `save_label` is false.
 
 use super::{
-    call, generation_headers, json_object, owner, release,
+    blocking, call, generation_headers, json_object, owner, release,
     upload::{content_type, json_field, multipart_error, receive, small_field, Upload},
     State,
 };
@@ -111,9 +111,7 @@ pub(super) async fn infer(
         // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
         let (image_path, image_id) = if let Some(sid) = q.session_id.clone() {
             let sessions = st.clone();
-            let info = tokio::task::spawn_blocking(move || sessions.sessions.get(&sid, true))
-                .await
-                .map_err(|e| Error::Internal(format!("session lookup did not complete: {e}")))??;
+            let info = blocking(move || sessions.sessions.get(&sid, true)).await?;
             params.insert(
                 "session".into(),
                 serde_json::to_value(&info).unwrap_or(Value::Null),
@@ -123,9 +121,7 @@ pub(super) async fn infer(
             (file.path().to_path_buf(), None)
         } else if let Some(id) = q.image.clone() {
             let (ds, lookup) = (store.clone(), id.clone());
-            let path = tokio::task::spawn_blocking(move || ds.get_image_uri(&lookup))
-                .await
-                .map_err(|e| Error::Internal(format!("image lookup did not complete: {e}")))??;
+            let path = blocking(move || ds.get_image_uri(&lookup)).await?;
             (path, Some(id))
         } else {
             return Err(Error::BadRequest(
@@ -204,12 +200,7 @@ async fn take_label(
             let info = json!({"model": model, "params": result});
             let info = info.as_object().cloned().unwrap_or_default();
             let (ds, file) = (store.clone(), path.to_path_buf());
-            tokio::task::spawn_blocking(move || {
-                ds.save_label(&image_id, &file, &tag, info).map(drop)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("saving the label did not complete: {e}")))
-            .and_then(|r| r.map_err(Error::from))
+            blocking(move || ds.save_label(&image_id, &file, &tag, info).map(drop)).await
         }
         None => Ok(()),
     };

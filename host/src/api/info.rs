@@ -57,7 +57,7 @@ pub(super) async fn info(state: State) -> Json<Value> {
     }
     let train_stats: Map<String, Value> = trainers.keys().map(|k| (k.clone(), json!({}))).collect();
     let store = state.shared.datastore.clone();
-    let datastore = tokio::task::spawn_blocking(move || store.status())
+    let datastore = super::blocking(move || Ok::<_, crate::Error>(store.status()))
         .await
         .unwrap_or(Value::Null);
     Json(json!({

@@ -159,9 +159,24 @@ where
     T: Send + 'static,
     F: FnOnce(&AppGeneration) -> PluginResult<T> + Send + 'static,
 {
-    tokio::task::spawn_blocking(move || f(&generation).into_result().map_err(Error::from))
-        .await
-        .map_err(|e| Error::Internal(format!("plugin call did not complete: {e}")))?
+    blocking(move || f(&generation).into_result()).await
+}
+
+/// Runs blocking work (file I/O, the datastore, the registry) on tokio's blocking pool.
+pub(crate) async fn blocking<T, E>(
+    f: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
+) -> Result<T>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    Error: From<E>,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(done) => done.map_err(Error::from),
+        Err(e) => Err(Error::Internal(format!(
+            "a blocking task did not complete: {e}"
+        ))),
+    }
 }
 
 /// Lets go of a generation off the async threads: if it was the last holder of a retired

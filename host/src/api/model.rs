@@ -60,7 +60,7 @@ pub(super) async fn info(
 ) -> Result<Json<Value>> {
     let Path(model) = model?;
     let path = model_file(&state, &model)?;
-    let (checksum, modified) = tokio::task::spawn_blocking(move || {
+    let (checksum, modified) = super::blocking(move || {
         let sum = crate::bundle::sha256_file(&path)
             .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
         let modified = std::fs::metadata(&path)
@@ -70,8 +70,7 @@ pub(super) async fn info(
             .map_or(0, |d| d.as_secs());
         Ok::<_, Error>((sum, modified))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("checksum did not complete: {e}")))??;
+    .await?;
     Ok(Json(
         json!({"checksum": format!("SHA256:{checksum}"), "modified_time": modified}),
     ))

@@ -1,6 +1,7 @@
 //! MONAI Label's `/session/` routes: upload once, infer many times with `session_id`.
 
 use super::{
+    blocking,
     upload::{multipart_error, receive, send_file, Upload},
     State,
 };
@@ -36,12 +37,6 @@ pub(super) struct GetQuery {
 
 fn info_json(info: &SessionInfo) -> Value {
     serde_json::to_value(info).unwrap_or(Value::Null)
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("session call did not complete: {e}")))?
 }
 
 /// `PUT /session/`: multipart `files` (one image, or several files of a series).

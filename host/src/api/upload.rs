@@ -134,9 +134,7 @@ pub(super) async fn receive(field: &mut axum::extract::multipart::Field<'_>) -> 
             "unsupported file name {file_name:?}"
         )));
     }
-    let (file, path) = tokio::task::spawn_blocking(move || create_temp(&ext))
-        .await
-        .map_err(|e| Error::Internal(format!("temp file creation did not complete: {e}")))??;
+    let (file, path) = super::blocking(move || create_temp(&ext)).await?;
     let upload = Upload { path, file_name };
     let mut out = (file, Vec::with_capacity(WRITE_BLOCK));
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -179,14 +177,13 @@ async fn write_block(
     upload: &Upload,
 ) -> Result<(std::fs::File, Vec<u8>)> {
     let path = upload.path.clone();
-    tokio::task::spawn_blocking(move || {
+    super::blocking(move || {
         file.write_all(&block)
             .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
         block.clear();
-        Ok((file, block))
+        Ok::<_, Error>((file, block))
     })
     .await
-    .map_err(|e| Error::Internal(format!("upload write did not complete: {e}")))?
 }
 
 /// A client file name without its folders (either separator).

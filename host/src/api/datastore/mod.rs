@@ -126,9 +126,7 @@ where
     F: FnOnce(&LocalDatastore) -> Result<T> + Send + 'static,
 {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| Error::Internal(format!("datastore call did not complete: {e}")))?
+    super::blocking(move || f(&store)).await
 }
 
 /// An info lookup that answers `{}` for an unknown image or label, as MONAI Label does.
