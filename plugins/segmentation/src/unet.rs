@@ -82,9 +82,7 @@ impl Pipeline for UNet {
             "amp": true,
         });
         let model = d.exec.load_model(&self.model, &d.device)?;
-        let [a, b, c] = d
-            .original_shape
-            .ok_or_else(|| Error::app("no image shape"))?;
+        let [a, b, c] = d.spatial_shape("inferer")?;
         let batch = d.exec.op1(
             "reshape",
             d.tensor("inferer")?,

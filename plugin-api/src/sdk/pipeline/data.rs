@@ -50,8 +50,6 @@ pub struct Data {
     pub array: Option<ArrayD<f32>>,
     /// How the input's axes were reordered to RAS ([`super::Orientation`]).
     pub orientation: Option<transforms::Orientation>,
-    /// Spatial shape after orientation, before any resizing (what [`super::Restore`] restores).
-    pub original_shape: Option<[i64; 3]>,
     /// Grid changes made since [`super::EnsureType`], in order.
     pub steps: Vec<SpatialStep>,
     /// The working image tensor, channel first `[C, D, H, W]`.
@@ -80,7 +78,6 @@ impl Data {
             image: None,
             array: None,
             orientation: None,
-            original_shape: None,
             steps: Vec::new(),
             tensor: None,
             pred: None,

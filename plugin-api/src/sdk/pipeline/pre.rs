@@ -68,7 +68,6 @@ impl Transform for EnsureType {
             .as_slice()
             .ok_or_else(|| Error::app("EnsureTyped: voxels are not contiguous"))?;
         d.tensor = Some(d.exec.tensor_f32(&shape, values, &d.device)?);
-        d.original_shape.get_or_insert(spatial);
         Ok(())
     }
 }
