@@ -10,6 +10,6 @@ profile=()
 [ "${1:-}" = "--release" ] && profile=(--release)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --workspace "${profile[@]}"
-for fixture in legacy_app future_app; do
+for fixture in legacy_app previous_app future_app; do
     cargo build "${profile[@]}" --manifest-path tests/fixtures/abi_variants/Cargo.toml -p "$fixture"
 done

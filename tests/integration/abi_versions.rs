@@ -4,27 +4,38 @@
 use crate::support::{client, get_json, pack, pack_first_party, Workspace};
 use serde_json::{json, Value};
 
-#[test]
-fn a_plugin_built_against_the_previous_minor_loads_and_serves() {
+/// Loads an app built against an older frozen revision, uses it, retires it.
+fn older_minor_loads_and_serves(crate_name: &str, plugin_api: &str) {
     let ws = Workspace::new(2, 8);
-    pack(&ws.plugins(), "legacy", "legacy_app", &[]);
+    pack(&ws.plugins(), crate_name, crate_name, &[]);
     let server = ws.serve(&[]);
     let apps = get_json(&server, "/apps");
-    assert_eq!(apps["apps"][0]["name"], "legacy");
-    assert_eq!(apps["apps"][0]["plugin_api"], "1.0.0");
+    assert_eq!(apps["apps"][0]["name"], crate_name);
+    assert_eq!(apps["apps"][0]["plugin_api"], plugin_api);
     let r = client()
-        .post(server.at("/activelearning/legacy_first"))
+        .post(server.at(&format!("/activelearning/{crate_name}_first")))
         .send()
         .expect("sample");
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().expect("json")["id"], "img00");
     // Retiring calls the 1.1 `on_retire` hook, which a 1.0 plugin lacks: the default runs.
     let r = client()
-        .delete(server.at("/apps/legacy"))
+        .delete(server.at(&format!("/apps/{crate_name}")))
         .send()
         .expect("retire");
     assert_eq!(r.json::<Value>().expect("json")["drained"], true);
     assert_eq!(get_json(&server, "/health")["status"], "ok");
+}
+
+#[test]
+fn a_plugin_built_against_the_previous_minor_loads_and_serves() {
+    // 1.1: no training methods on the executor, no model_dir/job_progress on the host.
+    older_minor_loads_and_serves("previous_app", "1.1.0");
+}
+
+#[test]
+fn a_plugin_built_against_the_first_revision_loads_and_serves() {
+    older_minor_loads_and_serves("legacy_app", "1.0.0");
 }
 
 #[test]
@@ -51,7 +62,7 @@ fn another_major_is_refused_with_one_line_and_the_others_serve() {
         .find(|l| l.contains("bundle skipped"))
         .expect("a skip line in the log");
     assert!(
-        line.contains("plugin-api 2.0.0") && line.contains("plugin-api 1.1.0"),
+        line.contains("plugin-api 2.0.0") && line.contains("plugin-api 1.2.0"),
         "{line}"
     );
 
@@ -65,7 +76,7 @@ fn another_major_is_refused_with_one_line_and_the_others_serve() {
     let detail = body["detail"].as_str().expect("detail");
     assert!(!detail.contains('\n'), "one line: {detail}");
     assert!(
-        detail.contains("2.0.0") && detail.contains("1.1.0"),
+        detail.contains("2.0.0") && detail.contains("1.2.0"),
         "{detail}"
     );
     let r = client()

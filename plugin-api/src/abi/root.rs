@@ -6,11 +6,17 @@ use abi_stable::{
 };
 
 /// The plugin-api (ABI) version a plugin built from this source records.
-#[cfg(not(any(feature = "abi-1-0", feature = "abi-2-0")))]
+#[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1", feature = "abi-2-0")))]
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The frozen 1.0 revision (test fixtures only).
 #[cfg(all(feature = "abi-1-0", not(feature = "abi-2-0")))]
 pub const ABI_VERSION: &str = "1.0.0";
+/// The frozen 1.1 revision (test fixtures only).
+#[cfg(all(
+    feature = "abi-1-1",
+    not(any(feature = "abi-1-0", feature = "abi-2-0"))
+))]
+pub const ABI_VERSION: &str = "1.1.0";
 /// An incompatible major (test fixtures only).
 #[cfg(feature = "abi-2-0")]
 pub const ABI_VERSION: &str = "2.0.0";

@@ -135,12 +135,36 @@ macro_rules! declare_host_trait {
 #[cfg(feature = "abi-1-0")]
 declare_host_trait! {}
 
-#[cfg(not(feature = "abi-1-0"))]
+#[cfg(all(feature = "abi-1-1", not(feature = "abi-1-0")))]
 declare_host_trait! {
     /// (1.1) Writes a line to the server's log, inside the current request's span.
     fn log(&self, level: LogLevel, message: RStr<'_>) -> PluginResult<()> {
         let _ = (level, message);
         abi_stable::std_types::RErr(crate::abi::error::PluginError::new(
             crate::abi::error::ErrorCode::UNSUPPORTED, "this host does not take plugin logs"))
+    }
+}
+
+#[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+declare_host_trait! {
+    /// (1.1) Writes a line to the server's log, inside the current request's span.
+    fn log(&self, level: LogLevel, message: RStr<'_>) -> PluginResult<()> {
+        let _ = (level, message);
+        abi_stable::std_types::RErr(crate::abi::error::PluginError::new(
+            crate::abi::error::ErrorCode::UNSUPPORTED, "this host does not take plugin logs"))
+    }
+
+    /// (1.2) Absolute path of this app's persistent model folder (trained weights,
+    /// checkpoints, train stats), kept across restarts and hot swaps; `""` when the host
+    /// has none.
+    fn model_dir(&self) -> RString {
+        RString::new()
+    }
+
+    /// (1.2) Reports a running job's progress (a JSON object, MONAI Label's train stats
+    /// for training); answers `false` once the job was stopped and should end.
+    fn job_progress(&self, job: RStr<'_>, progress: RStr<'_>) -> PluginResult<bool> {
+        let _ = (job, progress);
+        abi_stable::std_types::ROk(true)
     }
 }

@@ -87,6 +87,37 @@ impl Host {
             .into_option()
             .map(RString::into_string)
     }
+    /// This app's persistent model folder (published weights, checkpoints, train stats),
+    /// kept across restarts and hot swaps; the work dir under a host older than 1.2.
+    pub fn model_dir(&self) -> PathBuf {
+        #[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+        {
+            let dir = self.inner.model_dir().into_string();
+            if !dir.is_empty() {
+                return PathBuf::from(dir);
+            }
+        }
+        self.work_dir()
+    }
+    /// A model published by this app's trainer `name` (`<model_dir>/<name>.pt`), if any.
+    pub fn published_model(&self, name: &str) -> Option<PathBuf> {
+        let path = self.model_dir().join(format!("{name}.pt"));
+        path.is_file().then_some(path)
+    }
+    /// Reports a running job's progress; `false` once the job was stopped (always `true`
+    /// outside a job or under a host older than 1.2).
+    pub fn job_progress(&self, job: Option<&str>, progress: &Value) -> bool {
+        #[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+        if let Some(job) = job {
+            let text = progress.to_string();
+            return ok(self
+                .inner
+                .job_progress(RStr::from(job), RStr::from(text.as_str())))
+            .unwrap_or(true);
+        }
+        let _ = (job, progress);
+        true
+    }
     /// Logs through the host (ignored by a host too old to take plugin logs).
     pub fn log(&self, level: LogLevel, message: &str) {
         #[cfg(not(feature = "abi-1-0"))]
@@ -282,6 +313,27 @@ impl Executor {
             exec: self.clone(),
         })
     }
+    /// (1.2) Loads a TorchScript module for training with `config` (optimiser, loss,
+    /// schedule: see the host's executor docs); released when the handle drops.
+    #[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+    pub fn trainable(
+        &self,
+        path: &std::path::Path,
+        device: &str,
+        config: &Value,
+    ) -> Result<TrainableModel> {
+        let path = path.to_string_lossy();
+        let config = config.to_string();
+        let id = ok(self.inner.trainable(
+            RStr::from(path.as_ref()),
+            device.into(),
+            RStr::from(config.as_str()),
+        ))?;
+        Ok(TrainableModel {
+            model: Model(id),
+            exec: self.clone(),
+        })
+    }
     fn wrap(&self, ids: RVec<TensorId>) -> Vec<Tensor> {
         ids.into_iter()
             .map(|id| Tensor {
@@ -289,6 +341,56 @@ impl Executor {
                 exec: self.clone(),
             })
             .collect()
+    }
+}
+
+/// (1.2) A model being trained by the host; its weights serve [`Executor::forward`] and
+/// [`Executor::sliding_window`] through [`TrainableModel::model`]. Released on drop.
+#[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+pub struct TrainableModel {
+    model: Model,
+    exec: Executor,
+}
+
+#[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+impl TrainableModel {
+    /// The handle for inference with the current weights.
+    pub fn model(&self) -> Model {
+        self.model
+    }
+    /// One optimisation step; answers `{"loss", "lr", "step"}`.
+    pub fn step(&self, inputs: &[&Tensor], targets: &[&Tensor]) -> Result<Map<String, Value>> {
+        let ins: Vec<TensorId> = inputs.iter().map(|t| t.id).collect();
+        let outs: Vec<TensorId> = targets.iter().map(|t| t.id).collect();
+        object(ok(self.exec.inner.train_step(
+            self.model.0,
+            RSlice::from(ins.as_slice()),
+            RSlice::from(outs.as_slice()),
+        ))?)
+    }
+    /// A named model operation (`save`, `info`, `set_lr`).
+    pub fn op(&self, name: &str, args: &Value) -> Result<Map<String, Value>> {
+        let args = args.to_string();
+        object(ok(self.exec.inner.model_op(
+            self.model.0,
+            name.into(),
+            RStr::from(args.as_str()),
+        ))?)
+    }
+    /// Writes the current weights as TorchScript to `path` (atomically).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        self.op("save", &serde_json::json!({"path": path.to_string_lossy()}))
+            .map(drop)
+    }
+}
+
+#[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+impl Drop for TrainableModel {
+    fn drop(&mut self) {
+        let _ = self
+            .exec
+            .inner
+            .model_op(self.model.0, "release".into(), RStr::from("{}"));
     }
 }
 

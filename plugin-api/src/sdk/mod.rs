@@ -11,11 +11,15 @@ pub mod image;
 pub mod pipeline;
 pub mod strategies;
 mod tasks;
+#[cfg(all(feature = "nifti", not(any(feature = "abi-1-0", feature = "abi-1-1"))))]
+pub mod train;
 #[cfg(feature = "nifti")]
 pub mod transforms;
 
 pub use adapter::AppAdapter;
 pub use error::{Error, Result};
+#[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+pub use host::TrainableModel;
 pub use host::{Datastore, Executor, Host, Model, Tensor};
 pub use tasks::{
     input_image, App, InferResult, InferTask, InferTaskInfo, Request, ScoringMethod, Strategy,
