@@ -2,7 +2,8 @@
 //! TorchScript models are cached per (file, device) and reloaded when the file changes.
 //!
 //! Apps reach it through an [`ExecutorScope`] per app generation (`scope.rs`): named tensor
-//! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device.
+//! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device,
+//! and TorchScript modules are trained there (`train.rs`).
 
 mod ops;
 mod queue;
@@ -11,6 +12,10 @@ mod sliding;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+mod train;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod train_tests;
 
 pub use queue::{DeviceQueue, Permit, Priority, QueueFull};
 pub use scope::ExecutorScope;

@@ -1,5 +1,5 @@
 //! The named tensor operations plugins call through `Executor::op` (MONAI transform
-//! semantics where a transform exists). They run on the tensor's device; nothing is copied
+//! semantics where a transform exists; `dice` is MONAI's `DiceMetric` per label). They run on the tensor's device; nothing is copied
 //! to the host. Spatial ops take `[D,H,W]`, `[C,D,H,W]` or `[N,C,D,H,W]` tensors.
 
 use super::scope::{err, kind_of, torch};
@@ -202,6 +202,51 @@ fn quantile(x: &Tensor, q: f64) -> Res<Tensor> {
         .map_err(torch)
 }
 
+/// MONAI's `DiceMetric` per label: Dice between a prediction (`[C, ...]` scores, argmax'd
+/// over dim 0 when `argmax` is true, else integer labels) and integer target labels, one
+/// `f32` per entry of `labels`; 1 where both are empty (nothing to find, nothing found).
+pub(super) fn dice(pred: &Tensor, target: &Tensor, args: &Value) -> Res<Tensor> {
+    let labels: Vec<i64> = args
+        .get("labels")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    if labels.is_empty() {
+        return Err(bad("dice needs 'labels': [1, ...]"));
+    }
+    let pred = if args.get("argmax") == Some(&Value::Bool(true)) {
+        pred.f_argmax(0, false).map_err(torch)?
+    } else {
+        pred.shallow_clone()
+    };
+    let target = target.f_to_device(pred.device()).map_err(torch)?;
+    let (p, t) = (
+        pred.f_flatten(0, -1).map_err(torch)?,
+        target.f_flatten(0, -1).map_err(torch)?,
+    );
+    if p.size() != t.size() {
+        return Err(bad(format!(
+            "dice: prediction {:?} and target {:?} differ in size",
+            pred.size(),
+            target.size()
+        )));
+    }
+    let t = t.f_to_kind(p.kind()).map_err(torch)?;
+    let mut out = Vec::with_capacity(labels.len());
+    for l in labels {
+        let (a, b) = (p.f_eq(l).map_err(torch)?, t.f_eq(l).map_err(torch)?);
+        let count = |x: &Tensor| x.f_sum(Kind::Float).and_then(|s| s.f_double_value(&[]));
+        let inter = count(&a.f_logical_and(&b).map_err(torch)?).map_err(torch)?;
+        let total = count(&a).map_err(torch)? + count(&b).map_err(torch)?;
+        out.push(if total == 0.0 {
+            1.0
+        } else {
+            (2.0 * inter / total) as f32
+        });
+    }
+    Ok(Tensor::from_slice(&out))
+}
+
 /// Runs op `name` on `inputs` with JSON `args`.
 pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor>> {
     let x = inputs
@@ -266,6 +311,13 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
             .map_err(torch)?,
         "softmax" => x.f_softmax(int("dim", 0), Kind::Float).map_err(torch)?,
         "sigmoid" => x.f_sigmoid().map_err(torch)?,
+        "dice" => dice(
+            x,
+            inputs
+                .get(1)
+                .ok_or_else(|| bad("dice needs [prediction, target]"))?,
+            args,
+        )?,
         "threshold" => {
             let v = args.get("value").and_then(Value::as_f64).unwrap_or(0.5);
             x.f_gt(v)

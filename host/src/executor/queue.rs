@@ -130,6 +130,20 @@ impl DeviceQueue {
     }
 }
 
+impl DeviceQueue {
+    /// [`DeviceQueue::acquire`] from a blocking thread (a plugin call): waits, retrying
+    /// while the queue is full. `None` outside a tokio runtime (work then runs unqueued).
+    pub fn acquire_blocking(self: &Arc<Self>, priority: Priority) -> Option<Permit> {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        loop {
+            match handle.block_on(self.acquire(priority)) {
+                Ok(permit) => return Some(permit),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
 struct Waiting<'a> {
     queue: &'a Arc<DeviceQueue>,
     ticket: Option<(Priority, std::cmp::Reverse<u64>)>,

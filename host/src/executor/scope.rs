@@ -1,6 +1,7 @@
 //! One app generation's view of the executor: its tensor and model handles, freed with it.
 
 use super::TorchExecutor;
+use super::{train::Trainer, Priority};
 use crate::services::host_guard;
 use abi_stable::std_types::{RSlice, RStr, RString, RVec};
 use labelhost_plugin_api::abi::{
@@ -22,6 +23,7 @@ pub struct ExecutorScope {
     next: AtomicU64,
     tensors: Mutex<HashMap<u64, Tensor>>,
     models: Mutex<HashMap<u64, Arc<CModule>>>,
+    trainers: Mutex<HashMap<u64, Arc<Mutex<Trainer>>>>,
 }
 
 type Res<T> = Result<T, PluginError>;
@@ -78,7 +80,13 @@ impl ExecutorScope {
             next: AtomicU64::new(1),
             tensors: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
+            trainers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many models this scope is training.
+    pub fn live_trainers(&self) -> usize {
+        self.trainers.lock().map_or(0, |t| t.len())
     }
 
     /// How many tensors this scope holds.
@@ -109,15 +117,35 @@ impl ExecutorScope {
             })
     }
 
-    fn model(&self, id: ModelId) -> Res<Arc<CModule>> {
-        let models = self.models.lock().map_err(|_| poisoned())?;
-        let module = models.get(&id.0).cloned();
-        module.ok_or_else(|| {
+    fn trainer(&self, id: ModelId) -> Res<Option<Arc<Mutex<Trainer>>>> {
+        let trainers = self.trainers.lock().map_err(|_| poisoned())?;
+        Ok(trainers.get(&id.0).cloned())
+    }
+
+    /// Runs `f` on a model handle's module: a loaded model, or a trainable one in eval
+    /// mode with its current weights (holding its lock, so no step runs meanwhile).
+    fn with_model<T>(&self, id: ModelId, f: impl FnOnce(&CModule) -> Res<T>) -> Res<T> {
+        if let Some(trainer) = self.trainer(id)? {
+            let mut t = trainer.lock().map_err(|_| poisoned())?;
+            return f(t.eval_module()?);
+        }
+        let module = self
+            .models
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(&id.0)
+            .cloned();
+        let module = module.ok_or_else(|| {
             err(
                 ErrorCode::INVALID_INPUT,
                 format!("no model with handle {}", id.0),
             )
-        })
+        })?;
+        f(&module)
+    }
+
+    fn tensors(&self, ids: RSlice<'_, TensorId>) -> Res<Vec<Tensor>> {
+        ids.iter().map(|id| self.get(*id)).collect()
     }
 
     fn device(&self, name: RStr<'_>) -> Res<tch::Device> {
@@ -211,12 +239,13 @@ impl abi::Executor for ScopeHandle {
         inputs: RSlice<'_, TensorId>,
     ) -> PluginResult<RVec<TensorId>> {
         host_guard(|| {
-            let module = self.0.model(model)?;
             let args: Vec<IValue> = inputs
                 .iter()
                 .map(|id| self.0.get(*id).map(IValue::Tensor))
                 .collect::<Res<_>>()?;
-            let out = tch::no_grad(|| module.forward_is(&args)).map_err(torch)?;
+            let out = self.0.with_model(model, |module| {
+                tch::no_grad(|| module.forward_is(&args)).map_err(torch)
+            })?;
             let tensors = match out {
                 IValue::Tensor(t) => vec![t],
                 IValue::Tuple(items) | IValue::GenericList(items) => items
@@ -243,7 +272,6 @@ impl abi::Executor for ScopeHandle {
         params: RStr<'_>,
     ) -> PluginResult<TensorId> {
         host_guard(|| {
-            let module = self.0.model(model)?;
             let params: Value = serde_json::from_str(params.as_str()).map_err(|e| {
                 err(
                     ErrorCode::INVALID_INPUT,
@@ -251,7 +279,9 @@ impl abi::Executor for ScopeHandle {
                 )
             })?;
             let x = self.0.get(input)?;
-            let out = tch::no_grad(|| super::sliding::infer(&module, &x, &params))?;
+            let out = self.0.with_model(model, |module| {
+                tch::no_grad(|| super::sliding::infer(module, &x, &params))
+            })?;
             self.0.put(out)
         })
     }
@@ -280,5 +310,89 @@ impl abi::Executor for ScopeHandle {
                 map.remove(&id.0);
             }
         }
+    }
+
+    fn trainable(
+        &self,
+        path: RStr<'_>,
+        device: RStr<'_>,
+        config: RStr<'_>,
+    ) -> PluginResult<ModelId> {
+        host_guard(|| {
+            let config: Value = serde_json::from_str(config.as_str())
+                .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("trainable config: {e}")))?;
+            let dev = self.0.device(device)?;
+            let name = match dev {
+                tch::Device::Cuda(i) => format!("cuda:{i}"),
+                _ => "cpu".to_owned(),
+            };
+            let trainer = Trainer::load(std::path::Path::new(path.as_str()), dev, &name, &config)?;
+            let id = self.0.id();
+            self.0
+                .trainers
+                .lock()
+                .map_err(|_| poisoned())?
+                .insert(id, Arc::new(Mutex::new(trainer)));
+            Ok(ModelId(id))
+        })
+    }
+
+    fn train_step(
+        &self,
+        model: ModelId,
+        inputs: RSlice<'_, TensorId>,
+        targets: RSlice<'_, TensorId>,
+    ) -> PluginResult<RString> {
+        host_guard(|| {
+            let trainer = self.0.trainer(model)?.ok_or_else(|| {
+                err(
+                    ErrorCode::INVALID_INPUT,
+                    format!("no trainable model with handle {}", model.0),
+                )
+            })?;
+            let (inputs, targets) = (self.0.tensors(inputs)?, self.0.tensors(targets)?);
+            let device = trainer.lock().map_err(|_| poisoned())?.device_name.clone();
+            // Wait for the device behind interactive and batch work, one step at a time.
+            let _permit = self
+                .0
+                .exec
+                .queue(&device)
+                .ok()
+                .and_then(|q| q.acquire_blocking(Priority::Training));
+            let mut t = trainer.lock().map_err(|_| poisoned())?;
+            Ok(t.step(&inputs, &targets)?.to_string().into())
+        })
+    }
+
+    fn model_op(&self, model: ModelId, name: RStr<'_>, args: RStr<'_>) -> PluginResult<RString> {
+        host_guard(|| {
+            if name.as_str() == "release" {
+                let gone = self
+                    .0
+                    .trainers
+                    .lock()
+                    .map_err(|_| poisoned())?
+                    .remove(&model.0);
+                let gone = gone.is_some()
+                    || self
+                        .0
+                        .models
+                        .lock()
+                        .map_err(|_| poisoned())?
+                        .remove(&model.0)
+                        .is_some();
+                return Ok(serde_json::json!({"released": gone}).to_string().into());
+            }
+            let args: Value = serde_json::from_str(args.as_str())
+                .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("model_op args: {e}")))?;
+            let trainer = self.0.trainer(model)?.ok_or_else(|| {
+                err(
+                    ErrorCode::INVALID_INPUT,
+                    format!("no trainable model with handle {}", model.0),
+                )
+            })?;
+            let mut t = trainer.lock().map_err(|_| poisoned())?;
+            Ok(t.op(name.as_str(), &args)?.to_string().into())
+        })
     }
 }
