@@ -98,11 +98,11 @@ fn main() {
     pack_brain(&plugins);
 
     // 1. In process: the plugin called through the registry, as a handler would.
-    let shared = Shared {
-        datastore: Arc::new(LocalDatastore::open(&studies).expect("datastore")),
-        executor: Arc::new(TorchExecutor::new()),
-        conf: Arc::new(Default::default()),
-    };
+    let shared = Shared::new(
+        LocalDatastore::open(&studies).expect("datastore"),
+        Arc::new(TorchExecutor::new()),
+        Default::default(),
+    );
     let registry = Registry::new(&plugins, &work.path().join("runtime"), shared);
     let brain = registry.load("brain").expect("load brain");
     let request = json!({"image": ch2, "device": device, "model": "brain_extraction"}).to_string();

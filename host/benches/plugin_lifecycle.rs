@@ -72,11 +72,11 @@ fn main() {
         .collect();
 
     let studies = work.path().join("studies");
-    let shared = Shared {
-        datastore: Arc::new(LocalDatastore::open(&studies).expect("datastore")),
-        executor: Arc::new(TorchExecutor::new()),
-        conf: Arc::new(Default::default()),
-    };
+    let shared = Shared::new(
+        LocalDatastore::open(&studies).expect("datastore"),
+        Arc::new(TorchExecutor::new()),
+        Default::default(),
+    );
     let registry = Registry::new(&plugins, &work.path().join("runtime"), shared);
     let t = Instant::now();
     registry.load("brain").expect("load");

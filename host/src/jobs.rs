@@ -71,6 +71,10 @@ pub struct Record {
     /// What the job returned (labelhost).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The latest progress a running job reported (MONAI Label's `train_stats` for
+    /// training), kept after it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_stats: Option<Value>,
 }
 
 /// `YYYY-mm-dd HH:MM:SS` in UTC.
@@ -176,6 +180,7 @@ impl Jobs {
             end_ts: None,
             details: Vec::new(),
             result: None,
+            train_stats: None,
         };
         if let Ok(mut all) = self.records.lock() {
             let list = all.entry(kind).or_default();
@@ -198,6 +203,51 @@ impl Jobs {
         });
         self.save();
         updated
+    }
+
+    /// Takes a running job's progress report `{"stats": {...}, "log": "line"}` (both
+    /// optional): the stats replace the record's `train_stats`, the line joins its details
+    /// and the log. Answers whether the job should go on (`false` once it was stopped or
+    /// is unknown). Only reports with a line are written to disk.
+    pub fn progress(&self, id: &str, report: Value) -> bool {
+        let line = report.get("log").and_then(Value::as_str).map(str::to_owned);
+        let (go_on, changed) = match self.records.lock() {
+            Ok(mut all) => {
+                let found = all.values_mut().flatten().find(|r| r.id == id);
+                match found {
+                    None => (false, false),
+                    Some(r) => {
+                        if let Some(stats) = report.get("stats") {
+                            r.train_stats = Some(stats.clone());
+                        }
+                        if let Some(line) = &line {
+                            tracing::info!(job = id, "{line}");
+                            r.details.push(line.clone());
+                            let excess = r.details.len().saturating_sub(20);
+                            r.details.drain(..excess);
+                        }
+                        (r.status == Status::Running, line.is_some())
+                    }
+                }
+            }
+            Err(_) => (true, false),
+        };
+        if changed {
+            self.save();
+        }
+        go_on
+    }
+
+    /// The latest train stats reported for each trainer (`request.model`), newest job first.
+    pub fn train_stats(&self) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        for r in self.list(Kind::Train).iter().rev() {
+            let model = r.request.get("model").and_then(Value::as_str);
+            if let (Some(model), Some(stats)) = (model, &r.train_stats) {
+                out.entry(model.to_owned()).or_insert_with(|| stats.clone());
+            }
+        }
+        out
     }
 
     /// The records of a kind, oldest first.
@@ -238,5 +288,29 @@ mod tests {
         assert!(list[1].details[0].contains("interrupted"));
         assert!(again.active(Kind::Scoring).is_none());
         assert_eq!(timestamp().len(), 19);
+    }
+
+    #[test]
+    fn progress_is_recorded_and_a_stopped_job_is_told_to_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobs = Jobs::open(dir.path());
+        let request = serde_json::json!({"model": "net"});
+        jobs.submit(Kind::Train, "t".into(), request);
+        jobs.update(Kind::Train, "t", |r| r.status = Status::Running);
+        let report = serde_json::json!({"stats": {"epoch": 1}, "log": "epoch 1/2"});
+        assert!(jobs.progress("t", report));
+        assert_eq!(jobs.train_stats()["net"]["epoch"], 1);
+        jobs.update(Kind::Train, "t", |r| r.status = Status::Stopped);
+        assert!(!jobs.progress("t", serde_json::json!({"stats": {"epoch": 2}})));
+        assert!(!jobs.progress("unknown", Value::Null));
+        let again = Jobs::open(dir.path());
+        let r = &again.list(Kind::Train)[0];
+        assert_eq!(r.details, vec!["epoch 1/2".to_owned()]);
+        // Only reports with a line are written: the restart sees epoch 1's stats.
+        assert_eq!(
+            again.train_stats()["net"]["epoch"],
+            1,
+            "kept across a restart"
+        );
     }
 }

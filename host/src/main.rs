@@ -55,11 +55,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.device_workers,
     ));
     tracing::info!(devices = ?executor.devices(), "executor ready");
-    let shared = Shared {
-        datastore: Arc::new(LocalDatastore::open(&config.studies)?),
+    let shared = Shared::new(
+        LocalDatastore::open(&config.studies)?,
         executor,
-        conf: Arc::new(config.conf.clone()),
-    };
+        config.conf.clone(),
+    );
     let registry = Registry::new(&config.plugins, &config.runtime_dir, shared.clone());
     for (bundle, error) in registry.load_all() {
         tracing::warn!(bundle, "bundle skipped: {error}");
@@ -67,13 +67,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     for g in registry.snapshot().apps.values() {
         tracing::info!(app = %g.name, version = %g.version, tasks = g.tasks.len(), "app loaded");
     }
-    let jobs = labelhost::jobs::Jobs::open(&config.studies);
     let sessions =
         labelhost::sessions::Sessions::new(&config.studies.join(".labelhost").join("sessions"));
     let state = Arc::new(AppState {
         registry,
         shared,
-        jobs,
         sessions,
     });
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);

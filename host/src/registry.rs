@@ -58,6 +58,8 @@ pub struct AppGeneration {
     pub tasks: Vec<Task>,
     /// The plugin's app object.
     pub app: AppBox,
+    /// Its handles on the executor (live tensors, models in training).
+    pub scope: Arc<crate::executor::ExecutorScope>,
     /// Removes the staged copy and work dir; declared after `app` so it runs after the
     /// plugin's objects are gone.
     _files: StagedFiles,
@@ -278,6 +280,7 @@ impl Registry {
             .map_err(|e| Error::Internal(format!("{}: {e}", work.display())))?;
         files.0.push(work.clone());
         let ctx = HostContext::new(&bm.name, self.shared.clone(), staged.dir.clone(), work);
+        let scope = ctx.scope().clone();
         let app = (library.module.new_app())(ctx.into_abi())
             .into_result()
             .map_err(|e| {
@@ -304,6 +307,7 @@ impl Registry {
             generation,
             tasks,
             app,
+            scope,
             _files: files,
         })
     }

@@ -36,6 +36,7 @@ fn describe(g: &AppGeneration) -> Value {
         "name": g.name, "version": g.version, "plugin_api": g.plugin_api, "bundle": g.bundle,
         "file": g.file, "sha256": g.sha256, "loaded_at": g.loaded_at,
         "generation": g.generation, "tasks": tasks,
+        "live_tensors": g.scope.live_tensors(), "live_trainers": g.scope.live_trainers(),
     })
 }
 

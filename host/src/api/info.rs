@@ -55,7 +55,12 @@ pub(super) async fn info(state: State) -> Json<Value> {
             section.insert(t.name.clone(), entry);
         }
     }
-    let train_stats: Map<String, Value> = trainers.keys().map(|k| (k.clone(), json!({}))).collect();
+    // MONAI Label shows each trainer's last stats: the latest a train job reported.
+    let mut reported = state.shared.jobs.train_stats();
+    let train_stats: Map<String, Value> = trainers
+        .keys()
+        .map(|k| (k.clone(), reported.remove(k).unwrap_or_else(|| json!({}))))
+        .collect();
     let store = state.shared.datastore.clone();
     let datastore = super::blocking(move || Ok::<_, crate::Error>(store.status()))
         .await

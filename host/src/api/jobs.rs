@@ -50,23 +50,34 @@ fn priority(kind: Kind) -> Priority {
     }
 }
 
-/// Runs the job's plugin call, after waiting for a slot on the request's device.
-async fn execute(state: &Arc<AppState>, kind: Kind, name: &str, request: &Value) -> Result<Value> {
-    let task = match kind {
-        Kind::Train => TaskKind::TRAIN,
-        Kind::Scoring => TaskKind::SCORING,
-        Kind::BatchInfer => TaskKind::INFER,
-    };
-    let generation = owner(state, task, name)?;
+/// Runs the job's plugin call. Scoring and batch inference first wait for a slot on the
+/// request's device; training takes one per optimisation step instead (the executor's
+/// `train_step`), so interactive requests are served between its steps. `job` (the record
+/// id) reaches the plugin as `_job`, for progress reports and stop requests.
+async fn execute(
+    state: &Arc<AppState>,
+    kind: Kind,
+    name: &str,
+    request: &Value,
+    job: Option<&str>,
+) -> Result<Value> {
+    let generation = owner(state, task_kind(kind), name)?;
     let device = request.get("device").and_then(Value::as_str).unwrap_or("");
     let queue = state
         .shared
         .executor
         .queue(device)
         .map_err(Error::BadRequest)?;
-    let _permit = queue.acquire(priority(kind)).await.map_err(|f| {
-        Error::Overloaded(format!("the device queue is full ({} waiting)", f.waiting))
-    })?;
+    let _permit = match kind {
+        Kind::Train => None,
+        _ => Some(queue.acquire(priority(kind)).await.map_err(|f| {
+            Error::Overloaded(format!("the device queue is full ({} waiting)", f.waiting))
+        })?),
+    };
+    let mut request = request.clone();
+    if let (Some(job), Some(map)) = (job, request.as_object_mut()) {
+        map.insert("_job".into(), json!(job));
+    }
     let (name, text) = (name.to_owned(), request.to_string());
     let out = call(generation, move |g| -> PluginResult<RString> {
         let (name, text) = (RStr::from(name.as_str()), RStr::from(text.as_str()));
@@ -123,22 +134,28 @@ async fn launch(
     let request = Value::Object(request);
     // Unknown names are refused now, not recorded as failed jobs.
     owner(state, task_kind(kind), &name)?;
-    if q.run_sync {
-        return execute(state, kind, &name, &request).await;
+    if kind == Kind::Train {
+        if let Some(map) = request.as_object() {
+            super::train_params::validate(map)?;
+        }
     }
-    if !q.enqueue && state.jobs.active(kind).is_some() {
+    if q.run_sync {
+        return execute(state, kind, &name, &request, None).await;
+    }
+    if !q.enqueue && state.shared.jobs.active(kind).is_some() {
         return Err(Error::TooManyRequests(format!(
             "{} Task is Already Running",
             kind.title()
         )));
     }
     let record = state
+        .shared
         .jobs
         .submit(kind, crate::random::uuid(), request.clone());
     let (st, id) = (state.clone(), record.id.clone());
     tokio::spawn(async move {
-        let _one_at_a_time = st.jobs.gates[&kind].clone().lock_owned().await;
-        let still_wanted = st.jobs.update(kind, &id, |r| {
+        let _one_at_a_time = st.shared.jobs.gates[&kind].clone().lock_owned().await;
+        let still_wanted = st.shared.jobs.update(kind, &id, |r| {
             if r.status == Status::Submitted {
                 r.status = Status::Running;
             }
@@ -146,8 +163,8 @@ async fn launch(
         if still_wanted.is_none_or(|r| r.status != Status::Running) {
             return;
         }
-        let outcome = execute(&st, kind, &name, &request).await;
-        st.jobs.update(kind, &id, |r| {
+        let outcome = execute(&st, kind, &name, &request, Some(&id)).await;
+        st.shared.jobs.update(kind, &id, |r| {
             if r.status == Status::Stopped {
                 return;
             }
@@ -213,10 +230,10 @@ fn status(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let Query(q) = query?;
-    let records = state.jobs.list(kind);
+    let records = state.shared.jobs.list(kind);
     let as_json = |r: &Record| serde_json::to_value(r).unwrap_or(Value::Null);
     if q.check_if_running {
-        let running = state.jobs.active(kind);
+        let running = state.shared.jobs.active(kind);
         let r = running.ok_or_else(|| {
             Error::NotFound(format!("No {} Tasks are currently Running", kind.title()))
         })?;
@@ -232,14 +249,14 @@ fn status(
 }
 
 fn stop(state: &State, kind: Kind) -> Json<Value> {
-    let Some(active) = state.jobs.active(kind) else {
+    let Some(active) = state.shared.jobs.active(kind) else {
         return Json(Value::Null);
     };
-    let stopped = state.jobs.update(kind, &active.id, |r| {
+    let stopped = state.shared.jobs.update(kind, &active.id, |r| {
         r.status = Status::Stopped;
         r.end_ts = Some(timestamp());
         r.details.push(
-            "stopped by request (a running plugin call finishes; its result is dropped)".into(),
+            "stopped by request (a training loop ends within one iteration; other plugin calls finish and their result is dropped)".into(),
         );
     });
     Json(

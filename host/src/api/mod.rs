@@ -15,6 +15,7 @@ mod openapi;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod train_params;
 mod upload;
 
 use crate::{
@@ -37,10 +38,8 @@ use tower_http::{cors::CorsLayer, trace::TraceLayer};
 pub struct AppState {
     /// Loaded apps.
     pub registry: Registry,
-    /// The shared datastore, executor and configuration.
+    /// The shared datastore, executor, configuration and job records.
     pub shared: Shared,
-    /// Background job records.
-    pub jobs: crate::jobs::Jobs,
     /// Uploaded-once images (`/session/`).
     pub sessions: crate::sessions::Sessions,
 }

@@ -1,6 +1,7 @@
-//! MONAI Label's `/model/...` routes: a model's weights file and its checksum. Models ship
-//! in app bundles, which are immutable once loaded: replacing or deleting one is a new
-//! bundle and a hot swap (`POST /apps/{name}/reload`), so PUT and DELETE answer 409.
+//! MONAI Label's `/model/...` routes: a model's weights file and its checksum, as the infer
+//! task runs it now (a trainer's published model, else the bundle's). Bundles are
+//! immutable once loaded: replacing or deleting weights by hand is a new bundle and a hot
+//! swap (`POST /apps/{name}/reload`), so PUT and DELETE answer 409.
 
 use super::{owner, upload::send_file, State};
 use crate::{Error, Result};
@@ -13,17 +14,23 @@ use labelhost_plugin_api::abi::TaskKind;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-fn model_file(state: &State, model: &str) -> Result<PathBuf> {
+/// The file the infer task runs now: the plugin is asked again (not the task list cached
+/// at load), since a trainer's published model replaces the bundle's.
+async fn model_file(state: &State, model: &str) -> Result<PathBuf> {
     let generation = owner(state, TaskKind::INFER, model)?;
-    let task = generation
-        .tasks
-        .iter()
-        .find(|t| t.kind == TaskKind::INFER && t.name == model);
-    let path = task
-        .and_then(|t| t.info.get("_model_path"))
-        .and_then(Value::as_str);
-    path.map(PathBuf::from)
-        .ok_or_else(|| Error::NotFound(format!("Model File NOT Found for {model}")))
+    let name = model.to_owned();
+    let path = super::call(generation, move |g| {
+        let path = g
+            .app
+            .tasks()
+            .into_iter()
+            .find(|t| t.kind == TaskKind::INFER && t.name.as_str() == name)
+            .and_then(|t| serde_json::from_str::<Value>(t.info_json.as_str()).ok())
+            .and_then(|info| info.get("_model_path")?.as_str().map(PathBuf::from));
+        abi_stable::std_types::ROk(path)
+    })
+    .await?;
+    path.ok_or_else(|| Error::NotFound(format!("Model File NOT Found for {model}")))
 }
 
 /// `GET /model/{model}`: the weights file, named `{model}{ext}`.
@@ -33,7 +40,7 @@ pub(super) async fn download(
     model: Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
     let Path(model) = model?;
-    let path = model_file(&state, &model)?;
+    let path = model_file(&state, &model).await?;
     let mut response = send_file(
         Ok(path.clone()),
         &format!("Model File NOT Found for {model}"),
@@ -59,7 +66,7 @@ pub(super) async fn info(
     model: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>> {
     let Path(model) = model?;
-    let path = model_file(&state, &model)?;
+    let path = model_file(&state, &model).await?;
     let (checksum, modified) = super::blocking(move || {
         let sum = crate::bundle::sha256_file(&path)
             .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
@@ -71,9 +78,12 @@ pub(super) async fn info(
         Ok::<_, Error>((sum, modified))
     })
     .await?;
-    Ok(Json(
-        json!({"checksum": format!("SHA256:{checksum}"), "modified_time": modified}),
-    ))
+    let mut answer = json!({"checksum": format!("SHA256:{checksum}"), "modified_time": modified});
+    // MONAI Label adds the stats of the trainer that publishes to this model.
+    if let Some(stats) = state.shared.jobs.train_stats().remove(&model) {
+        answer["train_stats"] = stats;
+    }
+    Ok(Json(answer))
 }
 
 /// `PUT`/`DELETE /model/{model}`: refused, models change with their bundle.

@@ -16,18 +16,16 @@ use tower::ServiceExt;
 fn app(dir: &tempfile::TempDir) -> Router {
     let (plugins, studies) = (dir.path().join("plugins"), dir.path().join("studies"));
     std::fs::create_dir_all(&plugins).expect("plugins dir");
-    let shared = Shared {
-        datastore: Arc::new(LocalDatastore::open(&studies).expect("datastore")),
-        executor: Arc::new(TorchExecutor::new()),
-        conf: Arc::new(Default::default()),
-    };
+    let shared = Shared::new(
+        LocalDatastore::open(&studies).expect("datastore"),
+        Arc::new(TorchExecutor::new()),
+        Default::default(),
+    );
     let registry = Registry::new(&plugins, &dir.path().join("runtime"), shared.clone());
-    let jobs = crate::jobs::Jobs::open(&studies);
     let sessions = crate::sessions::Sessions::new(&studies.join(".labelhost/sessions"));
     router(Arc::new(AppState {
         registry,
         shared,
-        jobs,
         sessions,
     }))
 }

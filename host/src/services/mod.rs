@@ -1,5 +1,6 @@
 //! The host services each app generation receives across the ABI: the shared datastore,
-//! its executor scope, its bundle and work folders, configuration and logging.
+//! its executor scope, its bundle, work and model folders, configuration, logging and job
+//! progress.
 
 mod datastore;
 
@@ -46,6 +47,26 @@ pub struct Shared {
     pub executor: Arc<TorchExecutor>,
     /// `--conf KEY=VALUE` settings.
     pub conf: Arc<BTreeMap<String, String>>,
+    /// Background job records (progress and stop requests reach plugins through them).
+    pub jobs: Arc<crate::jobs::Jobs>,
+}
+
+impl Shared {
+    /// The shared services over a studies datastore; job records are kept in its
+    /// `.labelhost/jobs.json`.
+    pub fn new(
+        datastore: LocalDatastore,
+        executor: Arc<TorchExecutor>,
+        conf: BTreeMap<String, String>,
+    ) -> Self {
+        let jobs = Arc::new(crate::jobs::Jobs::open(datastore.root()));
+        Shared {
+            datastore: Arc::new(datastore),
+            executor,
+            conf: Arc::new(conf),
+            jobs,
+        }
+    }
 }
 
 /// One app generation's services.
@@ -116,5 +137,32 @@ impl abi::Host for HostContext {
             _ => tracing::debug!(app, "{msg}"),
         }
         ROk(())
+    }
+
+    fn model_dir(&self) -> RString {
+        let dir = self
+            .shared
+            .datastore
+            .root()
+            .join(".labelhost")
+            .join("models")
+            .join(&self.app);
+        match std::fs::create_dir_all(&dir) {
+            Ok(()) => dir.to_string_lossy().as_ref().into(),
+            Err(e) => {
+                tracing::warn!(app = %self.app, "model dir {}: {e}", dir.display());
+                RString::new()
+            }
+        }
+    }
+
+    fn job_progress(&self, job: RStr<'_>, progress: RStr<'_>) -> PluginResult<bool> {
+        host_guard(|| {
+            let progress: serde_json::Value =
+                serde_json::from_str(progress.as_str()).map_err(|e| {
+                    PluginError::new(ErrorCode::INVALID_INPUT, format!("progress: {e}"))
+                })?;
+            Ok(self.shared.jobs.progress(job.as_str(), progress))
+        })
     }
 }
