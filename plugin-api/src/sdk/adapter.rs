@@ -227,7 +227,10 @@ impl<A: App> abi::App for AppAdapter<A> {
                 out.push(task_info(TaskKind::INFER, name, i.infer_type, info));
             }
             for (name, task) in &t.trainers {
-                let info = json!({"description": task.description(), "config": task.config()});
+                let mut info = json!({"description": task.description(), "config": task.config()});
+                if let Some(labels) = task.labels() {
+                    info["labels"] = labels;
+                }
                 out.push(task_info(TaskKind::TRAIN, name, InferType::OTHERS, info));
             }
             for (name, s) in &t.strategies {

@@ -86,7 +86,12 @@ pub trait TrainTask: Send + Sync {
     fn config(&self) -> Map<String, Value> {
         Map::new()
     }
-    /// Trains; returns the train stats.
+    /// The labels it trains (shown in `/info/`), if it says.
+    fn labels(&self) -> Option<Value> {
+        None
+    }
+    /// Trains; returns the train stats. `request["model"]` is the trainer's name and
+    /// `request["_job"]` the host's job id (for [`Host::job_progress`]).
     fn train(&self, host: &Host, request: &Request) -> Result<Value>;
 }
 
@@ -134,6 +139,11 @@ impl Tasks {
     pub fn train(mut self, name: &str, task: impl TrainTask + 'static) -> Self {
         self.trainers.insert(name.to_owned(), Box::new(task));
         self
+    }
+    /// Adds a train task written as MONAI Label's `BasicTrainTask`.
+    #[cfg(all(feature = "nifti", not(any(feature = "abi-1-0", feature = "abi-1-1"))))]
+    pub fn basic_train(self, name: &str, task: impl super::train::BasicTrainTask) -> Self {
+        self.train(name, super::train::BasicTrain(task))
     }
     /// Adds a strategy.
     pub fn strategy(mut self, name: &str, strategy: impl Strategy + 'static) -> Self {

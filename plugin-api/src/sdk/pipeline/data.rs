@@ -60,6 +60,15 @@ pub struct Data {
     pub label: Option<ArrayD<u8>>,
     /// Extra result JSON (`centroids`, task extras); `label_names` is added by the SDK.
     pub result: Map<String, Value>,
+    /// Training only: the label file read by [`super::LoadImage`] beside the image (its
+    /// grid must be the image's).
+    pub target_path: Option<std::path::PathBuf>,
+    /// Training only: the label on the host, moved along with the image until
+    /// [`super::EnsureType`] sends it to the device.
+    pub target_array: Option<ArrayD<f32>>,
+    /// Training only: the label on the device, `[1, D, H, W]`; every grid-changing transform
+    /// applies to it too (nearest-neighbour where it resamples).
+    pub target: Option<Tensor>,
 }
 
 impl Data {
@@ -83,6 +92,9 @@ impl Data {
             pred: None,
             label: None,
             result: Map::new(),
+            target_path: None,
+            target_array: None,
+            target: None,
         }
     }
 

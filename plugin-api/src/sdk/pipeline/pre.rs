@@ -1,5 +1,6 @@
 //! Pre-processing transforms, MONAI's names and semantics. Heavy arithmetic runs on the
-//! executor's device; only loading and the axis reordering touch host memory.
+//! executor's device; only loading and the axis reordering touch host memory. When a
+//! training label rides along ([`Data::target`]), every grid change applies to it too.
 
 use super::{
     data::{Data, SpatialStep},
@@ -21,11 +22,39 @@ impl Transform for LoadImage {
         "LoadImaged"
     }
     fn apply(&self, d: &mut Data) -> Result<()> {
-        let mut volume = image::read(input_image(&d.request)?)?;
+        let path = input_image(&d.request)?.to_path_buf();
+        let mut volume = image::read(&path)?;
+        if let Some(label_path) = d.target_path.clone() {
+            let mut label = image::read(&label_path)?;
+            same_grid(&path, &volume, &label)?;
+            d.target_array = Some(label.take_first_frame());
+        }
         d.array = Some(volume.take_first_frame());
         d.image = Some(volume);
         Ok(())
     }
+}
+
+/// A training label must lie on its image's voxel grid (shape and affine).
+fn same_grid(path: &std::path::Path, image: &image::Volume, label: &image::Volume) -> Result<()> {
+    let (a, b) = (
+        &image.data.shape()[..3.min(image.data.ndim())],
+        &label.data.shape()[..3.min(label.data.ndim())],
+    );
+    let (fa, fb) = (image.affine(), label.affine());
+    let scale = fa.iter().flatten().fold(1.0f64, |m, v| m.max(v.abs()));
+    let off = fa
+        .iter()
+        .flatten()
+        .zip(fb.iter().flatten())
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+    if a != b || off > 1e-3 * scale {
+        return Err(Error::invalid_input(format!(
+            "{}: the final label's grid differs from its image's (shape {b:?} vs {a:?}, affine off by {off:.3})",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `Orientationd(axcodes="RAS")`: reorders the voxel axes to the closest canonical RAS+.
@@ -41,6 +70,7 @@ impl Transform for Orientation {
         };
         let o = transforms::Orientation::from_affine(&image.affine());
         d.array = Some(o.into_ras(array));
+        d.target_array = d.target_array.take().map(|t| o.into_ras(t));
         d.orientation = Some(o);
         Ok(())
     }
@@ -63,11 +93,18 @@ impl Transform for EnsureType {
         let spatial = <[i64; 3]>::try_from(spatial)
             .map_err(|_| Error::invalid_input("the image is not 3-D"))?;
         let shape = [1, spatial[0], spatial[1], spatial[2]];
-        let array = array.as_standard_layout();
-        let values = array
-            .as_slice()
-            .ok_or_else(|| Error::app("EnsureTyped: voxels are not contiguous"))?;
-        d.tensor = Some(d.exec.tensor_f32(&shape, values, &d.device)?);
+        let upload = |array: ndarray::ArrayD<f32>| {
+            let array = array.as_standard_layout();
+            let values = array
+                .as_slice()
+                .ok_or_else(|| Error::app("EnsureTyped: voxels are not contiguous"))?;
+            d.exec.tensor_f32(&shape, values, &d.device)
+        };
+        let tensor = upload(array)?;
+        if let Some(target) = d.target_array.take() {
+            d.target = Some(upload(target)?);
+        }
+        d.tensor = Some(tensor);
         Ok(())
     }
 }
@@ -76,6 +113,21 @@ fn on_tensor(d: &mut Data, who: &str, op: &str, args: serde_json::Value) -> Resu
     let out = d.exec.op1(op, d.tensor(who)?, &args)?;
     d.tensor = Some(out);
     Ok(())
+}
+
+/// A grid change applied to the image and, when training, to its label as well (labels
+/// are resampled nearest-neighbour, centre-aligned).
+fn on_grid(d: &mut Data, who: &str, op: &str, args: serde_json::Value) -> Result<()> {
+    if let Some(target) = &d.target {
+        let mut label_args = args.clone();
+        if op == "interpolate" {
+            // Centre-aligned like the image's resampling (legacy `nearest` is shifted by
+            // half an input voxel).
+            label_args["mode"] = json!("nearest-exact");
+        }
+        d.target = Some(d.exec.op1(op, target, &label_args)?);
+    }
+    on_tensor(d, who, op, args)
 }
 
 /// `ScaleIntensityRanged`: maps `[a_min, a_max]` to `[b_min, b_max]`, optionally clipped.
@@ -179,14 +231,14 @@ impl Transform for Resize {
 
 fn resize_to(d: &mut Data, who: &str, size: [i64; 3], mode: &str) -> Result<()> {
     let from = d.spatial_shape(who)?;
-    on_tensor(d, who, "interpolate", json!({"size": size, "mode": mode}))?;
+    on_grid(d, who, "interpolate", json!({"size": size, "mode": mode}))?;
     d.steps.push(SpatialStep::Resized { from });
     Ok(())
 }
 
 fn crop_to(d: &mut Data, who: &str, start: [i64; 3], end: [i64; 3]) -> Result<()> {
     let from = d.spatial_shape(who)?;
-    on_tensor(d, who, "crop", json!({"start": start, "end": end}))?;
+    on_grid(d, who, "crop", json!({"start": start, "end": end}))?;
     d.steps.push(SpatialStep::Cropped { start, from });
     Ok(())
 }
@@ -295,7 +347,7 @@ impl Transform for SpatialPad {
         let before = total.map(|t| t / 2);
         let after = [0, 1, 2].map(|i| total[i] - before[i]);
         if total.iter().any(|t| *t > 0) {
-            on_tensor(
+            on_grid(
                 d,
                 self.name(),
                 "pad",

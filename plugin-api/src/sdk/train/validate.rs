@@ -1,0 +1,48 @@
+//! Validation: each case by sliding-window inference with the live weights, then MONAI's
+//! `DiceMetric` per label on the device (argmax of the output against the label).
+
+use super::dataset::CaseStore;
+use crate::sdk::{
+    error::{Error, Result},
+    host::{Executor, TrainableModel},
+    DType,
+};
+use serde_json::{json, Map, Value};
+
+/// Validates every case of `store`; `(mean Dice, {"val_dice_<label>": ...})`.
+pub(super) fn validate(
+    exec: &Executor,
+    model: &TrainableModel,
+    store: &CaseStore,
+    labels: &[(String, u8)],
+    inferer: &Value,
+    device: &str,
+) -> Result<(f64, Map<String, Value>)> {
+    let ids: Vec<i64> = labels.iter().map(|(_, v)| i64::from(*v)).collect();
+    let mut sums = vec![0f64; labels.len()];
+    for i in 0..store.len() {
+        let case = store.get(i)?;
+        let [d, h, w] = case.shape.map(|s| s as i64);
+        let x = exec.tensor_f32(&[1, 1, d, h, w], &case.image, device)?;
+        let y = exec.tensor(DType::U8, &[d, h, w], case.label.clone(), device)?;
+        let logits = exec.sliding_window(model.model(), &x, inferer)?;
+        let first = exec.op1("select", &logits, &json!({"dim": 0, "index": 0}))?;
+        let args = json!({"labels": ids, "argmax": true});
+        let dice = exec.op("dice", &[&first, &y], &args)?;
+        let dice = dice
+            .first()
+            .ok_or_else(|| Error::app("dice gave no output"))?
+            .to_data()?
+            .to_f32()?;
+        for (s, v) in sums.iter_mut().zip(dice) {
+            *s += f64::from(v);
+        }
+    }
+    let n = store.len().max(1) as f64;
+    let mut per = Map::new();
+    for ((name, _), s) in labels.iter().zip(&sums) {
+        per.insert(format!("val_dice_{name}"), json!(s / n));
+    }
+    let mean = sums.iter().sum::<f64>() / (n * labels.len().max(1) as f64);
+    Ok((mean, per))
+}
