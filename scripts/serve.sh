@@ -15,7 +15,8 @@ rm -rf "$plugins" && mkdir -p "$plugins" "$studies"
 "$bin" pack --library "$CARGO_TARGET_DIR/release/liblabelhost_app_brain.so" \
     --asset plugins/brain/assets/otsu.json=assets/otsu.json \
     --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
-    --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" --out "$plugins/brain"
+    --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" \
+    --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" --out "$plugins/brain"
 "$bin" pack --library "$CARGO_TARGET_DIR/release/liblabelhost_app_segmentation.so" \
     --asset "$LABELHOST_CACHE/models/segmentation/unet.pt=models/unet.pt" --out "$plugins/segmentation"
 for f in ch2.nii.gz KmeansTest_T1UCharRaw.nii.gz; do

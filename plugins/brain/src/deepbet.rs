@@ -2,6 +2,7 @@
 //! deepbet's two stages: a 128³ pass finds the brain's bounding box, a 256³ pass on the
 //! cropped box segments it. Tensors stay on the executor's device from upload to the
 //! thresholded uint8 mask; connected components and hole filling run here on the CPU.
+//! `finetune.rs` trains the 256³ model further on the user's labels.
 
 use labelhost_plugin_api::sdk::{
     image, input_image, json, pipeline,
@@ -15,14 +16,62 @@ use std::{path::PathBuf, time::Instant};
 const SMALL: i64 = 128;
 const LARGE: i64 = 256;
 
-/// The two-stage deepbet task.
+/// The task's (and its fine-tuning trainer's) name.
+pub(crate) const NAME: &str = "brain_extraction";
+
+/// The two-stage deepbet task. The 256³ model is the bundle's, or the one its trainer
+/// published (MONAI Label's last-existing path rule).
 pub(crate) struct DeepBet {
+    pub(crate) host: Host,
     pub(crate) bbox_model: PathBuf,
     pub(crate) model: PathBuf,
 }
 
+impl DeepBet {
+    fn current_model(&self) -> PathBuf {
+        self.host
+            .published_model(NAME)
+            .unwrap_or_else(|| self.model.clone())
+    }
+}
+
+/// deepbet's intensity range: the 0.5 % and 99.5 % quantiles of the volume resized to 128³
+/// (nearest-exact). Answers the resized volume too.
+pub(crate) fn small_and_quantiles(exec: &Executor, x: &Tensor) -> Result<(Tensor, f32, f32)> {
+    let small = exec.op1(
+        "interpolate",
+        x,
+        &json!({"size": [SMALL, SMALL, SMALL], "mode": "nearest-exact"}),
+    )?;
+    let lo = exec
+        .op1("quantile", &small, &json!({"q": 0.005}))?
+        .scalar_f32()?;
+    let hi = exec
+        .op1("quantile", &small, &json!({"q": 0.995}))?
+        .scalar_f32()?;
+    if hi <= lo {
+        return Err(Error::invalid_input("the image has no intensity range"));
+    }
+    Ok((small, lo, hi))
+}
+
+/// [`small_and_quantiles`] without the resized volume.
+pub(crate) fn quantiles(exec: &Executor, x: &Tensor) -> Result<(f32, f32)> {
+    small_and_quantiles(exec, x).map(|(_, lo, hi)| (lo, hi))
+}
+
+/// deepbet's box growth: `[first, end)` (in units `scale` times smaller than the volume's)
+/// scaled, grown by 20 % around its centre with halves rounded to even, clamped to `n`.
+pub(crate) fn grow_box(first: usize, end: usize, scale: f64, n: usize) -> (usize, usize) {
+    let centre = ((end + first) as f64 / 2.0 * scale).round_ties_even();
+    let size = (((end - first) as f64) * scale * 1.2).round_ties_even();
+    let lo = ((centre - size / 2.0) as i64).max(0) as usize;
+    let hi = ((centre + size / 2.0) as i64).clamp(0, n as i64) as usize;
+    (lo, hi)
+}
+
 /// deepbet's `normalize`: scale [lo, hi] to [0, 1] (clipped), z-score, then `0.226 z + 0.449`.
-fn normalize(exec: &Executor, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
+pub(crate) fn normalize(exec: &Executor, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
     let range = json!({"a_min": lo, "a_max": hi, "b_min": 0.0, "b_max": 1.0, "clip": true});
     let x = exec.op1("scale_intensity_range", x, &range)?;
     let x = exec.op1("normalize_intensity", &x, &json!({"unbiased": true}))?;
@@ -71,10 +120,7 @@ fn bounding_box(mask: &ArrayD<u8>, shape: &[usize]) -> Result<[(usize, usize); 3
             ));
         };
         let scale = shape[axis] as f64 / SMALL as f64;
-        let centre = ((last + 1 + first) as f64 / 2.0 * scale).round_ties_even();
-        let size = (((last + 1 - first) as f64) * scale * 1.2).round_ties_even();
-        let lo = ((centre - size / 2.0) as i64).max(0) as usize;
-        let hi = ((centre + size / 2.0) as i64).clamp(0, shape[axis] as i64) as usize;
+        let (lo, hi) = grow_box(first, last + 1, scale, shape[axis]);
         if hi <= lo {
             return Err(Error::invalid_input("the brain's bounding box is empty"));
         }
@@ -97,7 +143,7 @@ impl InferTask for DeepBet {
     }
 
     fn model_path(&self) -> Option<PathBuf> {
-        Some(self.model.clone())
+        Some(self.current_model())
     }
 
     fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
@@ -115,20 +161,7 @@ impl InferTask for DeepBet {
             .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
         let x = exec.tensor_f32(&dims, values, device)?;
         let x = exec.op1("nan_to_num", &x, &json!({}))?;
-        let small = exec.op1(
-            "interpolate",
-            &x,
-            &json!({"size": [SMALL, SMALL, SMALL], "mode": "nearest-exact"}),
-        )?;
-        let lo = exec
-            .op1("quantile", &small, &json!({"q": 0.005}))?
-            .scalar_f32()?;
-        let hi = exec
-            .op1("quantile", &small, &json!({"q": 0.995}))?
-            .scalar_f32()?;
-        if hi <= lo {
-            return Err(Error::invalid_input("the image has no intensity range"));
-        }
+        let (small, lo, hi) = small_and_quantiles(&exec, &x)?;
         let t1 = Instant::now();
 
         let bbox_model = exec.load_model(&self.bbox_model, device)?;
@@ -145,7 +178,7 @@ impl InferTask for DeepBet {
             &crop,
             &json!({"size": [LARGE, LARGE, LARGE], "mode": "nearest-exact"}),
         )?;
-        let model = exec.load_model(&self.model, device)?;
+        let model = exec.load_model(&self.current_model(), device)?;
         let p_big = brain_probability(&exec, model, &normalize(&exec, &big, lo, hi)?, LARGE)?;
         let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
         let back = exec.op1(

@@ -2,12 +2,16 @@
 //! voxel statistics of saved labels, and first/last sampling.
 //!
 //! With deepbet's pretrained models in its bundle (`models/bbox_model.pt`, `models/model.pt`)
-//! it also offers `brain_extraction`. Settings ship in the bundle too (`assets/otsu.json`),
+//! it also offers `brain_extraction`, and a trainer of the same name that fine-tunes it. With an untrained MONAI UNet in its bundle
+//! (`models/brain_unet.pt`) it offers `brain_unet`, which labelhost trains on the
+//! annotators' final masks and then serves. Settings ship in the bundle too (`assets/otsu.json`),
 //! so a new bundle can change them without a new build.
 
 mod deepbet;
+mod finetune;
 mod otsu;
 mod sum;
+mod unet;
 
 use labelhost_plugin_api::{
     export_app,
@@ -16,8 +20,10 @@ use labelhost_plugin_api::{
 
 /// The app.
 pub struct BrainApp {
+    host: Host,
     bins: usize,
     deepbet: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    unet: Option<std::path::PathBuf>,
 }
 
 impl App for BrainApp {
@@ -34,19 +40,49 @@ impl App for BrainApp {
             .asset("models/bbox_model.pt")
             .ok()
             .zip(host.asset("models/model.pt").ok());
-        Ok(BrainApp { bins, deepbet })
+        let unet = host.asset("models/brain_unet.pt").ok();
+        Ok(BrainApp {
+            host: host.clone(),
+            bins,
+            deepbet,
+            unet,
+        })
     }
 
     fn tasks(&self) -> Tasks {
         let tasks = match &self.deepbet {
-            Some((bbox_model, model)) => Tasks::new().infer(
-                "brain_extraction",
-                deepbet::DeepBet {
-                    bbox_model: bbox_model.clone(),
-                    model: model.clone(),
-                },
-            ),
+            Some((bbox_model, model)) => Tasks::new()
+                .infer(
+                    deepbet::NAME,
+                    deepbet::DeepBet {
+                        host: self.host.clone(),
+                        bbox_model: bbox_model.clone(),
+                        model: model.clone(),
+                    },
+                )
+                .basic_train(
+                    deepbet::NAME,
+                    finetune::DeepBetFineTune {
+                        model: model.clone(),
+                    },
+                ),
             None => Tasks::new(),
+        };
+        let tasks = match &self.unet {
+            Some(network) => tasks
+                .pipeline(
+                    unet::NAME,
+                    unet::BrainUNet {
+                        host: self.host.clone(),
+                    },
+                )
+                .basic_train(
+                    unet::NAME,
+                    unet::BrainUNetTrainer {
+                        network: network.clone(),
+                    },
+                ),
+            None => tasks,
         };
         tasks
             .infer("brain_otsu", otsu::OtsuMask { bins: self.bins })

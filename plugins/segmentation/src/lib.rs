@@ -4,7 +4,8 @@
 //!
 //! With a TorchScript UNet in its bundle (`models/unet.pt`, or a published
 //! `models/pretrained_unet.pt` overridden by it) it also offers `segmentation_unet`,
-//! run by sliding-window inference on the shared executor.
+//! run by sliding-window inference on the shared executor, and trained there on the final
+//! labels by `POST /train/segmentation_unet`.
 
 mod kmeans;
 mod train;
@@ -17,6 +18,7 @@ use labelhost_plugin_api::{
 
 /// The app.
 pub struct SegmentationApp {
+    host: Host,
     classes: usize,
     unet: Option<std::path::PathBuf>,
     trained: train::Trained,
@@ -40,6 +42,7 @@ impl App for SegmentationApp {
         }
         let unet = host.model_path(&["models/pretrained_unet.pt", "models/unet.pt"]);
         Ok(SegmentationApp {
+            host: host.clone(),
             classes,
             unet,
             trained: Default::default(),
@@ -49,13 +52,22 @@ impl App for SegmentationApp {
     fn tasks(&self) -> Tasks {
         let tasks = match &self.unet {
             // The stand-in UNet has 3 classes besides background.
-            Some(model) => Tasks::new().pipeline(
-                "segmentation_unet",
-                unet::UNet {
-                    model: model.clone(),
-                    classes: 3,
-                },
-            ),
+            Some(model) => Tasks::new()
+                .pipeline(
+                    unet::NAME,
+                    unet::UNet {
+                        host: self.host.clone(),
+                        model: model.clone(),
+                        classes: 3,
+                    },
+                )
+                .basic_train(
+                    unet::NAME,
+                    unet::UNetTrainer {
+                        network: model.clone(),
+                        classes: 3,
+                    },
+                ),
             None => Tasks::new(),
         };
         tasks

@@ -1,7 +1,9 @@
 //! `segmentation_unet`: a TorchScript 3-D UNet run by sliding-window inference on the
 //! shared executor, written as MONAI Label's `BasicInferTask` pipeline (LoadImaged,
 //! Orientationd RAS, EnsureTyped, NormalizeIntensityd → SlidingWindowInferer →
-//! Activationsd softmax, AsDiscreted argmax, ToNumpyd, Restored, GetCentroidsd).
+//! Activationsd softmax, AsDiscreted argmax, ToNumpyd, Restored, GetCentroidsd), and its
+//! trainer (`POST /train/segmentation_unet`), which fine-tunes the bundle's network on the
+//! final labels (values 1..classes) and publishes to this task.
 
 use labelhost_plugin_api::sdk::{
     json,
@@ -9,21 +11,85 @@ use labelhost_plugin_api::sdk::{
         Activations, AsDiscrete, Data, EnsureType, GetCentroids, LoadImage, NormalizeIntensity,
         Orientation, Pipeline, Restore, ToHost, Transforms,
     },
-    Error, InferTaskInfo, InferType, Map, Result, Value,
+    train::{Augmentation, BasicTrainTask, TrainRequest},
+    Error, Host, InferTaskInfo, InferType, Map, Result, Value,
 };
 use std::path::PathBuf;
 
-/// The task; `model` is the bundle's TorchScript file.
+/// The task's (and its trainer's) name.
+pub(crate) const NAME: &str = "segmentation_unet";
+
+/// The task; `model` is the bundle's TorchScript file, overridden by the model the trainer
+/// published (MONAI Label's last-existing path rule).
 pub(crate) struct UNet {
+    pub(crate) host: Host,
     pub(crate) model: PathBuf,
     pub(crate) classes: usize,
 }
 
+fn labels(classes: usize) -> Map<String, Value> {
+    (1..=classes)
+        .map(|i| (format!("class_{i}"), json!(i)))
+        .collect()
+}
+
+fn pre_transforms() -> Transforms {
+    vec![
+        Box::new(LoadImage),
+        Box::new(Orientation),
+        Box::new(EnsureType),
+        Box::new(NormalizeIntensity),
+    ]
+}
+
 impl UNet {
     fn labels(&self) -> Map<String, Value> {
-        (1..=self.classes)
-            .map(|i| (format!("class_{i}"), json!(i)))
-            .collect()
+        labels(self.classes)
+    }
+
+    fn current_model(&self) -> PathBuf {
+        self.host
+            .published_model(NAME)
+            .unwrap_or_else(|| self.model.clone())
+    }
+}
+
+/// The trainer: fine-tunes the bundle's network (or, with `pretrained: false`, trains it
+/// from fresh weights) on 64³ patches with DiceCE and Adam.
+pub(crate) struct UNetTrainer {
+    pub(crate) network: PathBuf,
+    pub(crate) classes: usize,
+}
+
+impl BasicTrainTask for UNetTrainer {
+    fn description(&self) -> String {
+        "Trains segmentation_unet (3-D UNet, DiceCE, Adam) on the final labels".into()
+    }
+
+    fn labels(&self) -> Map<String, Value> {
+        labels(self.classes)
+    }
+
+    fn network(&self, _: &Host) -> Result<PathBuf> {
+        Ok(self.network.clone())
+    }
+
+    fn config(&self) -> Map<String, Value> {
+        let mut c = Map::new();
+        c.insert("max_epochs".into(), json!(20));
+        c.insert("train_batch_size".into(), json!(2));
+        c
+    }
+
+    fn train_pre_transforms(&self, _: &TrainRequest) -> Transforms {
+        pre_transforms()
+    }
+
+    fn train_augmentation(&self, _: &TrainRequest) -> Augmentation {
+        Augmentation {
+            num_samples: 2,
+            ..Augmentation::default()
+        }
     }
 }
 
@@ -55,22 +121,17 @@ impl Pipeline for UNet {
             infer_type: InferType::SEGMENTATION,
             labels: Value::Object(self.labels()),
             dimension: 3,
-            description: "3-D UNet by sliding-window inference (untrained stand-in model)".into(),
+            description: "3-D UNet by sliding-window inference (an untrained stand-in until POST /train/segmentation_unet)".into(),
             config,
         }
     }
 
     fn model_path(&self) -> Option<PathBuf> {
-        Some(self.model.clone())
+        Some(self.current_model())
     }
 
     fn pre_transforms(&self, _: &Data) -> Transforms {
-        vec![
-            Box::new(LoadImage),
-            Box::new(Orientation),
-            Box::new(EnsureType),
-            Box::new(NormalizeIntensity),
-        ]
+        pre_transforms()
     }
 
     fn inferer(&self, d: &mut Data) -> Result<()> {
@@ -81,7 +142,7 @@ impl Pipeline for UNet {
             "mode": d.request.get("sw_mode").and_then(Value::as_str).unwrap_or("gaussian"),
             "amp": true,
         });
-        let model = d.exec.load_model(&self.model, &d.device)?;
+        let model = d.exec.load_model(&self.current_model(), &d.device)?;
         let [a, b, c] = d.spatial_shape("inferer")?;
         let batch = d.exec.op1(
             "reshape",
