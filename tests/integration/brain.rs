@@ -1,27 +1,8 @@
 //! Brain extraction with the real pretrained deepbet models on real volumes, scored by
 //! Dice against the reference masks shipped beside them (see data-sources in the README).
 
-use crate::support::{cache_dir, client, pack, repo_root, Workspace};
-use ndarray::ArrayD;
-use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
+use crate::support::{cache_dir, client, dice, pack, read_volume as read, repo_root, Workspace};
 use serde_json::{json, Value};
-use std::path::Path;
-
-fn read(path: &Path) -> ArrayD<f32> {
-    let obj = ReaderOptions::new().read_file(path).expect("NIfTI");
-    obj.into_volume().into_ndarray::<f32>().expect("voxels")
-}
-
-fn dice(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {
-    assert_eq!(a.shape(), b.shape());
-    let (mut both, mut sum) = (0u64, 0u64);
-    for (x, y) in a.iter().zip(b.iter()) {
-        let (x, y) = (*x > 0.0, *y > 0.0);
-        both += u64::from(x && y);
-        sum += u64::from(x) + u64::from(y);
-    }
-    2.0 * both as f64 / sum as f64
-}
 
 /// The brain bundle with deepbet's models, as scripts/serve.sh packs it.
 pub(crate) fn brain_bundle_assets() -> Vec<String> {

@@ -25,6 +25,8 @@ mod jobs;
 mod brain;
 // The segmentation app's UNet by sliding-window inference.
 mod segmentation;
+// Training on the shared executor: from labels to a published, better model.
+mod training;
 // Plugin-api versions: the previous minor loads, another major is refused.
 mod abi_versions;
 // Panics and bad input: typed JSON errors, the server keeps serving.

@@ -1,7 +1,8 @@
 //! Test helpers: where the built artifacts are, packing bundles, writing NIfTI volumes,
 //! and a `labelhost serve` process on a free port.
 
-use ndarray::Array3;
+use ndarray::{Array3, ArrayD};
+use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -258,4 +259,60 @@ pub(crate) fn app_names(server: &Server) -> Vec<String> {
     list.iter()
         .map(|a| a["name"].as_str().expect("name").to_owned())
         .collect()
+}
+
+/// A NIfTI file's voxels (first frame kept as stored, trailing unit dims dropped).
+pub(crate) fn read_volume(path: &Path) -> ArrayD<f32> {
+    let obj = ReaderOptions::new().read_file(path).expect("NIfTI");
+    let mut v = obj.into_volume().into_ndarray::<f32>().expect("voxels");
+    while v.ndim() > 3 && v.shape()[v.ndim() - 1] == 1 {
+        let last = ndarray::Axis(v.ndim() - 1);
+        v = v.index_axis_move(last, 0);
+    }
+    v
+}
+
+/// Dice between the voxels above zero of two volumes of one shape.
+pub(crate) fn dice(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (mut both, mut sum) = (0u64, 0u64);
+    for (x, y) in a.iter().zip(b.iter()) {
+        let (x, y) = (*x > 0.0, *y > 0.0);
+        both += u64::from(x && y);
+        sum += u64::from(x) + u64::from(y);
+    }
+    2.0 * both as f64 / sum as f64
+}
+
+/// Writes `value` where `src`'s voxels are above zero (0 elsewhere) as a uint8 label on
+/// `src`'s grid.
+pub(crate) fn write_mask(src: &Path, dst: &Path, value: u8) {
+    let obj = ReaderOptions::new().read_file(src).expect("NIfTI");
+    let header = obj.header().clone();
+    let v = read_volume(src);
+    let mask = v.mapv(|x| if x > 0.0 { value } else { 0 });
+    nifti::writer::WriterOptions::new(dst)
+        .reference_header(&header)
+        .write_nifti(&mask)
+        .expect("write mask");
+}
+
+/// PUTs a file as a datastore label (`PUT /datastore/label?image=ID&tag=TAG`); asserts 200.
+pub(crate) fn put_label(server: &Server, image: &str, tag: &str, file: &Path) {
+    let bytes = std::fs::read(file).expect("label file");
+    let name = file
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "label",
+        reqwest::blocking::multipart::Part::bytes(bytes).file_name(name),
+    );
+    let r = client()
+        .put(server.at(&format!("/datastore/label?image={image}&tag={tag}")))
+        .multipart(form)
+        .send()
+        .expect("PUT label");
+    assert_eq!(r.status(), 200, "PUT label for {image}");
 }
