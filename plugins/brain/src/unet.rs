@@ -9,9 +9,9 @@
 use labelhost_plugin_api::sdk::{
     json,
     pipeline::{
-        Activations, AsDiscrete, Data, EnsureType, FillHoles, GetCentroids,
-        KeepLargestConnectedComponent, LoadImage, Orientation, Pipeline, Restore,
-        ScaleIntensityRangePercentiles, Spacing, ToHost, Transforms,
+        sliding_window_inferer, sliding_window_params, Activations, AsDiscrete, Data, EnsureType,
+        FillHoles, GetCentroids, KeepLargestConnectedComponent, LoadImage, Orientation, Pipeline,
+        Restore, ScaleIntensityRangePercentiles, Spacing, ToHost, Transforms,
     },
     train::{Augmentation, BasicTrainTask, TrainRequest},
     Error, ErrorCode, Host, InferTaskInfo, InferType, Map, Result, Value,
@@ -87,25 +87,8 @@ impl Pipeline for BrainUNet {
                 ),
             )
         })?;
-        let params = json!({
-            "roi_size": [PATCH, PATCH, PATCH],
-            "sw_batch_size": d.request.get("sw_batch_size").and_then(Value::as_u64).unwrap_or(2),
-            "overlap": d.request.get("sw_overlap").and_then(Value::as_f64).unwrap_or(0.25),
-            "mode": "gaussian",
-            "amp": true,
-        });
-        let model = d.exec.load_model(&path, &d.device)?;
-        let [a, b, c] = d.spatial_shape("inferer")?;
-        let batch = d.exec.op1(
-            "reshape",
-            d.tensor("inferer")?,
-            &json!({"shape": [1, 1, a, b, c]}),
-        )?;
-        let logits = d.exec.sliding_window(model, &batch, &params)?;
-        d.pred = Some(
-            d.exec
-                .op1("select", &logits, &json!({"dim": 0, "index": 0}))?,
-        );
+        let params = sliding_window_params(&d.request, [PATCH as i64; 3]);
+        sliding_window_inferer(d, &path, &params)?;
         d.result
             .insert("model".into(), json!(path.to_string_lossy()));
         Ok(())

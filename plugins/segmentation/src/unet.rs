@@ -8,8 +8,9 @@
 use labelhost_plugin_api::sdk::{
     json,
     pipeline::{
-        Activations, AsDiscrete, Data, EnsureType, GetCentroids, LoadImage, NormalizeIntensity,
-        Orientation, Pipeline, Restore, ToHost, Transforms,
+        sliding_window_inferer, sliding_window_params, Activations, AsDiscrete, Data, EnsureType,
+        GetCentroids, LoadImage, NormalizeIntensity, Orientation, Pipeline, Restore, ToHost,
+        Transforms,
     },
     train::{Augmentation, BasicTrainTask, TrainRequest},
     Error, Host, InferTaskInfo, InferType, Map, Result, Value,
@@ -135,25 +136,8 @@ impl Pipeline for UNet {
     }
 
     fn inferer(&self, d: &mut Data) -> Result<()> {
-        let params = json!({
-            "roi_size": roi(&d.request)?,
-            "sw_batch_size": d.request.get("sw_batch_size").and_then(Value::as_u64).unwrap_or(2),
-            "overlap": d.request.get("sw_overlap").and_then(Value::as_f64).unwrap_or(0.25),
-            "mode": d.request.get("sw_mode").and_then(Value::as_str).unwrap_or("gaussian"),
-            "amp": true,
-        });
-        let model = d.exec.load_model(&self.current_model(), &d.device)?;
-        let [a, b, c] = d.spatial_shape("inferer")?;
-        let batch = d.exec.op1(
-            "reshape",
-            d.tensor("inferer")?,
-            &json!({"shape": [1, 1, a, b, c]}),
-        )?;
-        let logits = d.exec.sliding_window(model, &batch, &params)?;
-        d.pred = Some(
-            d.exec
-                .op1("select", &logits, &json!({"dim": 0, "index": 0}))?,
-        );
+        let params = sliding_window_params(&d.request, roi(&d.request)?);
+        sliding_window_inferer(d, &self.current_model(), &params)?;
         d.result.insert("sliding_window".into(), params);
         Ok(())
     }

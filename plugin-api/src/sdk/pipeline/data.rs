@@ -107,15 +107,11 @@ impl Data {
 
     /// The working tensor's spatial shape (its last three dims).
     pub fn spatial_shape(&self, who: &str) -> Result<[i64; 3]> {
-        let shape = self
+        let dims = self
             .exec
             .op1("shape", self.tensor(who)?, &serde_json::json!({}))?
-            .to_data()?;
-        let dims: Vec<i64> = shape
-            .bytes
-            .chunks_exact(8)
-            .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect();
+            .to_data()?
+            .to_i64()?;
         dims.len()
             .checked_sub(3)
             .and_then(|n| <[i64; 3]>::try_from(&dims[n..]).ok())

@@ -7,12 +7,14 @@
 
 mod chain;
 mod data;
+mod inferer;
 mod post;
 mod pre;
 mod writer;
 
 pub use chain::Chain;
 pub use data::{Data, SpatialStep};
+pub use inferer::{sliding_window_inferer, sliding_window_params};
 pub use post::{
     Activations, AsDiscrete, BoundingBox, ExtremePoints, FillHoles, GetCentroids,
     KeepLargestConnectedComponent, Restore, ToHost,

@@ -243,13 +243,6 @@ fn crop_to(d: &mut Data, who: &str, start: [i64; 3], end: [i64; 3]) -> Result<()
     Ok(())
 }
 
-fn i64s(bytes: &[u8]) -> Vec<i64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| i64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect()
-}
-
 /// `Spacingd`: resamples to `pixdim` millimetres per voxel (trilinear for images).
 pub struct Spacing {
     /// Target voxel size along the current axes.
@@ -314,12 +307,11 @@ impl Transform for CropForeground {
     fn apply(&self, d: &mut Data) -> Result<()> {
         let shape = d.spatial_shape(self.name())?;
         let args = json!({"threshold": self.threshold});
-        let b = i64s(
-            &d.exec
-                .op1("foreground_bbox", d.tensor(self.name())?, &args)?
-                .to_data()?
-                .bytes,
-        );
+        let b = d
+            .exec
+            .op1("foreground_bbox", d.tensor(self.name())?, &args)?
+            .to_data()?
+            .to_i64()?;
         if b.len() != 6 || b[3..].iter().all(|v| *v == 0) {
             return Err(Error::invalid_input(
                 "CropForegroundd: the image has no foreground",

@@ -5,7 +5,7 @@
 
 use super::{
     dataset::{self, CaseStore},
-    outputs::{hms, paths, publish_copy, write_json, Best},
+    outputs::{paths, publish_copy, write_json, Progress},
     sampler::{Batch, Rng},
     validate::validate,
     BasicTrainTask, TrainRequest,
@@ -15,11 +15,10 @@ use crate::sdk::{
     host::Host,
     DType, ErrorCode,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::{
     path::PathBuf,
     sync::{mpsc, Arc},
-    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 /// The batches of one run, made on a second thread while the host trains.
@@ -59,10 +58,6 @@ fn spawn_batches(
 
 /// Runs a whole training job; answers its final train stats.
 pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest) -> Result<Value> {
-    let started = Instant::now();
-    let start_ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
     let settings = task.settings();
     let paths = paths(task, host, req)?;
     let mut labels: Vec<(String, u8)> = task
@@ -165,45 +160,27 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
         req.max_epochs,
         req.seed,
     );
-    let (mut best_train, mut best_val) = (Best::default(), Best::default());
-    let (mut iteration, mut epoch, mut stopped, mut early) = (0u64, 0u64, false, false);
+    let mut p = Progress::new(
+        req.max_epochs,
+        total_iterations,
+        task.train_key_metric(),
+        task.val_key_metric(),
+    );
+    let (mut stopped, mut early) = (false, false);
     let (mut loss_sum, mut dice_sum, mut in_epoch, mut without_gain) = (0f64, 0f64, 0u64, 0i64);
-    let (mut train_metrics, mut val_metrics) = (Map::new(), Map::new());
     let mut saved: Vec<PathBuf> = Vec::new();
-    let stats = |epoch: u64,
-                 iteration: u64,
-                 train_m: &Map<String, Value>,
-                 val_m: &Map<String, Value>,
-                 bt: Best,
-                 bv: Best,
-                 done: bool| {
-        let secs = started.elapsed().as_secs_f64();
-        let best = if bv.value.is_some() { bv } else { bt };
-        let mut s = json!({
-            "rank": 0, "current_epoch": epoch, "current_iteration": iteration,
-            "total_epochs": req.max_epochs, "total_iterations": total_iterations,
-            "epoch": epoch, "start_ts": start_ts,
-            "best_metric": best.json(), "best_metric_epoch": best.epoch,
-            "train": {"metrics": train_m, "key_metric_name": task.train_key_metric(),
-                "best_metric": bt.json(), "best_metric_epoch": bt.epoch},
-            "eval": {"metrics": val_m, "key_metric_name": task.val_key_metric(),
-                "best_metric": bv.json(), "best_metric_epoch": bv.epoch},
-        });
-        s[if done { "total_time" } else { "current_time" }] = json!(hms(secs));
-        s
-    };
     let outcome: Result<()> = (|| {
         for item in batches.iter() {
             let (e, batch) = item?;
-            if e != epoch {
-                epoch = e;
+            if e != p.epoch {
+                p.epoch = e;
                 (loss_sum, dice_sum, in_epoch) = (0.0, 0.0, 0);
             }
             let x = exec.tensor_f32(&batch.shape, &batch.image, &req.device)?;
             let y = exec.tensor(DType::U8, &batch.shape, batch.label, &req.device)?;
             let out = model.step(&[&x], &[&y])?;
             drop((x, y));
-            iteration += 1;
+            p.iteration += 1;
             in_epoch += 1;
             loss_sum += out.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
             let dice: Vec<f64> = out
@@ -212,17 +189,9 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
                 .map(|a| a.iter().filter_map(Value::as_f64).collect())
                 .unwrap_or_default();
             dice_sum += dice.iter().sum::<f64>() / dice.len().max(1) as f64;
-            let end_of_epoch = in_epoch == steps_per_epoch || iteration == total_iterations;
+            let end_of_epoch = in_epoch == steps_per_epoch || p.iteration == total_iterations;
             if !end_of_epoch {
-                let s = stats(
-                    epoch,
-                    iteration,
-                    &train_metrics,
-                    &val_metrics,
-                    best_train,
-                    best_val,
-                    false,
-                );
+                let s = p.stats(false);
                 if !report(&s, None) {
                     stopped = true;
                     return Ok(());
@@ -230,16 +199,18 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
                 continue;
             }
             let mean_dice = dice_sum / in_epoch as f64;
-            train_metrics.insert(task.train_key_metric(), json!(mean_dice));
-            train_metrics.insert("train_loss".into(), json!(loss_sum / in_epoch as f64));
-            train_metrics.insert("lr".into(), out.get("lr").cloned().unwrap_or(Value::Null));
-            best_train.offer(mean_dice, epoch);
-            let last = epoch == req.max_epochs || iteration == total_iterations;
-            if epoch % val_interval == 0 || last {
+            p.train.insert(task.train_key_metric(), json!(mean_dice));
+            p.train
+                .insert("train_loss".into(), json!(loss_sum / in_epoch as f64));
+            p.train
+                .insert("lr".into(), out.get("lr").cloned().unwrap_or(Value::Null));
+            p.best_train.offer(mean_dice, p.epoch);
+            let last = p.epoch == req.max_epochs || p.iteration == total_iterations;
+            if p.epoch.is_multiple_of(val_interval) || last {
                 let (v, per) = validate(&exec, &model, &val_store, &labels, &inferer, &req.device)?;
-                val_metrics = per;
-                val_metrics.insert(task.val_key_metric(), json!(v));
-                if best_val.offer(v, epoch) {
+                p.eval = per;
+                p.eval.insert(task.val_key_metric(), json!(v));
+                if p.best_val.offer(v, p.epoch) {
                     without_gain = 0;
                     let best_file = paths.output.join(&settings.key_metric_filename);
                     model.save(&best_file)?;
@@ -248,34 +219,30 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
                     without_gain += 1;
                 }
             }
-            if epoch % settings.train_save_interval.max(1) == 0 {
-                let file = paths.output.join(format!("checkpoint_epoch={epoch}.pt"));
+            if p.epoch.is_multiple_of(settings.train_save_interval.max(1)) {
+                let file = paths
+                    .output
+                    .join(format!("checkpoint_epoch={}.pt", p.epoch));
                 model.save(&file)?;
                 saved.push(file);
                 if saved.len() > settings.n_saved.max(1) {
                     let _ = std::fs::remove_file(saved.remove(0));
                 }
             }
-            let s = stats(
-                epoch,
-                iteration,
-                &train_metrics,
-                &val_metrics,
-                best_train,
-                best_val,
-                false,
-            );
+            let s = p.stats(false);
             let _ = write_json(&paths.output.join("train_stats.json"), &s);
             if let Value::Object(m) = &s {
                 handlers.iter().for_each(|h| h.epoch_completed(host, m));
             }
             let line = format!(
-                "epoch {epoch}/{} iteration {iteration}/{total_iterations} loss {:.4} {} {:.4}{}",
+                "epoch {}/{} iteration {}/{total_iterations} loss {:.4} {} {:.4}{}",
+                p.epoch,
                 req.max_epochs,
+                p.iteration,
                 loss_sum / in_epoch as f64,
                 task.train_key_metric(),
                 mean_dice,
-                val_metrics
+                p.eval
                     .get(&task.val_key_metric())
                     .and_then(Value::as_f64)
                     .map(|v| format!(" {} {v:.4}", task.val_key_metric()))
@@ -289,7 +256,7 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
                 early = true;
                 return Ok(());
             }
-            if iteration == total_iterations {
+            if p.iteration == total_iterations {
                 return Ok(());
             }
         }
@@ -299,19 +266,11 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
     let _ = worker.join();
     outcome?;
     model.save(&paths.output.join(&settings.final_filename))?;
-    if best_val.value.is_none() {
+    if p.best_val.value.is_none() {
         // No validation ran: the last weights are the published ones.
         publish_copy(&paths.output.join(&settings.final_filename), &paths.publish)?;
     }
-    let mut s = stats(
-        epoch,
-        iteration,
-        &train_metrics,
-        &val_metrics,
-        best_train,
-        best_val,
-        !stopped,
-    );
+    let mut s = p.stats(!stopped);
     s["stopped"] = json!(stopped);
     s["early_stopped"] = json!(early);
     s["published"] = json!(paths.publish.to_string_lossy());
@@ -332,9 +291,11 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
     report(
         &s,
         Some(format!(
-            "{how} after {epoch} epochs, {iteration} iterations, best {} {}",
+            "{how} after {} epochs, {} iterations, best {} {}",
+            p.epoch,
+            p.iteration,
             task.val_key_metric(),
-            best_val.json()
+            p.best_val.json()
         )),
     );
     Ok(s)
