@@ -5,7 +5,8 @@
    patch (64^3, 4 per case, balanced 1:1), batch (2), pre-processing (RAS, 3 mm, 0.5/99.5
    percentiles to [0, 1]) and data (ch2 and the ITK KmeansTest T1 with their brain masks).
    labelhost trains `brain_unet` through POST /train/ on the release server; MONAI runs
-   SupervisedTrainer over a CacheDataset in this process. Steady-state epochs are timed
+   SupervisedTrainer over a CacheDataset in this process, with MONAI Label's post-transforms
+   and train_mean_dice key metric (labelhost computes that metric too). Steady-state epochs are timed
    (the first, with caching and warm-up, and the last, with validation, are left out):
    labelhost from its log's per-epoch lines, MONAI from ignite's events.
 2. Bounded memory: peak RSS of the labelhost server over a training run on 4 and on 40
@@ -141,9 +142,9 @@ def epoch_times_from_log(log):
 def labelhost_epochs(binary, plugins, pairs_, epochs, root):
     studies = studies_with(pairs_, os.path.join(root, "lh-epochs"))
     server = Server(binary, plugins, studies)
-    server.train({"pretrained": False, "max_epochs": epochs, "val_interval": 1000, "device": "cpu"})
+    rec = server.train({"pretrained": False, "max_epochs": epochs, "val_interval": 1000, "device": "cpu"})
     times = epoch_times_from_log(server.close())
-    return times[:-1]  # the last interval includes the final validation
+    return times[:-1], rec["result"]["train"]["metrics"]  # the last interval holds the validation
 
 
 def labelhost_peak_rss(binary, plugins, pairs_, iterations, root, tag):
@@ -160,10 +161,11 @@ def monai_epochs(pairs_, network_file, epochs):
     from ignite.engine import Events
     from monai.data import CacheDataset, DataLoader
     from monai.engines import SupervisedTrainer
+    from monai.handlers import MeanDice, from_engine
     from monai.losses import DiceCELoss
-    from monai.transforms import (Compose, EnsureChannelFirstd, LoadImaged, Orientationd, RandCropByPosNegLabeld,
+    from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, LoadImaged, Orientationd, RandCropByPosNegLabeld,
                                   RandFlipd, RandRotate90d, RandScaleIntensityd, RandShiftIntensityd,
-                                  ScaleIntensityRangePercentilesd, Spacingd)
+                                  ScaleIntensityRangePercentilesd, Spacingd, SpatialPadd)
 
     torch.manual_seed(0)
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "plugins", "brain", "models"))
@@ -176,6 +178,8 @@ def monai_epochs(pairs_, network_file, epochs):
         Orientationd(keys=["image", "label"], axcodes="RAS"),
         Spacingd(keys=["image", "label"], pixdim=(3.0, 3.0, 3.0), mode=("bilinear", "nearest")),
         ScaleIntensityRangePercentilesd(keys="image", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
+        # labelhost's sampler pads a volume smaller than a patch; MONAI's crop needs it done.
+        SpatialPadd(keys=["image", "label"], spatial_size=(64, 64, 64)),
     ])
     rand = Compose([
         RandCropByPosNegLabeld(keys=["image", "label"], label_key="label", spatial_size=(64, 64, 64), pos=1,
@@ -192,9 +196,18 @@ def monai_epochs(pairs_, network_file, epochs):
     loader = DataLoader(ds, batch_size=2, shuffle=True, num_workers=0)
     times, last = [], [None]
 
+    # As MONAI Label's BasicTrainTask runs it: softmax/argmax post-transforms and the
+    # train_mean_dice key metric (labelhost reports the same metric from every step).
+    post = Compose([
+        Activationsd(keys="pred", softmax=True),
+        AsDiscreted(keys=("pred", "label"), argmax=(True, False), to_onehot=2),
+    ])
     trainer = SupervisedTrainer(device=torch.device("cpu"), max_epochs=epochs, train_data_loader=loader,
                                 network=net, optimizer=torch.optim.Adam(net.parameters(), 1e-3),
-                                loss_function=DiceCELoss(to_onehot_y=True, softmax=True), amp=False)
+                                loss_function=DiceCELoss(to_onehot_y=True, softmax=True), amp=False,
+                                postprocessing=post,
+                                key_train_metric={"train_mean_dice": MeanDice(
+                                    include_background=False, output_transform=from_engine(["pred", "label"]))})
 
     @trainer.on(Events.EPOCH_COMPLETED)
     def _(engine):
@@ -213,7 +226,7 @@ def main():
     ap.add_argument("brain_lib")
     ap.add_argument("data")
     ap.add_argument("models")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--iterations", type=int, default=40)
     args = ap.parse_args()
     torch_threads = os.environ.get("OMP_NUM_THREADS", "default")
@@ -229,7 +242,7 @@ def main():
                         "--asset", f"{network}=models/brain_unet.pt", "--out", os.path.join(plugins, "brain")],
                        check=True, stdout=subprocess.DEVNULL)
 
-        lh = labelhost_epochs(args.labelhost, plugins, base, args.epochs, root)
+        lh, lh_metrics = labelhost_epochs(args.labelhost, plugins, base, args.epochs, root)
         mo = monai_epochs(base, network, args.epochs)
         lh_s, mo_s = sum(lh) / len(lh), sum(mo) / len(mo)
 
@@ -247,6 +260,8 @@ def main():
         print(f"| server VmHWM | {rss4:.0f} MiB | {rss40:.0f} MiB | {rss40 / rss4:.2f} |")
         print(f"\ncache: 4 volumes {json.dumps(cache4)}; 40 volumes {json.dumps(cache40)}")
         print(f"labelhost epochs (s): {[round(t, 2) for t in lh]}; MONAI epochs (s): {[round(t, 2) for t in mo]}")
+        print(f"labelhost's last epoch: {lh_metrics['iteration_seconds']:.3f} s per host step (forward, loss, "
+              f"backward, optimiser), {lh_metrics['data_wait_seconds']:.3f} s per iteration waiting for a batch")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -122,6 +122,8 @@ async fn launch(
     mut request: serde_json::Map<String, Value>,
 ) -> Result<Value> {
     let name = name.to_owned();
+    // Underscored keys are the host's to set (`_job`), never the client's.
+    request.retain(|k, _| !k.starts_with('_'));
     let key = if kind == Kind::Scoring {
         "method"
     } else {
@@ -140,6 +142,11 @@ async fn launch(
         }
     }
     if q.run_sync {
+        // Training writes the trainer's output folder: one run at a time, synchronous too.
+        let _one_at_a_time = match kind {
+            Kind::Train => Some(state.shared.jobs.gates[&kind].clone().lock_owned().await),
+            _ => None,
+        };
         return execute(state, kind, &name, &request, None).await;
     }
     if !q.enqueue && state.shared.jobs.active(kind).is_some() {
@@ -253,6 +260,10 @@ fn stop(state: &State, kind: Kind) -> Json<Value> {
         return Json(Value::Null);
     };
     let stopped = state.shared.jobs.update(kind, &active.id, |r| {
+        // It may have ended since `active` looked: a finished record stays as it is.
+        if !matches!(r.status, Status::Running | Status::Submitted) {
+            return;
+        }
         r.status = Status::Stopped;
         r.end_ts = Some(timestamp());
         r.details.push(

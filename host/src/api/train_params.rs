@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 /// What a known parameter must be.
 enum Rule {
-    /// A whole number of at least this.
+    /// A whole number from this to a million.
     Int(i64),
     /// A number within `[lo, hi]`.
     Float(f64, f64),
@@ -39,7 +39,8 @@ const RULES: &[(&str, Rule)] = &[
 fn check(key: &str, rule: &Rule, v: &Value) -> std::result::Result<(), String> {
     match rule {
         Rule::Int(min) => match v.as_i64() {
-            Some(n) if n >= *min => Ok(()),
+            Some(n) if n >= *min && n <= 1_000_000 => Ok(()),
+            Some(n) if n > 1_000_000 => Err(format!("must be at most 1000000, got {n}")),
             Some(n) => Err(format!("must be at least {min}, got {n}")),
             None => Err(format!("must be a whole number, got {v}")),
         },
@@ -110,6 +111,9 @@ mod tests {
         assert!(validate(ok.as_object().expect("object")).is_ok());
         assert!(refused(json!({"max_epochs": "ten"})).starts_with("max_epochs must be a whole"));
         assert!(refused(json!({"max_epochs": 0})).starts_with("max_epochs must be at least 1"));
+        assert!(
+            refused(json!({"max_epochs": 1u64 << 40})).starts_with("max_epochs must be at most")
+        );
         assert!(refused(json!({"val_split": 1.5})).starts_with("val_split must be between"));
         assert!(refused(json!({"pretrained": "yes"})).starts_with("pretrained must be"));
         assert!(refused(json!({"train_batch_size": 2.5})).starts_with("train_batch_size"));

@@ -132,12 +132,15 @@ impl DeviceQueue {
 
 impl DeviceQueue {
     /// [`DeviceQueue::acquire`] from a blocking thread (a plugin call): waits, retrying
-    /// while the queue is full. `None` outside a tokio runtime (work then runs unqueued).
+    /// while the queue is full. `None` outside a tokio runtime or with a poisoned queue
+    /// (work then runs unqueued).
     pub fn acquire_blocking(self: &Arc<Self>, priority: Priority) -> Option<Permit> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
         loop {
             match handle.block_on(self.acquire(priority)) {
                 Ok(permit) => return Some(permit),
+                // Nobody waiting yet the queue refuses: its state is poisoned; go unqueued.
+                Err(QueueFull { waiting: 0 }) => return None,
                 Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
             }
         }

@@ -133,45 +133,36 @@ impl Trainer {
             .iter()
             .map(|t| IValue::Tensor(t.shallow_clone()))
             .collect();
+        let started = std::time::Instant::now();
         let amp = self.scaler.is_some();
         let out = tch::autocast(amp, || self.module.forward_is(&args)).map_err(torch)?;
         let out = first_tensor(out)?.f_to_kind(Kind::Float).map_err(torch)?;
         let loss = self.loss.compute(&out, target)?;
         let value = loss.f_double_value(&[]).map_err(torch)?;
-        if !value.is_finite() {
-            return Err(err(
-                ErrorCode::APP_TRAIN_FAILED,
-                format!("the loss is {value} at step {}", self.step + 1),
-            ));
-        }
-        match &mut self.scaler {
-            None => {
-                loss.f_backward().map_err(torch)?;
-                self.optimizer.step().map_err(torch)?;
+        match (&mut self.scaler, value.is_finite()) {
+            (None, false) => {
+                return Err(err(
+                    ErrorCode::APP_TRAIN_FAILED,
+                    format!("the loss is {value} at step {}", self.step + 1),
+                ))
             }
-            Some(scaler) => {
-                loss.f_mul_scalar(scaler.scale)
-                    .and_then(|l| l.f_backward())
-                    .map_err(torch)?;
-                let finite = tch::no_grad(|| unscale(&self.params, scaler.scale))?;
-                if finite {
-                    self.optimizer.step().map_err(torch)?;
-                    scaler.clean += 1;
-                    if scaler.clean >= 2000 {
-                        scaler.scale *= 2.0;
-                        scaler.clean = 0;
-                    }
-                } else {
-                    scaler.scale /= 2.0;
-                    scaler.clean = 0;
-                    self.skipped += 1;
-                }
+            // Mixed precision overflowed: skip the step with a smaller scale (GradScaler).
+            (Some(scaler), false) => {
+                scaler.scale /= 2.0;
+                scaler.clean = 0;
+                self.skipped += 1;
+            }
+            (scaler, true) => {
+                let skipped =
+                    backward_and_step(&loss, &self.optimizer, &self.params, scaler.as_mut())?;
+                self.skipped += u64::from(skipped);
             }
         }
         self.step += 1;
         let lr = self.schedule.lr(self.base_lr, self.step);
         self.optimizer.set_learning_rate(lr).map_err(torch)?;
-        let mut answer = json!({"loss": value, "lr": lr, "step": self.step});
+        let mut answer = json!({"loss": value, "lr": lr, "step": self.step,
+            "seconds": started.elapsed().as_secs_f64()});
         if !self.metric_labels.is_empty() {
             let dice = tch::no_grad(|| -> Res<Vec<f64>> {
                 let pred = out.f_argmax(1, false).map_err(torch)?;
@@ -289,8 +280,10 @@ impl Trainer {
         let file = path
             .file_name()
             .ok_or_else(|| bad("save: the path has no file name"))?;
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = path.with_file_name(format!(
-            ".{}.{}.tmp",
+            ".{}.{}-{n}.tmp",
             file.to_string_lossy(),
             std::process::id()
         ));
@@ -301,6 +294,36 @@ impl Trainer {
             err(ErrorCode::SERVER_ERROR, format!("{}: {e}", path.display()))
         })
     }
+}
+
+/// Backward and optimiser step, through the loss scaler when there is one; `true` when
+/// the scaler skipped the step (inf or NaN gradients).
+fn backward_and_step(
+    loss: &Tensor,
+    optimizer: &COptimizer,
+    params: &[Tensor],
+    scaler: Option<&mut Scaler>,
+) -> Res<bool> {
+    let Some(scaler) = scaler else {
+        loss.f_backward().map_err(torch)?;
+        optimizer.step().map_err(torch)?;
+        return Ok(false);
+    };
+    loss.f_mul_scalar(scaler.scale)
+        .and_then(|l| l.f_backward())
+        .map_err(torch)?;
+    if !tch::no_grad(|| unscale(params, scaler.scale))? {
+        scaler.scale /= 2.0;
+        scaler.clean = 0;
+        return Ok(true);
+    }
+    optimizer.step().map_err(torch)?;
+    scaler.clean += 1;
+    if scaler.clean >= 2000 {
+        scaler.scale *= 2.0;
+        scaler.clean = 0;
+    }
+    Ok(false)
 }
 
 /// Divides every gradient by `scale`; `false` when one holds an inf or NaN.

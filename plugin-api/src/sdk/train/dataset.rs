@@ -122,6 +122,12 @@ pub(super) fn prepare(
         .op1("to_dtype", &label, &json!({"dtype": DType::U8.0}))?;
     let label = label.to_data()?.bytes.into_vec();
     let image = image_data.to_f32()?;
+    if spatial.contains(&0) {
+        return Err(Error::invalid_input(format!(
+            "{}: the image is empty",
+            sample.id
+        )));
+    }
     if image.len() != label.len() || image.len() != spatial.iter().product::<usize>() {
         return Err(Error::invalid_input(format!(
             "{}: one channel of image and label expected after the pre-transforms",

@@ -66,7 +66,8 @@ pub trait BasicTrainTask: Send + Sync + 'static {
         let _ = request;
         json!({"name": "dice_ce"})
     }
-    /// The learning-rate schedule; MONAI Label's default is `StepLR(1000, 0.1)`.
+    /// The learning-rate schedule; MONAI Label's default is `StepLR(1000, 0.1)` stepped once
+    /// per epoch (a `step_size` counts epochs unless `"epoch_level": false`).
     fn lr_scheduler(&self, request: &TrainRequest) -> Value {
         let _ = request;
         json!({"name": "step", "step_size": 1000, "gamma": 0.1})

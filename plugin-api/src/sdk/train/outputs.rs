@@ -66,7 +66,7 @@ pub(super) struct Best {
 
 impl Best {
     pub(super) fn offer(&mut self, v: f64, epoch: u64) -> bool {
-        if self.value.is_none_or(|b| v > b) {
+        if v.is_finite() && self.value.is_none_or(|b| v > b) {
             *self = Best {
                 value: Some(v),
                 epoch,

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use std::{
     path::PathBuf,
     sync::{mpsc, Arc},
+    time::Instant,
 };
 
 /// The batches of one run, made on a second thread while the host trains.
@@ -110,18 +111,30 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
         val_store = make(task.val_pre_transforms(req), samples);
     }
     let (store, val_store) = (Arc::new(store), val_store);
+    if labels.is_empty() {
+        return Err(Error::app("the task names no label above 0 to train"));
+    }
 
     // The network, its optimiser, loss and schedule.
     let aug = task.train_augmentation(req);
     let steps_per_epoch =
         (store.len() * aug.num_samples.max(1)).div_ceil(req.train_batch_size) as u64;
-    let mut total_iterations = steps_per_epoch * req.max_epochs;
+    let mut total_iterations = steps_per_epoch.saturating_mul(req.max_epochs);
     if let Some(cap) = req.max_iterations {
         total_iterations = total_iterations.min(cap);
     }
     let mut lr_scheduler = task.lr_scheduler(req);
     if lr_scheduler.get("total_steps").is_none() {
         lr_scheduler["total_steps"] = json!(total_iterations);
+    }
+    // MONAI's LrScheduleHandler steps a StepLR once per epoch unless told otherwise; the
+    // host steps per iteration.
+    let epoch_level = lr_scheduler.get("epoch_level") != Some(&Value::Bool(false));
+    if let (true, Some(size)) = (
+        epoch_level,
+        lr_scheduler.get("step_size").and_then(Value::as_u64),
+    ) {
+        lr_scheduler["step_size"] = json!(size.saturating_mul(steps_per_epoch));
     }
     let network = task.network(host)?;
     let start_from = match (req.pretrained, &settings.load_path) {
@@ -168,6 +181,8 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
     );
     let (mut stopped, mut early) = (false, false);
     let (mut loss_sum, mut dice_sum, mut in_epoch, mut without_gain) = (0f64, 0f64, 0u64, 0i64);
+    let (mut dice_n, mut step_secs, mut wait_secs) = (0u64, 0f64, 0f64);
+    let mut waited = Instant::now();
     let mut saved: Vec<PathBuf> = Vec::new();
     let outcome: Result<()> = (|| {
         for item in batches.iter() {
@@ -175,20 +190,27 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
             if e != p.epoch {
                 p.epoch = e;
                 (loss_sum, dice_sum, in_epoch) = (0.0, 0.0, 0);
+                (dice_n, step_secs, wait_secs) = (0, 0.0, 0.0);
             }
+            wait_secs += waited.elapsed().as_secs_f64();
             let x = exec.tensor_f32(&batch.shape, &batch.image, &req.device)?;
             let y = exec.tensor(DType::U8, &batch.shape, batch.label, &req.device)?;
             let out = model.step(&[&x], &[&y])?;
             drop((x, y));
+            step_secs += out.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
             p.iteration += 1;
             in_epoch += 1;
             loss_sum += out.get("loss").and_then(Value::as_f64).unwrap_or(f64::NAN);
+            // Labels missing from a batch's target come as null (NaN) and are left out.
             let dice: Vec<f64> = out
                 .get("dice")
                 .and_then(Value::as_array)
                 .map(|a| a.iter().filter_map(Value::as_f64).collect())
                 .unwrap_or_default();
-            dice_sum += dice.iter().sum::<f64>() / dice.len().max(1) as f64;
+            if !dice.is_empty() {
+                dice_sum += dice.iter().sum::<f64>() / dice.len() as f64;
+                dice_n += 1;
+            }
             let end_of_epoch = in_epoch == steps_per_epoch || p.iteration == total_iterations;
             if !end_of_epoch {
                 let s = p.stats(false);
@@ -196,9 +218,18 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
                     stopped = true;
                     return Ok(());
                 }
+                waited = Instant::now();
                 continue;
             }
-            let mean_dice = dice_sum / in_epoch as f64;
+            let mean_dice = dice_sum / dice_n.max(1) as f64;
+            p.train.insert(
+                "iteration_seconds".into(),
+                json!(step_secs / in_epoch as f64),
+            );
+            p.train.insert(
+                "data_wait_seconds".into(),
+                json!(wait_secs / in_epoch as f64),
+            );
             p.train.insert(task.train_key_metric(), json!(mean_dice));
             p.train
                 .insert("train_loss".into(), json!(loss_sum / in_epoch as f64));
@@ -259,14 +290,25 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
             if p.iteration == total_iterations {
                 return Ok(());
             }
+            waited = Instant::now();
         }
         Ok(())
     })();
     drop(batches);
-    let _ = worker.join();
+    let worker_ended = worker.join();
     outcome?;
+    let complete = stopped || early || p.iteration == total_iterations;
+    if worker_ended.is_err() || !complete {
+        return Err(Error::new(
+            ErrorCode::APP_TRAIN_FAILED,
+            format!(
+                "the batches ran out after {} of {total_iterations} iterations (the sampler failed)",
+                p.iteration
+            ),
+        ));
+    }
     model.save(&paths.output.join(&settings.final_filename))?;
-    if p.best_val.value.is_none() {
+    if p.best_val.value.is_none() && !stopped {
         // No validation ran: the last weights are the published ones.
         publish_copy(&paths.output.join(&settings.final_filename), &paths.publish)?;
     }

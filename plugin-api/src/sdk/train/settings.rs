@@ -170,9 +170,18 @@ impl TrainRequest {
             }
             Ok(n)
         };
+        let name = text("name", "train_01")?;
+        // It names a folder: one plain path component.
+        let plain = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+        if name.is_empty() || name.starts_with('.') || !name.chars().all(plain) {
+            return Err(bad(
+                "name",
+                "letters, digits, '_', '-' or '.' (not leading)",
+            ));
+        }
         Ok(TrainRequest {
             trainer: text("model", "")?,
-            name: text("name", "train_01")?,
+            name,
             pretrained: flag("pretrained", true)?,
             device: text("device", "")?,
             max_epochs: positive("max_epochs", 50)?,
@@ -225,6 +234,9 @@ mod tests {
             "a list default is a choice: its first element"
         );
         assert_eq!(r.job.as_deref(), Some("j1"));
+        let sneaky = json!({"name": "../../etc"});
+        let e = TrainRequest::parse(&defaults, sneaky.as_object().expect("object"));
+        assert!(e.expect_err("refused").message.starts_with("name must be"));
         let bad = json!({"max_epochs": "many"});
         let e =
             TrainRequest::parse(&defaults, bad.as_object().expect("object")).expect_err("refused");

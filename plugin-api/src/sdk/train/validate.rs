@@ -1,5 +1,6 @@
 //! Validation: each case by sliding-window inference with the live weights, then MONAI's
-//! `DiceMetric` per label on the device (argmax of the output against the label).
+//! `DiceMetric` per label on the device (argmax of the output against the label), means
+//! over the cases that hold each label.
 
 use super::dataset::CaseStore;
 use crate::sdk::{
@@ -19,7 +20,9 @@ pub(super) fn validate(
     device: &str,
 ) -> Result<(f64, Map<String, Value>)> {
     let ids: Vec<i64> = labels.iter().map(|(_, v)| i64::from(*v)).collect();
-    let mut sums = vec![0f64; labels.len()];
+    // Per label: the sum and count of the cases whose label holds it (MONAI's
+    // ignore_empty: a case without the label gives NaN and is left out).
+    let mut sums = vec![(0f64, 0u32); labels.len()];
     for i in 0..store.len() {
         let case = store.get(i)?;
         let [d, h, w] = case.shape.map(|s| s as i64);
@@ -35,14 +38,21 @@ pub(super) fn validate(
             .to_data()?
             .to_f32()?;
         for (s, v) in sums.iter_mut().zip(dice) {
-            *s += f64::from(v);
+            if v.is_finite() {
+                *s = (s.0 + f64::from(v), s.1 + 1);
+            }
         }
     }
-    let n = store.len().max(1) as f64;
     let mut per = Map::new();
-    for ((name, _), s) in labels.iter().zip(&sums) {
-        per.insert(format!("val_dice_{name}"), json!(s / n));
+    for ((name, _), (sum, n)) in labels.iter().zip(&sums) {
+        let v = if *n > 0 {
+            sum / f64::from(*n)
+        } else {
+            f64::NAN
+        };
+        per.insert(format!("val_dice_{name}"), json!(v));
     }
-    let mean = sums.iter().sum::<f64>() / (n * labels.len().max(1) as f64);
+    let (sum, n) = sums.iter().fold((0.0, 0), |a, s| (a.0 + s.0, a.1 + s.1));
+    let mean = if n > 0 { sum / f64::from(n) } else { f64::NAN };
     Ok((mean, per))
 }
