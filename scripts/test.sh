@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test: sets up LibTorch and the data if missing, builds the server and all
-# plugins, then runs the workspace's unit and end-to-end tests.
+# plugins, checks formatting and lints (warnings are errors), then runs the workspace's
+# unit and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 source scripts/env.sh
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"
