@@ -263,13 +263,18 @@ pub(crate) fn app_names(server: &Server) -> Vec<String> {
 
 /// A NIfTI file's voxels (first frame kept as stored, trailing unit dims dropped).
 pub(crate) fn read_volume(path: &Path) -> ArrayD<f32> {
+    read_with_header(path).1
+}
+
+fn read_with_header(path: &Path) -> (nifti::NiftiHeader, ArrayD<f32>) {
     let obj = ReaderOptions::new().read_file(path).expect("NIfTI");
+    let header = obj.header().clone();
     let mut v = obj.into_volume().into_ndarray::<f32>().expect("voxels");
     while v.ndim() > 3 && v.shape()[v.ndim() - 1] == 1 {
         let last = ndarray::Axis(v.ndim() - 1);
         v = v.index_axis_move(last, 0);
     }
-    v
+    (header, v)
 }
 
 /// Dice between the voxels above zero of two volumes of one shape.
@@ -287,14 +292,16 @@ pub(crate) fn dice(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {
 /// Writes `value` where `src`'s voxels are above zero (0 elsewhere) as a uint8 label on
 /// `src`'s grid.
 pub(crate) fn write_mask(src: &Path, dst: &Path, value: u8) {
-    let obj = ReaderOptions::new().read_file(src).expect("NIfTI");
-    let header = obj.header().clone();
-    let v = read_volume(src);
-    let mask = v.mapv(|x| if x > 0.0 { value } else { 0 });
+    write_label(src, dst, |x| if x > 0.0 { value } else { 0 });
+}
+
+/// Writes `label(voxel)` for each of `src`'s voxels as a uint8 label on `src`'s grid.
+pub(crate) fn write_label(src: &Path, dst: &Path, label: impl Fn(f32) -> u8) {
+    let (header, v) = read_with_header(src);
     nifti::writer::WriterOptions::new(dst)
         .reference_header(&header)
-        .write_nifti(&mask)
-        .expect("write mask");
+        .write_nifti(&v.mapv(label))
+        .expect("write label");
 }
 
 /// PUTs a file as a datastore label (`PUT /datastore/label?image=ID&tag=TAG`); asserts 200.

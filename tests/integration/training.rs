@@ -4,8 +4,8 @@
 //! inference on another app answered while a job trains, stop requests, bad input.
 
 use crate::support::{
-    cache_dir, client, dice, get_json, pack, put_label, read_volume, repo_root, write_mask,
-    write_volume, Server, Workspace,
+    cache_dir, client, dice, get_json, pack, put_label, read_volume, repo_root, write_label,
+    write_mask, write_volume, Server, Workspace,
 };
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -199,12 +199,7 @@ fn label_all(ws: &Workspace, server: &Server, images: usize) {
         let src = ws.studies().join(format!("img{i:02}.nii.gz"));
         let file = ws.dir.path().join(format!("mask{i:02}.nii.gz"));
         // The ball is bright (100+), the box dim (<= 20): a threshold makes the mask.
-        let v = read_volume(&src).mapv(|x| if x > 50.0 { 1.0f32 } else { 0.0 });
-        let tmp = ws.dir.path().join("tmp.nii.gz");
-        nifti::writer::WriterOptions::new(&tmp)
-            .write_nifti(&v)
-            .expect("tmp");
-        write_mask(&tmp, &file, 1);
+        write_label(&src, &file, |x| u8::from(x > 50.0));
         put_label(server, &format!("img{i:02}"), "final", &file);
     }
 }

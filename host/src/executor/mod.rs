@@ -33,6 +33,14 @@ use std::{
 };
 use tch::{CModule, Device};
 
+/// A device's name as the queues and plugins know it (`cuda:N`, `cpu`).
+pub(crate) fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_owned(),
+    }
+}
+
 /// The process-wide executor.
 pub struct TorchExecutor {
     default: Device,
@@ -83,10 +91,7 @@ impl TorchExecutor {
 
     /// The work queue of a device (`""` = the default device).
     pub fn queue(&self, name: &str) -> Result<Arc<DeviceQueue>, String> {
-        let key = match self.device(name)? {
-            Device::Cuda(i) => format!("cuda:{i}"),
-            _ => "cpu".to_owned(),
-        };
+        let key = device_name(self.device(name)?);
         self.queues
             .get(&key)
             .cloned()

@@ -122,6 +122,15 @@ impl ExecutorScope {
         Ok(trainers.get(&id.0).cloned())
     }
 
+    fn trainable(&self, id: ModelId) -> Res<Arc<Mutex<Trainer>>> {
+        self.trainer(id)?.ok_or_else(|| {
+            err(
+                ErrorCode::INVALID_INPUT,
+                format!("no trainable model with handle {}", id.0),
+            )
+        })
+    }
+
     /// Runs `f` on a model handle's module: a loaded model, or a trainable one in eval
     /// mode with its current weights (holding its lock, so no step runs meanwhile).
     fn with_model<T>(&self, id: ModelId, f: impl FnOnce(&CModule) -> Res<T>) -> Res<T> {
@@ -322,10 +331,7 @@ impl abi::Executor for ScopeHandle {
             let config: Value = serde_json::from_str(config.as_str())
                 .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("trainable config: {e}")))?;
             let dev = self.0.device(device)?;
-            let name = match dev {
-                tch::Device::Cuda(i) => format!("cuda:{i}"),
-                _ => "cpu".to_owned(),
-            };
+            let name = super::device_name(dev);
             let trainer = Trainer::load(std::path::Path::new(path.as_str()), dev, &name, &config)?;
             let id = self.0.id();
             self.0
@@ -344,12 +350,7 @@ impl abi::Executor for ScopeHandle {
         targets: RSlice<'_, TensorId>,
     ) -> PluginResult<RString> {
         host_guard(|| {
-            let trainer = self.0.trainer(model)?.ok_or_else(|| {
-                err(
-                    ErrorCode::INVALID_INPUT,
-                    format!("no trainable model with handle {}", model.0),
-                )
-            })?;
+            let trainer = self.0.trainable(model)?;
             let (inputs, targets) = (self.0.tensors(inputs)?, self.0.tensors(targets)?);
             let device = trainer.lock().map_err(|_| poisoned())?.device_name.clone();
             // Wait for the device behind interactive and batch work, one step at a time.
@@ -385,12 +386,7 @@ impl abi::Executor for ScopeHandle {
             }
             let args: Value = serde_json::from_str(args.as_str())
                 .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("model_op args: {e}")))?;
-            let trainer = self.0.trainer(model)?.ok_or_else(|| {
-                err(
-                    ErrorCode::INVALID_INPUT,
-                    format!("no trainable model with handle {}", model.0),
-                )
-            })?;
+            let trainer = self.0.trainable(model)?;
             let mut t = trainer.lock().map_err(|_| poisoned())?;
             Ok(t.op(name.as_str(), &args)?.to_string().into())
         })

@@ -76,6 +76,8 @@ pub struct HostContext {
     scope: Arc<ExecutorScope>,
     bundle_dir: PathBuf,
     work_dir: PathBuf,
+    /// `<studies>/.labelhost/models/<app>`, made on first use ("" if it cannot be).
+    model_dir: std::sync::OnceLock<RString>,
 }
 
 impl HostContext {
@@ -88,6 +90,7 @@ impl HostContext {
             scope,
             bundle_dir,
             work_dir,
+            model_dir: std::sync::OnceLock::new(),
         }
     }
 
@@ -140,20 +143,19 @@ impl abi::Host for HostContext {
     }
 
     fn model_dir(&self) -> RString {
-        let dir = self
-            .shared
-            .datastore
-            .root()
-            .join(".labelhost")
-            .join("models")
-            .join(&self.app);
-        match std::fs::create_dir_all(&dir) {
-            Ok(()) => dir.to_string_lossy().as_ref().into(),
-            Err(e) => {
-                tracing::warn!(app = %self.app, "model dir {}: {e}", dir.display());
-                RString::new()
-            }
-        }
+        self.model_dir
+            .get_or_init(|| {
+                let root = self.shared.datastore.root().join(".labelhost");
+                let dir = root.join("models").join(&self.app);
+                match std::fs::create_dir_all(&dir) {
+                    Ok(()) => dir.to_string_lossy().as_ref().into(),
+                    Err(e) => {
+                        tracing::warn!(app = %self.app, "model dir {}: {e}", dir.display());
+                        RString::new()
+                    }
+                }
+            })
+            .clone()
     }
 
     fn job_progress(&self, job: RStr<'_>, progress: RStr<'_>) -> PluginResult<bool> {

@@ -78,6 +78,8 @@ pub struct Case {
     pub label: Vec<u8>,
     /// Indices of the voxels with a label other than 0 (for balanced sampling).
     pub foreground: Vec<u32>,
+    /// What pads a patch running past the image: its smallest value, at most 0.
+    pub fill: f32,
 }
 
 impl Case {
@@ -153,12 +155,14 @@ pub(super) fn prepare(
         .filter(|(_, &v)| v != 0)
         .map(|(i, _)| i as u32)
         .collect();
+    let fill = image.iter().copied().fold(f32::INFINITY, f32::min).min(0.0);
     Ok(Case {
         id: sample.id.clone(),
         shape: spatial,
         image,
         label,
         foreground,
+        fill,
     })
 }
 

@@ -75,9 +75,11 @@ pub trait BasicTrainTask: Send + Sync + 'static {
     /// Loading and deterministic pre-processing of a training case (the image and its
     /// label travel together through [`crate::sdk::pipeline`] transforms).
     fn train_pre_transforms(&self, request: &TrainRequest) -> Transforms;
-    /// The same for validation cases (the train ones by default).
-    fn val_pre_transforms(&self, request: &TrainRequest) -> Transforms {
-        self.train_pre_transforms(request)
+    /// Other pre-processing for validation cases; `None` (the default) uses the train
+    /// pre-transforms, and validating on the training cases then reuses them as they are.
+    fn val_pre_transforms(&self, request: &TrainRequest) -> Option<Transforms> {
+        let _ = request;
+        None
     }
     /// The random part of training: patch sampling and augmentation.
     fn train_augmentation(&self, request: &TrainRequest) -> Augmentation {

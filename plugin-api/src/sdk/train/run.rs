@@ -91,10 +91,22 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
     let (train_set, val_set) = task.partition_datalist(all, req);
     let budget = settings.cache_bytes / 2;
     let make = |t, s| CaseStore::new(host, t, s, &req.device, known.clone(), budget);
+    let custom_val = task.val_pre_transforms(req).is_some();
+    let val_transforms = || {
+        task.val_pre_transforms(req)
+            .unwrap_or_else(|| task.train_pre_transforms(req))
+    };
+    // Validating on the training cases with the train pre-processing: one store serves
+    // both, so no case is pre-processed or cached twice.
+    let own_val = custom_val || val_set != train_set;
     let mut store = make(task.train_pre_transforms(req), train_set);
-    let mut val_store = make(task.val_pre_transforms(req), val_set);
+    let mut val_store = own_val.then(|| make(val_transforms(), val_set));
+    let mut bad = store.drop_bad_cases()?;
+    if let Some(v) = &mut val_store {
+        bad.extend(v.drop_bad_cases()?);
+    }
     let mut skipped: Vec<String> = Vec::new();
-    for bad in [store.drop_bad_cases()?, val_store.drop_bad_cases()?].concat() {
+    for bad in bad {
         if !skipped.contains(&bad.message) {
             report(&json!({}), Some(format!("skipped {}", bad.message)));
             skipped.push(bad.message);
@@ -106,11 +118,13 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
             format!("no usable training case: {}", skipped.join("; ")),
         ));
     }
-    if val_store.len() == 0 {
-        let samples = store.samples().to_vec();
-        val_store = make(task.val_pre_transforms(req), samples);
-    }
-    let (store, val_store) = (Arc::new(store), val_store);
+    let store = Arc::new(store);
+    // No usable validation case: validate on the training cases.
+    let val_store = match val_store {
+        Some(v) if v.len() > 0 => Arc::new(v),
+        _ if custom_val => Arc::new(make(val_transforms(), store.samples().to_vec())),
+        _ => store.clone(),
+    };
     if labels.is_empty() {
         return Err(Error::app("the task names no label above 0 to train"));
     }

@@ -133,12 +133,6 @@ impl Augmentation {
         } else {
             0
         };
-        let fill = case
-            .image
-            .iter()
-            .copied()
-            .fold(f32::INFINITY, f32::min)
-            .min(0.0);
         let mut q = [0usize; 3];
         for z in 0..p[0] {
             for y in 0..p[1] {
@@ -161,7 +155,7 @@ impl Augmentation {
                         image[out] = case.image[i];
                         label[out] = case.label[i];
                     } else {
-                        image[out] = fill;
+                        image[out] = case.fill;
                         label[out] = 0;
                     }
                 }
@@ -212,6 +206,7 @@ mod tests {
             image: (0..n).map(|i| i as f32).collect(),
             label,
             foreground: vec![fg as u32],
+            fill: 0.0,
         }
     }
 
