@@ -47,8 +47,11 @@ pub struct ServeArgs {
     /// How many requests may wait in each device's queue before new ones get 503.
     #[arg(long, env = "LABELHOST_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
-    /// How many requests run at once on each device.
-    #[arg(long, env = "LABELHOST_DEVICE_WORKERS", default_value_t = 2)]
+    /// How many requests run at once on each device; 0 chooses from the device and the
+    /// cores (a GPU 2, a CPU of up to 4 cores 1, a bigger CPU 2; see
+    /// `executor::default_workers`). Model passes run one at a time per device with all
+    /// cores, so more workers only overlap CPU work with a pass and hold more tensors.
+    #[arg(long, env = "LABELHOST_DEVICE_WORKERS", default_value_t = 0)]
     pub device_workers: usize,
     /// How often (milliseconds) the studies folder is checked for files added or removed by hand.
     #[arg(long, env = "LABELHOST_DATASTORE_POLL_MS", default_value_t = 2000)]
@@ -92,7 +95,7 @@ pub struct ServerConfig {
     pub runtime_dir: PathBuf,
     /// Waiting requests per device queue.
     pub queue_capacity: usize,
-    /// Running requests per device.
+    /// Running requests per device (0 = chosen per device, see `executor::default_workers`).
     pub device_workers: usize,
     /// Studies-folder polling period in milliseconds.
     pub datastore_poll_ms: u64,
@@ -132,7 +135,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             conf,
             runtime_dir,
             queue_capacity: a.queue_capacity,
-            device_workers: a.device_workers.max(1),
+            device_workers: a.device_workers,
             datastore_poll_ms: a.datastore_poll_ms.max(50),
         })
     }

@@ -54,7 +54,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.queue_capacity,
         config.device_workers,
     ));
-    tracing::info!(devices = ?executor.devices(), "executor ready");
+    tracing::info!(devices = ?executor.devices(), workers = ?executor.workers(), "executor ready");
     let shared = Shared::new(
         LocalDatastore::open(&config.studies)?,
         executor,

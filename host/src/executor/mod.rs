@@ -6,6 +6,9 @@
 //! and TorchScript modules are trained there (`train.rs`).
 
 mod ops;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod ops_tests;
 mod queue;
 mod scope;
 mod sliding;
@@ -41,6 +44,21 @@ pub(crate) fn device_name(device: Device) -> String {
     }
 }
 
+/// Requests running at once on a device when the operator does not say. Model passes run
+/// one at a time per device (the compute lock) with LibTorch's intra-op threads, one per
+/// core. A GPU: 2, so one request's CPU work overlaps another's pass. A CPU with up to 4
+/// cores: 1, because the pass already uses every core and a second request's CPU work
+/// stalls its threads (4 concurrent deepbet requests on 2 cores: 12.2 s with 1, 12.7 s
+/// with 2) and holds its tensors meanwhile. A bigger CPU: 2.
+pub fn default_workers(device: &str) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if device.starts_with("cuda") || cores > 4 {
+        2
+    } else {
+        1
+    }
+}
+
 /// The process-wide executor.
 pub struct TorchExecutor {
     default: Device,
@@ -66,8 +84,8 @@ impl TorchExecutor {
         TorchExecutor::with_queues(1024, 2)
     }
 
-    /// Probes the devices; each gets a queue letting `workers` requests run at once and
-    /// `capacity` wait.
+    /// Probes the devices; each gets a queue letting `workers` requests run at once (0 =
+    /// [`default_workers`]) and `capacity` wait.
     pub fn with_queues(capacity: usize, workers: usize) -> Self {
         let cuda_devices = usize::try_from(tch::Cuda::device_count()).unwrap_or(0);
         let default = if cuda_devices > 0 {
@@ -84,9 +102,24 @@ impl TorchExecutor {
         exec.queues = exec
             .devices()
             .into_iter()
-            .map(|d| (d, DeviceQueue::new(capacity, workers)))
+            .map(|d| {
+                let n = if workers == 0 {
+                    default_workers(&d)
+                } else {
+                    workers
+                };
+                (d, DeviceQueue::new(capacity, n))
+            })
             .collect();
         exec
+    }
+
+    /// How many requests each device's queue lets run at once (`cuda:0` → 2).
+    pub fn workers(&self) -> Vec<(String, usize)> {
+        self.devices()
+            .into_iter()
+            .filter_map(|d| Some((d.clone(), self.queues.get(&d)?.workers())))
+            .collect()
     }
 
     /// The work queue of a device (`""` = the default device).

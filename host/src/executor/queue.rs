@@ -3,6 +3,11 @@
 //! training; first come, first served within a kind). A full queue refuses at once (the
 //! API answers 503 with Retry-After) instead of piling up memory. Waiting is async: no
 //! thread is held while a request waits.
+//!
+//! Inside a running slot, model passes take the device's compute lock
+//! ([`DeviceQueue::compute`]): one pass at a time per device, so two requests in their
+//! slots overlap one's reading, pre- and post-processing with the other's model pass
+//! instead of splitting the cores between two passes (and holding two passes' memory).
 
 use std::{
     collections::BinaryHeap,
@@ -35,6 +40,7 @@ struct State {
 pub struct DeviceQueue {
     capacity: usize,
     workers: usize,
+    compute: Mutex<()>,
     state: Mutex<State>,
     changed: Notify,
     tickets: AtomicU64,
@@ -67,10 +73,26 @@ impl DeviceQueue {
         Arc::new(DeviceQueue {
             capacity,
             workers: workers.max(1),
+            compute: Mutex::new(()),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             tickets: AtomicU64::new(0),
         })
+    }
+
+    /// Runs `f` (a model pass, a training step) holding the device's compute lock. A
+    /// poisoned lock (a pass that panicked) is taken over: it guards no data.
+    pub fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _guard = self
+            .compute
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f()
+    }
+
+    /// How many requests run at once.
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     /// (running, waiting) now.

@@ -22,7 +22,7 @@ pub struct ExecutorScope {
     exec: Arc<TorchExecutor>,
     next: AtomicU64,
     tensors: Mutex<HashMap<u64, Tensor>>,
-    models: Mutex<HashMap<u64, Arc<CModule>>>,
+    models: Mutex<HashMap<u64, (Arc<CModule>, String)>>,
     trainers: Mutex<HashMap<u64, Arc<Mutex<Trainer>>>>,
 }
 
@@ -133,10 +133,13 @@ impl ExecutorScope {
 
     /// Runs `f` on a model handle's module: a loaded model, or a trainable one in eval
     /// mode with its current weights (holding its lock, so no step runs meanwhile).
+    /// Runs `f` on a model (a loaded one or a trainable's live weights) under its device's
+    /// compute lock.
     fn with_model<T>(&self, id: ModelId, f: impl FnOnce(&CModule) -> Res<T>) -> Res<T> {
         if let Some(trainer) = self.trainer(id)? {
             let mut t = trainer.lock().map_err(|_| poisoned())?;
-            return f(t.eval_module()?);
+            let device = t.device_name.clone();
+            return self.compute(&device, || f(t.eval_module()?));
         }
         let module = self
             .models
@@ -144,13 +147,21 @@ impl ExecutorScope {
             .map_err(|_| poisoned())?
             .get(&id.0)
             .cloned();
-        let module = module.ok_or_else(|| {
+        let (module, device) = module.ok_or_else(|| {
             err(
                 ErrorCode::INVALID_INPUT,
                 format!("no model with handle {}", id.0),
             )
         })?;
-        f(&module)
+        self.compute(&device, || f(&module))
+    }
+
+    /// Runs `f` under the compute lock of `device` (see [`super::DeviceQueue::compute`]).
+    fn compute<T>(&self, device: &str, f: impl FnOnce() -> T) -> T {
+        match self.exec.queue(device) {
+            Ok(queue) => queue.compute(f),
+            Err(_) => f(),
+        }
     }
 
     fn tensors(&self, ids: RSlice<'_, TensorId>) -> Res<Vec<Tensor>> {
@@ -197,7 +208,7 @@ impl abi::Executor for ScopeHandle {
                 .models
                 .lock()
                 .map_err(|_| poisoned())?
-                .insert(id, module);
+                .insert(id, (module, super::device_name(device)));
             Ok(ModelId(id))
         })
     }
@@ -361,7 +372,8 @@ impl abi::Executor for ScopeHandle {
                 .ok()
                 .and_then(|q| q.acquire_blocking(Priority::Training));
             let mut t = trainer.lock().map_err(|_| poisoned())?;
-            Ok(t.step(&inputs, &targets)?.to_string().into())
+            let step = self.0.compute(&device, || t.step(&inputs, &targets))?;
+            Ok(step.to_string().into())
         })
     }
 

@@ -1,0 +1,58 @@
+//! The voxel ops against plain LibTorch: `quantile`/`quantiles` bit for bit like
+//! torch.quantile, `normalize_resize` like resizing first and normalising after.
+
+use super::ops::run;
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+fn values(t: &Tensor) -> Vec<f32> {
+    let flat = t.flatten(0, -1).to_kind(Kind::Float);
+    (0..flat.size()[0])
+        .map(|i| flat.double_value(&[i]) as f32)
+        .collect()
+}
+
+#[test]
+fn quantiles_equal_torch_quantile_bit_for_bit() {
+    tch::manual_seed(7);
+    // Ties (rounded values), an odd count, and the quantiles deepbet uses.
+    let x = (Tensor::rand([37, 41, 29], (Kind::Float, tch::Device::Cpu)) * 300.0).round();
+    let qs = [0.0, 0.005, 0.1, 0.25, 0.5, 0.61, 0.995, 1.0];
+    let flat = x.flatten(0, -1);
+    let expected: Vec<f32> = qs
+        .iter()
+        .map(|&q| {
+            flat.quantile_scalar(q, None, false, "linear")
+                .double_value(&[]) as f32
+        })
+        .collect();
+    let one: Vec<f32> = qs
+        .iter()
+        .map(|&q| values(&run("quantile", &[x.shallow_clone()], &json!({ "q": q })).unwrap()[0])[0])
+        .collect();
+    assert_eq!(one, expected);
+    let all = run("quantiles", &[x.shallow_clone()], &json!({ "q": qs })).unwrap();
+    assert_eq!(values(&all[0]), expected);
+    let bad = run("quantiles", &[x], &json!({"q": [0.5, 1.5]})).unwrap_err();
+    assert_eq!(
+        bad.code,
+        labelhost_plugin_api::abi::ErrorCode::INVALID_INPUT
+    );
+}
+
+#[test]
+fn normalize_resize_equals_resizing_then_normalising() {
+    tch::manual_seed(3);
+    let crop = Tensor::rand([23, 31, 19], (Kind::Float, tch::Device::Cpu));
+    for size in [[64, 64, 64], [23, 31, 19], [16, 40, 7]] {
+        let args = json!({"size": size, "unbiased": true, "scale": 0.226, "shift": 0.449});
+        let fast = run("normalize_resize", &[crop.shallow_clone()], &args).unwrap();
+        let resize = json!({"size": size, "mode": "nearest-exact"});
+        let big = run("interpolate", &[crop.shallow_clone()], &resize).unwrap();
+        let z = run("normalize_intensity", &big, &json!({"unbiased": true})).unwrap();
+        let slow = run("affine", &z, &json!({"scale": 0.226, "shift": 0.449})).unwrap();
+        assert_eq!(fast[0].size(), slow[0].size());
+        let diff = (&fast[0] - &slow[0]).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "size {size:?}: max difference {diff}");
+    }
+}
