@@ -14,6 +14,7 @@ pub mod executor;
 pub mod jobs;
 pub mod loader;
 pub mod logs;
+pub mod memory;
 pub mod random;
 pub mod registry;
 pub mod services;

@@ -45,7 +45,11 @@ fn describe(g: &AppGeneration) -> Value {
 pub(super) async fn list(state: State) -> Json<Value> {
     let snap = state.registry.snapshot();
     let apps: Vec<Value> = snap.apps.values().map(|g| describe(g)).collect();
-    Json(json!({"apps": apps, "libraries_mapped": state.registry.libraries_mapped()}))
+    let (rss, peak) = crate::memory::resident().unwrap_or((0, 0));
+    Json(json!({
+        "apps": apps, "libraries_mapped": state.registry.libraries_mapped(),
+        "memory": {"rss_bytes": rss, "peak_rss_bytes": peak},
+    }))
 }
 
 async fn blocking<F>(state: State, f: F) -> Result<Arc<AppGeneration>>

@@ -159,6 +159,7 @@ pub(super) async fn infer(
         })
         .await;
         drop(permit);
+        tokio::task::spawn_blocking(crate::memory::release_free_heap);
         let out = out?;
         let result: Value = serde_json::from_str(out.params_json.as_str())
             .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
