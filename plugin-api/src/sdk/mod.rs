@@ -11,6 +11,7 @@ pub mod image;
 pub mod pipeline;
 pub mod strategies;
 mod tasks;
+pub mod timing;
 #[cfg(all(feature = "nifti", not(any(feature = "abi-1-0", feature = "abi-1-1"))))]
 pub mod train;
 #[cfg(feature = "nifti")]

@@ -6,15 +6,16 @@
 
 use labelhost_plugin_api::sdk::{
     image, input_image, json, pipeline,
+    timing::Laps,
     transforms::{fill_holes, keep_largest_connected_component, Orientation},
     DType, Error, Executor, Host, InferResult, InferTask, InferTaskInfo, InferType, Map, Model,
     Result, Tensor, Value,
 };
 use ndarray::{s, ArrayD, IxDyn};
-use std::{path::PathBuf, time::Instant};
+use std::path::PathBuf;
 
 const SMALL: i64 = 128;
-const LARGE: i64 = 256;
+pub(crate) const LARGE: i64 = 256;
 
 /// The task's (and its fine-tuning trainer's) name.
 pub(crate) const NAME: &str = "brain_extraction";
@@ -43,12 +44,12 @@ pub(crate) fn small_and_quantiles(exec: &Executor, x: &Tensor) -> Result<(Tensor
         x,
         &json!({"size": [SMALL, SMALL, SMALL], "mode": "nearest-exact"}),
     )?;
-    let lo = exec
-        .op1("quantile", &small, &json!({"q": 0.005}))?
-        .scalar_f32()?;
-    let hi = exec
-        .op1("quantile", &small, &json!({"q": 0.995}))?
-        .scalar_f32()?;
+    let range = exec
+        .op1("quantiles", &small, &json!({"q": [0.005, 0.995]}))?
+        .to_data()?
+        .to_f32()?;
+    let [lo, hi] = <[f32; 2]>::try_from(range)
+        .map_err(|_| Error::inference("quantile answered the wrong number of values"))?;
     if hi <= lo {
         return Err(Error::invalid_input("the image has no intensity range"));
     }
@@ -70,12 +71,20 @@ pub(crate) fn grow_box(first: usize, end: usize, scale: f64, n: usize) -> (usize
     (lo, hi)
 }
 
-/// deepbet's `normalize`: scale [lo, hi] to [0, 1] (clipped), z-score, then `0.226 z + 0.449`.
-pub(crate) fn normalize(exec: &Executor, x: &Tensor, lo: f32, hi: f32) -> Result<Tensor> {
+/// deepbet's `normalize` of `x` resized nearest-exact to `side`³: scale [lo, hi] to [0, 1]
+/// (clipped), z-score, then `0.226 z + 0.449`. The host's `normalize_resize` does the
+/// voxel-wise steps before the resize (same volume, fewer passes over the big one).
+pub(crate) fn normalize(
+    exec: &Executor,
+    x: &Tensor,
+    lo: f32,
+    hi: f32,
+    side: i64,
+) -> Result<Tensor> {
     let range = json!({"a_min": lo, "a_max": hi, "b_min": 0.0, "b_max": 1.0, "clip": true});
     let x = exec.op1("scale_intensity_range", x, &range)?;
-    let x = exec.op1("normalize_intensity", &x, &json!({"unbiased": true}))?;
-    exec.op1("affine", &x, &json!({"scale": 0.226, "shift": 0.449}))
+    let z = json!({"size": [side, side, side], "unbiased": true, "scale": 0.226, "shift": 0.449});
+    exec.op1("normalize_resize", &x, &z)
 }
 
 /// Runs a model on a `[D,H,W]` volume; returns its brain-probability channel `[D,H,W]`.
@@ -129,6 +138,27 @@ fn bounding_box(mask: &ArrayD<u8>, shape: &[usize]) -> Result<[(usize, usize); 3
     Ok(bbox)
 }
 
+/// MONAI Label's latencies from the laps: pre (read to normalised input), infer (both
+/// passes and the mask back on the CPU), post, write; the laps under `transform`, and
+/// `model`, the seconds in the two forward passes.
+fn latencies(laps: Laps) -> Value {
+    let sum = |names: &[&str]| names.iter().map(|n| laps.get(n)).sum::<f64>();
+    let pre = sum(&["read", "orientation", "upload", "resize_quantiles"]);
+    let infer = sum(&["bbox_model", "bbox", "crop_resize", "model", "resize_back"]);
+    let post = sum(&[
+        "paste",
+        "largest_component",
+        "fill_holes",
+        "orientation_back",
+    ]);
+    let write = laps.get("write");
+    let model = sum(&["bbox_model", "model"]);
+    json!({
+        "pre": pre, "infer": infer, "invert": 0.0, "post": post, "write": write,
+        "total": pre + infer + post + write, "model": model, "transform": laps.into_map()
+    })
+}
+
 impl InferTask for DeepBet {
     fn info(&self) -> InferTaskInfo {
         let mut config = Map::new();
@@ -148,11 +178,13 @@ impl InferTask for DeepBet {
 
     fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
         let device = request.get("device").and_then(Value::as_str).unwrap_or("");
-        let t0 = Instant::now();
+        let mut laps = Laps::new();
         let mut volume = image::read(input_image(request)?)?;
+        laps.lap("read");
         let orientation = Orientation::from_affine(&volume.affine());
         let ras = orientation.into_ras(volume.take_first_frame());
         let ras = ras.as_standard_layout();
+        laps.lap("orientation");
         let shape = ras.shape().to_vec();
         let exec = host.executor();
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
@@ -161,25 +193,26 @@ impl InferTask for DeepBet {
             .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
         let x = exec.tensor_f32(&dims, values, device)?;
         let x = exec.op1("nan_to_num", &x, &json!({}))?;
+        laps.lap("upload");
         let (small, lo, hi) = small_and_quantiles(&exec, &x)?;
-        let t1 = Instant::now();
+        let small = normalize(&exec, &small, lo, hi, SMALL)?;
+        laps.lap("resize_quantiles");
 
         let bbox_model = exec.load_model(&self.bbox_model, device)?;
-        let p_small =
-            brain_probability(&exec, bbox_model, &normalize(&exec, &small, lo, hi)?, SMALL)?;
+        let p_small = brain_probability(&exec, bbox_model, &small, SMALL)?;
+        laps.lap("bbox_model");
         let m_small = exec.op1("threshold", &p_small, &json!({"value": 0.5}))?;
         let mut m_small = download_mask(&m_small, &[SMALL as usize; 3])?;
         keep_largest_connected_component(&mut m_small);
         let bbox = bounding_box(&m_small, &shape)?;
         let (start, end) = (bbox.map(|b| b.0), bbox.map(|b| b.1));
+        laps.lap("bbox");
         let crop = exec.op1("crop", &x, &json!({"start": start, "end": end}))?;
-        let big = exec.op1(
-            "interpolate",
-            &crop,
-            &json!({"size": [LARGE, LARGE, LARGE], "mode": "nearest-exact"}),
-        )?;
+        let big = normalize(&exec, &crop, lo, hi, LARGE)?;
+        laps.lap("crop_resize");
         let model = exec.load_model(&self.current_model(), device)?;
-        let p_big = brain_probability(&exec, model, &normalize(&exec, &big, lo, hi)?, LARGE)?;
+        let p_big = brain_probability(&exec, model, &big, LARGE)?;
+        laps.lap("model");
         let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
         let back = exec.op1(
             "interpolate",
@@ -188,7 +221,7 @@ impl InferTask for DeepBet {
         )?;
         let m_crop = exec.op1("threshold", &back, &json!({"value": 0.5}))?;
         let m_crop = download_mask(&m_crop, &crop_shape)?;
-        let t2 = Instant::now();
+        laps.lap("resize_back");
 
         let mut mask = ArrayD::<u8>::zeros(IxDyn(&shape));
         mask.slice_mut(s![start[0]..end[0], start[1]..end[1], start[2]..end[2]])
@@ -198,12 +231,15 @@ impl InferTask for DeepBet {
                     .into_dimensionality::<ndarray::Ix3>()
                     .map_err(|e| Error::inference(e.to_string()))?,
             );
+        laps.lap("paste");
         keep_largest_connected_component(&mut mask);
+        laps.lap("largest_component");
         fill_holes(&mut mask);
+        laps.lap("fill_holes");
         let mask = orientation.from_ras(&mask);
-        let t3 = Instant::now();
+        laps.lap("orientation_back");
         let out = pipeline::write_label_for(host, request, &volume, &mask)?;
-        let t4 = Instant::now();
+        laps.lap("write");
 
         let voxels = mask.iter().filter(|&&v| v != 0).count();
         let zooms: f64 = (1..4).map(|i| f64::from(volume.header.pixdim[i])).product();
@@ -212,14 +248,7 @@ impl InferTask for DeepBet {
         params.insert("tiv_cm3".into(), json!(1e-3 * voxels as f64 * zooms));
         params.insert("bbox".into(), json!({"start": start, "end": end}));
         params.insert("orientation".into(), json!(orientation.codes()));
-        let secs = |a: Instant, b: Instant| (b - a).as_secs_f64();
-        params.insert(
-            "latencies".into(),
-            json!({
-                "pre": secs(t0, t1), "infer": secs(t1, t2), "invert": 0.0, "post": secs(t2, t3),
-                "write": secs(t3, t4), "total": secs(t0, t4), "transform": {}
-            }),
-        );
+        params.insert("latencies".into(), latencies(laps));
         Ok(InferResult {
             label: Some(out),
             params,

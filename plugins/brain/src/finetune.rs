@@ -4,7 +4,7 @@
 //! the quantiles of the whole volume), whole 256³ inputs, DiceCE on the model's softmax output,
 //! Adam at a low rate. The result is published to `brain_extraction`, which then runs it.
 
-use crate::deepbet::{grow_box, normalize, quantiles};
+use crate::deepbet::{grow_box, normalize, quantiles, LARGE};
 use labelhost_plugin_api::sdk::{
     json,
     pipeline::{
@@ -62,7 +62,7 @@ impl Transform for DeepBetCase {
             mode: "nearest-exact",
         }
         .apply(d)?;
-        let x = normalize(&d.exec, d.tensor(self.name())?, lo, hi)?;
+        let x = normalize(&d.exec, d.tensor(self.name())?, lo, hi, LARGE)?;
         d.tensor = Some(x);
         Ok(())
     }
