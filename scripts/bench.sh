@@ -2,8 +2,11 @@
 # Runs the benchmarks (release): plugin load, hot-swap time and memory per leaked generation;
 # the brain pipeline in process, over HTTP and in plain Python PyTorch; the REST API and
 # datastore against MONAI Label 0.8.5's own server; training against MONAI's own
-# SupervisedTrainer, and training memory over 4 versus 40 volumes. `scripts/bench.sh train`
-# runs only the training bench.
+# SupervisedTrainer, and training memory over 4 versus 40 volumes; `POST /infer` against
+# MONAI Label 0.8.5 serving the same deepbet pipeline (sequential, concurrent, RSS, start).
+# `scripts/bench.sh train` runs only the training bench, `scripts/bench.sh infer` only the
+# infer bench (it keeps its table in host/benches/results/infer-<device>.md; LABELHOST_BENCH_DEVICE=cuda
+# runs it on the GPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,20 +20,39 @@ train_bench() {
     python3 host/benches/reference/train_vs_monai.py "$target/labelhost" "$target/liblabelhost_app_brain.so" \
         "$LABELHOST_CACHE/data" "$LABELHOST_CACHE/models"
 }
-if [ "${1:-}" = "train" ]; then
-    train_bench
-    exit 0
-fi
+# MONAI Label 0.8.5's server packages (without the model-zoo and GPU extras) go into the
+# cached venv for the benches that start its server.
+monailabel_server() {
+    python3 -m pip install --quiet --disable-pip-version-check "monailabel==0.8.5" "monai==1.4.0" "torchvision==0.26.0" --no-deps
+    python3 -m pip install --quiet --disable-pip-version-check "fastapi==0.110.2" uvicorn python-multipart \
+        python-dotenv httpx schedule "dicomweb-client==0.60.1" timeloop expiringdict expiring_dict cachetools \
+        "pydicom==2.4.4" pydicom-seg "pynetdicom==2.1.1" pynrrd girder-client einops pyyaml passlib pyjwt \
+        bcrypt shapely requests requests-toolbelt scikit-learn google-auth psutil itk scikit-image pillow tqdm
+}
+infer_bench() {
+    monailabel_server
+    local device="${LABELHOST_BENCH_DEVICE:-cpu}" bundle
+    bundle=$(mktemp -d)
+    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
+        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
+        --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
+        --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" \
+        --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" --out "$bundle/brain" >/dev/null
+    python3 host/benches/reference/infer_vs_monailabel.py "$target/labelhost" "$bundle" \
+        host/benches/reference/monailabel_deepbet "$LABELHOST_CACHE/models/deepbet" "$LABELHOST_CACHE/data" \
+        --device "$device" --record "host/benches/results/infer-$device.md"
+    rm -rf "$bundle"
+}
+case "${1:-}" in
+    train) train_bench; exit 0 ;;
+    infer) infer_bench; exit 0 ;;
+esac
 cargo bench -p labelhost --bench plugin_lifecycle
 cargo bench -p labelhost --bench brain_pipeline
-# labelhost against MONAI Label 0.8.5's own server on 10,000 images: its server packages
-# (without the model-zoo and GPU extras) go into the cached venv for this bench only.
-python3 -m pip install --quiet --disable-pip-version-check "fastapi==0.110.2" uvicorn python-multipart \
-    python-dotenv httpx schedule "dicomweb-client==0.60.1" timeloop expiringdict expiring_dict cachetools \
-    "pydicom==2.4.4" pydicom-seg "pynetdicom==2.1.1" pynrrd girder-client einops pyyaml passlib pyjwt \
-    bcrypt shapely requests requests-toolbelt scikit-learn google-auth psutil itk scikit-image pillow tqdm
+monailabel_server
 plugins=$(mktemp -d)
 python3 host/benches/reference/api_vs_monailabel.py "${CARGO_TARGET_DIR:-target}/release/labelhost" "$plugins" \
     host/benches/reference/monailabel_app --images 10000 --writers 16
 rm -rf "$plugins"
+infer_bench
 train_bench

@@ -1,0 +1,271 @@
+"""Benchmark: `POST /infer` on labelhost against MONAI Label 0.8.5 running the same deepbet
+pipeline (monailabel_deepbet/), both servers started here on 127.0.0.1 over their own copy of
+the same studies, measured in one run:
+
+- start to the first `GET /info/` that answers 200;
+- sequential `/infer` per volume: p50/p95/min/max after a warm-up, with each server's own
+  stage latencies (pre/infer/post/write) and Dice of its mask against the volume's reference
+  mask and against the other server's mask;
+- 1, 2, 4 and 8 concurrent clients (each sends one request at once): wall and throughput;
+- `/info/` latency while those requests run;
+- peak RSS of the server and its children (sampled every 20 ms from /proc).
+
+Prints one markdown table with both servers and the ratio (labelhost / MONAI Label; below 1
+means labelhost is faster or smaller) and, with --record FILE, writes it there with the date
+and machine. Usage (scripts/bench.sh infer runs it):
+python infer_vs_monailabel.py LABELHOST_BIN PLUGINS_DIR APP_DIR MODELS_DIR DATA_DIR [--device cpu|cuda]
+"""
+import argparse
+import concurrent.futures as cf
+import datetime
+import gzip
+import io
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import nibabel as nib
+import numpy as np
+import requests
+from requests_toolbelt.multipart import decoder
+
+# (file in the studies folder, path under DATA_DIR, reference mask under DATA_DIR)
+VOLUMES = [
+    ("ch2.nii.gz", "ch2.nii.gz", "ch2bet.nii.gz"),
+    ("robex_t1.nii.gz", "heldout/robex_t1.nii.gz", "heldout/robex_mask.nii.gz"),
+    ("KmeansTest_T1UCharRaw.nii.gz", "KmeansTest_T1UCharRaw.nii.gz", "KmeansTest_T1RawSkullStrip.nii.gz"),
+]
+MODEL = "brain_extraction"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree_rss(pid):
+    """Resident bytes of `pid` and all its descendants."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            time.sleep(0.02)
+
+
+def infer(url, image, device):
+    """One `/infer` (output=all); answers (seconds, params, mask array)."""
+    t = time.perf_counter()
+    r = requests.post(f"{url}/infer/{MODEL}", params={"image": image, "output": "all"},
+                      files={"params": (None, json.dumps({"device": device}))}, timeout=600)
+    seconds = time.perf_counter() - t
+    if r.status_code != 200:
+        raise SystemExit(f"{url} /infer {image}: {r.status_code} {r.text[:300]}")
+    params, mask = {}, None
+    for part in decoder.MultipartDecoder.from_response(r).parts:
+        disposition = part.headers.get(b"Content-Disposition", b"").decode()
+        if 'name="params"' in disposition:
+            params = json.loads(part.content)
+        else:
+            mask = read_mask(part.content)
+    return seconds, params, mask
+
+
+def read_mask(data):
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    fh = nib.FileHolder(fileobj=io.BytesIO(data))
+    img = nib.Nifti1Image.from_file_map({"header": fh, "image": fh})
+    return np.asarray(img.dataobj) > 0
+
+
+def dice(a, b):
+    a, b = np.squeeze(a), np.squeeze(b)
+    return 2.0 * np.logical_and(a, b).sum() / max(1, a.sum() + b.sum())
+
+
+def pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def measure(name, command, url, env, work, a):
+    """Starts one server and runs every probe on it; answers its figures."""
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    out = {"volumes": {}, "concurrent": {}}
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited with {proc.returncode}; see {log.name}")
+            try:
+                if requests.get(url + "/info/", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        out["start"] = time.perf_counter() - started
+        for study, _, _ in VOLUMES:
+            image = study.split(".")[0]
+            infer(url, image, a.device)  # warm-up
+            runs = [infer(url, image, a.device) for _ in range(a.runs)]
+            times = [r[0] for r in runs]
+            stages = {k: statistics.median(r[1].get("latencies", {}).get(k, float("nan")) for r in runs)
+                      for k in ("pre", "infer", "post", "write", "total")}
+            out["volumes"][image] = {"p50": statistics.median(times), "p95": pct(times, 0.95),
+                                     "min": min(times), "max": max(times), "stages": stages,
+                                     "mask": runs[-1][2]}
+        for clients in a.concurrency:
+            info_times, done = [], threading.Event()
+
+            def poll_info():
+                while not done.is_set():
+                    t = time.perf_counter()
+                    requests.get(url + "/info/", timeout=600).raise_for_status()
+                    info_times.append(time.perf_counter() - t)
+                    time.sleep(0.2)
+
+            poller = threading.Thread(target=poll_info, daemon=True)
+            t = time.perf_counter()
+            poller.start()
+            with cf.ThreadPoolExecutor(clients) as pool:
+                list(pool.map(lambda _: infer(url, "ch2", a.device), range(clients)))
+            wall = time.perf_counter() - t
+            done.set()
+            poller.join()
+            out["concurrent"][clients] = {"wall": wall, "per_s": clients / wall,
+                                          "info_p50": statistics.median(info_times),
+                                          "info_max": max(info_times)}
+        out["peak_rss"] = sampler.peak
+    finally:
+        sampler.stop.set()
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
+def table(lh, ml, a, refs):
+    rows = ["| probe | MONAI Label 0.8.5 | labelhost | ratio |", "|---|---|---|---|"]
+
+    def row(label, m, l, unit="s", fmt="{:.3f}"):
+        rows.append(f"| {label} | {fmt.format(m)} {unit} | {fmt.format(l)} {unit} | {l / m:.2f} |")
+
+    row("start to first `/info/`", ml["start"], lh["start"])
+    for image, v in lh["volumes"].items():
+        m = ml["volumes"][image]
+        shape = "×".join(str(d) for d in refs[image].shape[:3])
+        for key in ("p50", "p95", "min", "max"):
+            row(f"{image} ({shape}) `/infer` {key}", m[key], v[key])
+        for key in ("pre", "infer", "post", "write"):
+            row(f"{image} stage {key} (server's own)", m["stages"][key], v["stages"][key])
+        rows.append(f"| {image} Dice vs reference mask | {dice(m['mask'], refs[image]):.4f} | "
+                    f"{dice(v['mask'], refs[image]):.4f} | labelhost vs MONAI Label: "
+                    f"{dice(v['mask'], m['mask']):.4f} |")
+    for clients, c in lh["concurrent"].items():
+        m = ml["concurrent"][clients]
+        row(f"{clients} concurrent ch2, wall", m["wall"], c["wall"])
+        rows.append(f"| {clients} concurrent ch2, throughput | {m['per_s']:.3f} /s | {c['per_s']:.3f} /s | "
+                    f"{c['per_s'] / m['per_s']:.2f}× |")
+        row(f"`/info/` p50 while {clients} infer", m["info_p50"], c["info_p50"])
+        row(f"`/info/` max while {clients} infer", m["info_max"], c["info_max"])
+    row("peak RSS (server + children)", ml["peak_rss"] / 2**20, lh["peak_rss"] / 2**20, "MiB", "{:.0f}")
+    return "\n".join(rows)
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for arg in ("labelhost", "plugins", "app", "models", "data"):
+        ap.add_argument(arg)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 2, 4, 8])
+    ap.add_argument("--record", help="markdown file to keep the table in")
+    ap.add_argument("--gpu", default="", help="the GPU's name, for the record")
+    a = ap.parse_args()
+    for arg in ("labelhost", "plugins", "app", "models", "data"):
+        setattr(a, arg, os.path.abspath(getattr(a, arg)))
+    work = tempfile.mkdtemp(prefix="infer-bench-")
+    refs = {}
+    for study, source, ref in VOLUMES:
+        os.makedirs(os.path.join(work, "seed"), exist_ok=True)
+        shutil.copyfile(os.path.join(a.data, source), os.path.join(work, "seed", study))
+        refs[study.split(".")[0]] = np.asarray(nib.load(os.path.join(a.data, ref)).dataobj) > 0
+    env = dict(os.environ, MONAI_LABEL_DATASTORE_AUTO_RELOAD="false", MONAI_LABEL_AUTO_UPDATE_SCORING="false")
+    results = {}
+    for name in ("monailabel", "labelhost"):
+        studies = os.path.join(work, name)
+        shutil.copytree(os.path.join(work, "seed"), studies)
+        port = free_port()
+        if name == "labelhost":
+            command = [a.labelhost, "serve", "--plugins", a.plugins, "--studies", studies, "--port", str(port),
+                       "--runtime-dir", os.path.join(work, "rt")]
+        else:
+            command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", a.app,
+                       "--studies", studies, "--port", str(port), "--conf", "skip_scoring", "true",
+                       "--conf", "bbox_model", os.path.join(a.models, "bbox_model.pt"),
+                       "--conf", "model", os.path.join(a.models, "model.pt")]
+        print(f"measuring {name}...", file=sys.stderr, flush=True)
+        results[name] = measure(name, command, f"http://127.0.0.1:{port}", env, work, a)
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    device = a.device + (f" ({a.gpu})" if a.gpu else "")
+    head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
+            f"{a.runs} sequential runs per volume after a warm-up; device {device}; {now}; {machine()}")
+    text = head + "\n\n" + table(results["labelhost"], results["monailabel"], a, refs) + "\n"
+    print(text)
+    if a.record:
+        with open(a.record, "w") as f:
+            f.write(text)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
