@@ -14,7 +14,6 @@ import concurrent.futures as cf
 import gzip
 import os
 import shutil
-import socket
 import statistics
 import struct
 import subprocess
@@ -23,6 +22,7 @@ import tempfile
 import time
 
 import requests
+from servers import free_port, wait_up
 
 
 def tiny_nifti(path):
@@ -36,26 +36,6 @@ def tiny_nifti(path):
     header[344:348] = b"n+1\0"
     with gzip.open(path, "wb") as f:
         f.write(bytes(header) + bytes(64))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url, proc, seconds=180):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            if requests.get(url + "/info/", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("server did not start")
 
 
 def p50(url, path, repeats):

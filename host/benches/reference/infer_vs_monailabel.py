@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import nibabel as nib
 import numpy as np
 import requests
 from requests_toolbelt.multipart import decoder
+from servers import free_port, wait_up
 
 # (file in the studies folder, path under DATA_DIR, reference mask under DATA_DIR)
 VOLUMES = [
@@ -44,12 +44,6 @@ VOLUMES = [
     ("KmeansTest_T1UCharRaw.nii.gz", "KmeansTest_T1UCharRaw.nii.gz", "KmeansTest_T1RawSkullStrip.nii.gz"),
 ]
 MODEL = "brain_extraction"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree_rss(pid):
@@ -131,15 +125,7 @@ def measure(name, command, url, env, work, a):
     sampler.start()
     out = {"volumes": {}, "concurrent": {}}
     try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"{name} exited with {proc.returncode}; see {log.name}")
-            try:
-                if requests.get(url + "/info/", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
+        wait_up(url, proc, every=0.05, log=log.name)
         out["start"] = time.perf_counter() - started
         for study, _, _ in VOLUMES:
             image = study.split(".")[0]
@@ -183,7 +169,7 @@ def measure(name, command, url, env, work, a):
     return out
 
 
-def table(lh, ml, a, refs):
+def table(lh, ml, refs):
     rows = ["| probe | MONAI Label 0.8.5 | labelhost | ratio |", "|---|---|---|---|"]
 
     def row(label, m, l, unit="s", fmt="{:.3f}"):
@@ -259,7 +245,7 @@ def main():
     device = a.device + (f" ({a.gpu})" if a.gpu else "")
     head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
             f"{a.runs} sequential runs per volume after a warm-up; device {device}; {now}; {machine()}")
-    text = head + "\n\n" + table(results["labelhost"], results["monailabel"], a, refs) + "\n"
+    text = head + "\n\n" + table(results["labelhost"], results["monailabel"], refs) + "\n"
     print(text)
     if a.record:
         with open(a.record, "w") as f:

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +30,7 @@ import time
 import nibabel as nib
 import numpy as np
 import requests
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from servers import free_port, wait_up
 
 
 def binary_mask(src, dst):
@@ -87,14 +81,7 @@ class Server:
         self.proc = subprocess.Popen([binary, "serve", "--plugins", plugins, "--studies", studies,
                                       "--port", str(self.port)], stdout=subprocess.DEVNULL, stderr=self.log,
                                      env={**os.environ, "RUST_LOG": "labelhost=info"})
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(self.url + "/health", timeout=2).ok:
-                    return
-            except requests.RequestException:
-                time.sleep(0.3)
-        raise SystemExit("labelhost did not start")
+        wait_up(self.url, self.proc, seconds=120, path="/health", every=0.3, log=self.log.name)
 
     def peak_rss_mib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -141,8 +141,13 @@ fn normalize_intensity(x: &Tensor, args: &Value) -> Res<Tensor> {
 /// `scale * (x - mean) / std + shift` as one multiply-add.
 fn z_score(x: &Tensor, mean: f64, std: f64, scale: f64, shift: f64) -> Res<Tensor> {
     let factor = scale / std.max(1e-8);
-    let mut y = x.f_mul_scalar(factor).map_err(torch)?;
-    let _ = y.f_add_scalar_(shift - mean * factor).map_err(torch)?;
+    mul_add(x, factor, shift - mean * factor)
+}
+
+/// `x * a + b` into one new tensor.
+fn mul_add(x: &Tensor, a: f64, b: f64) -> Res<Tensor> {
+    let mut y = x.f_mul_scalar(a).map_err(torch)?;
+    let _ = y.f_add_scalar_(b).map_err(torch)?;
     Ok(y)
 }
 
@@ -338,12 +343,7 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
         "scale_intensity_range" => scale_intensity_range(x, args)?,
         "normalize_intensity" => normalize_intensity(x, args)?,
         "normalize_resize" => normalize_resize(x, args)?,
-        "affine" => {
-            let (scale, shift) = (num(args, "scale")?, num(args, "shift")?);
-            let mut y = x.f_mul_scalar(scale).map_err(torch)?;
-            let _ = y.f_add_scalar_(shift).map_err(torch)?;
-            y
-        }
+        "affine" => mul_add(x, num(args, "scale")?, num(args, "shift")?)?,
         "quantile" => quantiles(x, &[num(args, "q")?])?.remove(0),
         "quantiles" => {
             let qs: Vec<f64> = args
