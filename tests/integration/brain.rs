@@ -58,3 +58,93 @@ fn deepbet_reaches_the_reference_dice_on_ch2_and_a_real_t1() {
         assert!(d >= floor, "{image}: Dice {d:.4} < {floor}");
     }
 }
+
+/// The masks of one precision on the three real volumes, each with its Dice against the
+/// reference; `Err` with the server's refusal when the device would emulate it.
+fn masks_in(
+    server: &crate::support::Server,
+    ws: &Workspace,
+    precision: &str,
+) -> Result<Vec<(String, f64, Value)>, Value> {
+    let data = cache_dir().join("data");
+    let cases = [
+        ("ch2", "ch2bet.nii.gz"),
+        ("robex_t1", "heldout/robex_mask.nii.gz"),
+        ("KmeansTest_T1UCharRaw", "KmeansTest_T1RawSkullStrip.nii.gz"),
+    ];
+    let mut out = Vec::new();
+    for (image, reference) in cases {
+        let url = server.at(&format!(
+            "/infer/brain_extraction?image={image}&output=json"
+        ));
+        let r = client()
+            .post(url)
+            .json(&json!({ "precision": precision }))
+            .send()
+            .expect("infer");
+        let status = r.status();
+        let body: Value = r.json().expect("json");
+        if status == 400 {
+            return Err(body);
+        }
+        assert_eq!(status, 200, "{image} in {precision}: {body}");
+        let label = ws.studies().join(format!("labels/original/{image}.nii.gz"));
+        let d = dice(&read(&label), &read(&data.join(reference)));
+        out.push((image.to_owned(), d, body));
+    }
+    Ok(out)
+}
+
+#[test]
+fn deepbet_runs_reduced_precision_only_where_native_and_within_0_005_dice_of_fp32() {
+    let ws = Workspace::new(0, 8);
+    let data = cache_dir().join("data");
+    for f in [
+        "ch2.nii.gz",
+        "heldout/robex_t1.nii.gz",
+        "KmeansTest_T1UCharRaw.nii.gz",
+    ] {
+        let name = std::path::Path::new(f).file_name().expect("name");
+        std::fs::copy(data.join(f), ws.studies().join(name)).expect("sample volume");
+    }
+    let assets = brain_bundle_assets();
+    pack(&ws.plugins(), "brain", "labelhost_app_brain", &assets);
+    let server = ws.serve(&[]);
+    let fp32 = masks_in(&server, &ws, "fp32").expect("fp32 always runs");
+    for (image, _, body) in &fp32 {
+        assert_eq!(body["precision"], "fp32", "{image}: {body}");
+    }
+    let bad = masks_in(&server, &ws, "int8").expect_err("int8 is no precision");
+    assert_eq!(bad["code"], "INVALID_INPUT", "{bad}");
+    let auto = masks_in(&server, &ws, "auto").expect("auto always runs");
+    let mut ran = vec!["fp32".to_owned()];
+    for precision in ["bf16", "fp16"] {
+        match masks_in(&server, &ws, precision) {
+            Ok(masks) => {
+                for ((image, d32, _), (_, d, body)) in fp32.iter().zip(&masks) {
+                    println!("{image}: Dice fp32 {d32:.4}, {precision} {d:.4}");
+                    assert_eq!(body["precision"], precision, "{body}");
+                    assert!(
+                        (d - d32).abs() <= 0.005,
+                        "{image} {precision}: {d} vs {d32}"
+                    );
+                }
+                ran.push(precision.to_owned());
+            }
+            Err(body) => {
+                let detail = body["detail"].as_str().unwrap_or_default();
+                assert!(detail.contains("not native"), "{precision}: {body}");
+                println!("{precision} refused here: {detail}");
+            }
+        }
+    }
+    // auto takes a precision the device runs natively: fp32 where nothing else ran.
+    let chosen = auto[0].2["precision"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ran.contains(&chosen), "auto chose {chosen}, ran {ran:?}");
+    if ran.len() == 1 {
+        assert_eq!(chosen, "fp32");
+    }
+}

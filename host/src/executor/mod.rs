@@ -1,5 +1,6 @@
 //! The shared LibTorch executor: one per process, CUDA when present, CPU otherwise.
-//! TorchScript models are cached per (file, device) and reloaded when the file changes.
+//! TorchScript models are cached per (file, device, precision) and reloaded when the file
+//! changes.
 //!
 //! Apps reach it through an [`ExecutorScope`] per app generation (`scope.rs`): named tensor
 //! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device,
@@ -9,6 +10,10 @@ mod ops;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod ops_tests;
+mod precision;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod precision_tests;
 mod queue;
 mod scope;
 mod sliding;
@@ -20,6 +25,7 @@ mod train;
 #[allow(clippy::unwrap_used)]
 mod train_tests;
 
+pub use precision::Precision;
 pub use queue::{DeviceQueue, Permit, Priority, QueueFull};
 pub use scope::ExecutorScope;
 
@@ -63,7 +69,7 @@ pub fn default_workers(device: &str) -> usize {
 pub struct TorchExecutor {
     default: Device,
     cuda_devices: usize,
-    models: Mutex<HashMap<(PathBuf, String), CachedModel>>,
+    models: Mutex<HashMap<(PathBuf, String, Precision), CachedModel>>,
     queues: HashMap<String, Arc<DeviceQueue>>,
 }
 
@@ -165,10 +171,16 @@ impl TorchExecutor {
         Ok(device)
     }
 
-    /// The TorchScript model at `path` on `device`, loading it or reloading it when the
-    /// file changed since it was cached. Requests holding the old module keep it.
-    pub fn model(&self, path: &Path, device: Device) -> Result<Arc<CModule>, String> {
-        let key = (path.to_path_buf(), format!("{device:?}"));
+    /// The TorchScript model at `path` on `device` in `precision` (its floating weights
+    /// cast), loading it or reloading it when the file changed since it was cached.
+    /// Requests holding the old module keep it.
+    pub fn model(
+        &self,
+        path: &Path,
+        device: Device,
+        precision: Precision,
+    ) -> Result<Arc<CModule>, String> {
+        let key = (path.to_path_buf(), format!("{device:?}"), precision);
         let stamp = modified(path);
         if stamp.is_none() {
             return Err(format!("model file {} does not exist", path.display()));
@@ -187,6 +199,9 @@ impl TorchExecutor {
         module
             .f_set_eval()
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        if precision != Precision::Fp32 {
+            module.to(device, precision.kind(), false);
+        }
         let module = Arc::new(module);
         models.retain(|_, c| c.module.strong_count() > 0);
         let cached = CachedModel {

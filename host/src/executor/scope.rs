@@ -1,6 +1,6 @@
 //! One app generation's view of the executor: its tensor and model handles, freed with it.
 
-use super::TorchExecutor;
+use super::{precision, Precision, TorchExecutor};
 use super::{train::Trainer, Priority};
 use crate::services::host_guard;
 use abi_stable::std_types::{RSlice, RStr, RString, RVec};
@@ -17,12 +17,21 @@ use std::{
 };
 use tch::{CModule, IValue, Kind, Tensor};
 
+/// A loaded model handle: the module, its device's name, the file and its precision.
+#[derive(Clone)]
+struct LoadedModel {
+    module: Arc<CModule>,
+    device: String,
+    path: std::path::PathBuf,
+    precision: Precision,
+}
+
 /// Handles owned by one app generation.
 pub struct ExecutorScope {
     exec: Arc<TorchExecutor>,
     next: AtomicU64,
     tensors: Mutex<HashMap<u64, Tensor>>,
-    models: Mutex<HashMap<u64, (Arc<CModule>, String)>>,
+    models: Mutex<HashMap<u64, LoadedModel>>,
     trainers: Mutex<HashMap<u64, Arc<Mutex<Trainer>>>>,
 }
 
@@ -135,25 +144,109 @@ impl ExecutorScope {
     /// mode with its current weights (holding its lock, so no step runs meanwhile).
     /// Runs `f` on a model (a loaded one or a trainable's live weights) under its device's
     /// compute lock.
-    fn with_model<T>(&self, id: ModelId, f: impl FnOnce(&CModule) -> Res<T>) -> Res<T> {
+    fn with_model<T>(&self, id: ModelId, f: impl FnOnce(&CModule, Precision) -> Res<T>) -> Res<T> {
         if let Some(trainer) = self.trainer(id)? {
             let mut t = trainer.lock().map_err(|_| poisoned())?;
             let device = t.device_name.clone();
-            return self.compute(&device, || f(t.eval_module()?));
+            return self.compute(&device, || f(t.eval_module()?, Precision::Fp32));
         }
-        let module = self
+        let m = self.loaded(id)?;
+        self.compute(&m.device, || f(&m.module, m.precision))
+    }
+
+    fn loaded(&self, id: ModelId) -> Res<LoadedModel> {
+        let model = self
             .models
             .lock()
             .map_err(|_| poisoned())?
             .get(&id.0)
             .cloned();
-        let (module, device) = module.ok_or_else(|| {
+        model.ok_or_else(|| {
             err(
                 ErrorCode::INVALID_INPUT,
                 format!("no model with handle {}", id.0),
             )
+        })
+    }
+
+    /// A handle for `model`: the generation's existing one for the same module in the
+    /// same precision (so loading per request does not grow the map), or a new one.
+    fn insert_model(&self, model: LoadedModel) -> Res<ModelId> {
+        let mut models = self.models.lock().map_err(|_| poisoned())?;
+        let same = models
+            .iter()
+            .find(|(_, m)| Arc::ptr_eq(&m.module, &model.module) && m.precision == model.precision);
+        if let Some((id, _)) = same {
+            return Ok(ModelId(*id));
+        }
+        let id = self.id();
+        models.insert(id, model);
+        Ok(ModelId(id))
+    }
+
+    /// A CPU handle on the model at `path` in `precision` whether or not the CPU runs it
+    /// natively (tests check the casts on any CPU).
+    #[cfg(test)]
+    pub(super) fn load_on_cpu_in(&self, path: &str, precision: Precision) -> Res<ModelId> {
+        let path = std::path::PathBuf::from(path);
+        let module = self
+            .exec
+            .model(&path, tch::Device::Cpu, precision)
+            .map_err(|e| err(ErrorCode::MODEL_IMPORT_ERROR, e))?;
+        let device = "cpu".to_owned();
+        self.insert_model(LoadedModel {
+            module,
+            device,
+            path,
+            precision,
+        })
+    }
+
+    /// How many model handles this scope holds.
+    pub fn live_models(&self) -> usize {
+        self.models.lock().map_or(0, |m| m.len())
+    }
+
+    /// `model_op(.., "precision", {"precision", "allowed"})`: a handle on the model in the
+    /// precision `auto` or a name resolves to among the task's validated `allowed` ones
+    /// and the device's native ones. Answers `{"model", "precision"}`.
+    fn with_precision(&self, id: ModelId, args: &Value) -> Res<Value> {
+        let m = self.loaded(id).map_err(|_| {
+            err(
+                ErrorCode::INVALID_INPUT,
+                format!("precision applies to loaded models; {} is not one", id.0),
+            )
         })?;
-        self.compute(&device, || f(&module))
+        let requested = args["precision"].as_str().unwrap_or("auto");
+        let allowed: Vec<Precision> = args["allowed"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(Precision::parse)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let device = self
+            .exec
+            .device(&m.device)
+            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
+        let p = precision::resolve(requested, &allowed, &precision::native(device), device)
+            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
+        let new = if p == m.precision {
+            id
+        } else {
+            let module = self
+                .exec
+                .model(&m.path, device, p)
+                .map_err(|e| err(ErrorCode::MODEL_IMPORT_ERROR, e))?;
+            self.insert_model(LoadedModel {
+                module,
+                precision: p,
+                ..m
+            })?
+        };
+        Ok(serde_json::json!({"model": new.0, "precision": p.to_string()}))
     }
 
     /// Runs `f` under the compute lock of `device` (see [`super::DeviceQueue::compute`]).
@@ -172,6 +265,22 @@ impl ExecutorScope {
         self.exec
             .device(name.as_str())
             .map_err(|m| err(ErrorCode::INVALID_INPUT, m))
+    }
+}
+
+/// A model input in the model's precision (floating tensors only).
+fn cast_in(t: &Tensor, precision: Precision) -> Res<Tensor> {
+    if precision == Precision::Fp32 || !t.is_floating_point() {
+        return Ok(t.shallow_clone());
+    }
+    t.f_to_kind(precision.kind()).map_err(torch)
+}
+
+/// A model output back in f32 when it came out in a reduced precision.
+fn cast_out(t: Tensor) -> Res<Tensor> {
+    match t.kind() {
+        Kind::BFloat16 | Kind::Half => t.f_to_kind(Kind::Float).map_err(torch),
+        _ => Ok(t),
     }
 }
 
@@ -198,18 +307,18 @@ impl abi::Executor for ScopeHandle {
     fn load_model(&self, path: RStr<'_>, device: RStr<'_>) -> PluginResult<ModelId> {
         host_guard(|| {
             let device = self.0.device(device)?;
+            let path = std::path::PathBuf::from(path.as_str());
             let module = self
                 .0
                 .exec
-                .model(std::path::Path::new(path.as_str()), device)
+                .model(&path, device, Precision::Fp32)
                 .map_err(|m| err(ErrorCode::MODEL_IMPORT_ERROR, m))?;
-            let id = self.0.id();
-            self.0
-                .models
-                .lock()
-                .map_err(|_| poisoned())?
-                .insert(id, (module, super::device_name(device)));
-            Ok(ModelId(id))
+            self.0.insert_model(LoadedModel {
+                module,
+                device: super::device_name(device),
+                path,
+                precision: Precision::Fp32,
+            })
         })
     }
 
@@ -259,11 +368,12 @@ impl abi::Executor for ScopeHandle {
         inputs: RSlice<'_, TensorId>,
     ) -> PluginResult<RVec<TensorId>> {
         host_guard(|| {
-            let args: Vec<IValue> = inputs
-                .iter()
-                .map(|id| self.0.get(*id).map(IValue::Tensor))
-                .collect::<Res<_>>()?;
-            let out = self.0.with_model(model, |module| {
+            let inputs = self.0.tensors(inputs)?;
+            let out = self.0.with_model(model, |module, precision| {
+                let args = inputs
+                    .iter()
+                    .map(|t| cast_in(t, precision).map(IValue::Tensor))
+                    .collect::<Res<Vec<_>>>()?;
                 tch::no_grad(|| module.forward_is(&args)).map_err(torch)
             })?;
             let tensors = match out {
@@ -281,7 +391,10 @@ impl abi::Executor for ScopeHandle {
                 IValue::TensorList(ts) => ts,
                 _ => return Err(err(ErrorCode::INFERENCE_ERROR, "model returned no tensor")),
             };
-            tensors.into_iter().map(|t| self.0.put(t)).collect()
+            tensors
+                .into_iter()
+                .map(|t| self.0.put(cast_out(t)?))
+                .collect()
         })
     }
 
@@ -299,7 +412,8 @@ impl abi::Executor for ScopeHandle {
                 )
             })?;
             let x = self.0.get(input)?;
-            let out = self.0.with_model(model, |module| {
+            let out = self.0.with_model(model, |module, precision| {
+                let x = cast_in(&x, precision)?;
                 tch::no_grad(|| super::sliding::infer(module, &x, &params))
             })?;
             self.0.put(out)
@@ -398,6 +512,9 @@ impl abi::Executor for ScopeHandle {
             }
             let args: Value = serde_json::from_str(args.as_str())
                 .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("model_op args: {e}")))?;
+            if name.as_str() == "precision" {
+                return Ok(self.0.with_precision(model, &args)?.to_string().into());
+            }
             let trainer = self.0.trainable(model)?;
             let mut t = trainer.lock().map_err(|_| poisoned())?;
             Ok(t.op(name.as_str(), &args)?.to_string().into())

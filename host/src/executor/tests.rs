@@ -6,14 +6,14 @@ use abi_stable::std_types::{RSlice, RStr};
 use labelhost_plugin_api::abi::{DType, ErrorCode, Executor, ModelId, TensorData, TensorId};
 use std::{path::PathBuf, sync::Arc};
 
-fn fixture(name: &str) -> String {
+pub(super) fn fixture(name: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/models")
         .join(name);
     p.to_string_lossy().into_owned()
 }
 
-fn floats(values: &[f32], shape: &[i64]) -> TensorData {
+pub(super) fn floats(values: &[f32], shape: &[i64]) -> TensorData {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
     TensorData {
         dtype: DType::F32,
@@ -22,14 +22,14 @@ fn floats(values: &[f32], shape: &[i64]) -> TensorData {
     }
 }
 
-fn read_f32(d: &TensorData) -> Vec<f32> {
+pub(super) fn read_f32(d: &TensorData) -> Vec<f32> {
     d.bytes
         .chunks_exact(4)
         .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
 
-fn handle() -> (Arc<ExecutorScope>, impl Executor) {
+pub(super) fn handle() -> (Arc<ExecutorScope>, impl Executor) {
     let scope = Arc::new(ExecutorScope::new(Arc::new(TorchExecutor::new())));
     (scope.clone(), scope_handle(scope))
 }

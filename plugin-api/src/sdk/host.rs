@@ -246,6 +246,47 @@ impl Executor {
             .load_model(RStr::from(path.as_ref()), device.into()))
         .map(Model)
     }
+    /// (1.2) Loads a TorchScript model in a precision: `auto` (the fastest the device runs
+    /// natively among `validated`, fp32 when none), `fp32`, `bf16` or `fp16`; `validated`
+    /// lists the reduced precisions the task checked against fp32. A named precision the
+    /// device would emulate, or the task did not validate, is refused (`INVALID_INPUT`).
+    /// Answers the handle and the precision it runs in; the model's inputs and outputs
+    /// stay f32 to the caller. `auto` on a host without precisions loads fp32.
+    #[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+    pub fn load_model_in(
+        &self,
+        path: &std::path::Path,
+        device: &str,
+        precision: &str,
+        validated: &[&str],
+    ) -> Result<(Model, String)> {
+        let model = self.load_model(path, device)?;
+        if precision.trim().eq_ignore_ascii_case("fp32") {
+            return Ok((model, "fp32".into()));
+        }
+        let args = serde_json::json!({"precision": precision, "allowed": validated}).to_string();
+        let answer =
+            ok(self
+                .inner
+                .model_op(model.0, "precision".into(), RStr::from(args.as_str())))
+            .and_then(object);
+        match answer {
+            Ok(map) => {
+                let id = map.get("model").and_then(Value::as_u64);
+                let name = map.get("precision").and_then(Value::as_str);
+                match (id, name) {
+                    (Some(id), Some(name)) => Ok((Model(ModelId(id)), name.to_owned())),
+                    _ => Err(Error::inference(
+                        "the host answered precision without a model",
+                    )),
+                }
+            }
+            Err(_) if precision.trim().is_empty() || precision.eq_ignore_ascii_case("auto") => {
+                Ok((model, "fp32".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
     /// Uploads host data as a tensor.
     pub fn tensor(
         &self,
