@@ -16,9 +16,11 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // Before any thread or tensor exists (LibTorch reads it once).
+    let huge_pages = labelhost::memory::tensor_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(args, huge_pages),
         Command::Pack(args) => pack(args),
     };
     match result {
@@ -45,7 +47,7 @@ fn init_logging(json: bool) {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
+fn serve(args: ServeArgs, huge_pages: bool) -> Result<()> {
     init_logging(args.json_logs);
     let config = ServerConfig::try_from(&args)?;
     std::fs::create_dir_all(&config.runtime_dir)
@@ -54,7 +56,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.queue_capacity,
         config.device_workers,
     ));
-    tracing::info!(devices = ?executor.devices(), workers = ?executor.workers(), "executor ready");
+    tracing::info!(
+        devices = ?executor.devices(),
+        workers = ?executor.workers(),
+        huge_pages,
+        "executor ready"
+    );
     let shared = Shared::new(
         LocalDatastore::open(&config.studies)?,
         executor,
