@@ -94,6 +94,42 @@ fn crop(x: &Tensor, args: &Value) -> Res<Tensor> {
     Ok(y)
 }
 
+/// `orient`: the axes permuted (`permute`, a permutation of all dims), then reversed along
+/// `flip` (dims of the permuted tensor), NaN set to 0 when `nan_to_num` is true; written
+/// once into a C-ordered tensor (a volume uploaded in its file's memory order becomes RAS+
+/// in one pass on the device, instead of a transposing copy on the CPU and another here).
+fn orient(x: &Tensor, args: &Value) -> Res<Tensor> {
+    let ints = |key: &str| -> Vec<i64> {
+        args.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_i64).collect())
+            .unwrap_or_default()
+    };
+    let (permute, flip) = (ints("permute"), ints("flip"));
+    let rank = x.dim() as i64;
+    let mut seen = permute.clone();
+    seen.sort_unstable();
+    if seen != (0..rank).collect::<Vec<_>>() || flip.iter().any(|&d| d < 0 || d >= rank) {
+        return Err(bad(format!(
+            "orient: 'permute' must order all {rank} dims and 'flip' name dims below {rank}"
+        )));
+    }
+    let view = x.f_permute(&permute).map_err(torch)?;
+    let mut out = Tensor::f_empty(view.size(), (x.kind(), x.device())).map_err(torch)?;
+    if args.get("nan_to_num") == Some(&Value::Bool(true)) {
+        let _ = view
+            .f_nan_to_num_out(&out, 0.0, None, None)
+            .map_err(torch)?;
+    } else {
+        out.f_copy_(&view).map_err(torch)?;
+    }
+    if flip.is_empty() {
+        Ok(out)
+    } else {
+        out.f_flip(&flip).map_err(torch)
+    }
+}
+
 fn paste(x: &Tensor, args: &Value) -> Res<Tensor> {
     let (shape, start) = (triple(args, "shape")?, triple(args, "start")?);
     let size = x.size();
@@ -255,9 +291,15 @@ fn foreground_bbox(x: &Tensor, threshold: f64) -> Res<Tensor> {
 
 /// Quantiles with linear interpolation, bit for bit torch.quantile's rule (ranks and weights
 /// in `f32`, `lerp`), for any number of elements: each takes its two order statistics from a
-/// `topk` of the nearer end instead of sorting the whole tensor (~7x faster on 128³).
+/// `topk` of the nearer end on a GPU, by selection on the CPU, instead of sorting the whole
+/// tensor (~7x and ~20x faster on 128³).
 /// Answers one value per entry of `qs` (`quantile` takes one number, `quantiles` a list).
 fn quantiles(x: &Tensor, qs: &[f64]) -> Res<Vec<Tensor>> {
+    quantiles_by(x, qs, x.device() == tch::Device::Cpu)
+}
+
+/// [`quantiles`] by selection on a copy in host memory, or by `topk` on the device.
+pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tensor>> {
     if qs.is_empty() || qs.iter().any(|q| !(0.0..=1.0).contains(q)) {
         return Err(bad("quantile: q must be between 0 and 1"));
     }
@@ -269,11 +311,33 @@ fn quantiles(x: &Tensor, qs: &[f64]) -> Res<Vec<Tensor>> {
     if n == 0 {
         return Err(bad("quantile of an empty tensor"));
     }
-    let one = |q: f64| -> Res<Tensor> {
+    let on_cpu = select;
+    let mut values = if on_cpu {
+        cpu_values(&flat)?
+    } else {
+        Vec::new()
+    };
+    let has_nan = if on_cpu {
+        values.iter().any(|v| v.is_nan())
+    } else {
+        flat.f_isnan()
+            .and_then(|t| t.f_any())
+            .and_then(|t| t.f_int64_value(&[]))
+            .map_err(torch)?
+            != 0
+    };
+    if has_nan {
+        // torch.quantile's answer when any value is NaN.
+        return Ok(qs.iter().map(|_| nan_scalar()).collect());
+    }
+    let one = |q: f64, values: &mut Vec<f32>| -> Res<Tensor> {
         let rank = q as f32 * (n - 1) as f32;
         let below = rank.floor();
         let (lo, hi) = (below as i64, (rank.ceil() as i64).min(n - 1));
-        let (a, b) = if lo < n / 2 {
+        let (a, b) = if on_cpu {
+            let (a, b) = order_statistics(values, lo as usize, hi as usize);
+            (scalar(a), scalar(b))
+        } else if lo < n / 2 {
             let (v, _) = flat.f_topk(hi + 1, 0, false, true).map_err(torch)?;
             (v.get(lo), v.get(hi))
         } else {
@@ -282,7 +346,36 @@ fn quantiles(x: &Tensor, qs: &[f64]) -> Res<Vec<Tensor>> {
         };
         a.f_lerp(&b, f64::from(rank - below)).map_err(torch)
     };
-    qs.iter().map(|&q| one(q)).collect()
+    qs.iter().map(|&q| one(q, &mut values)).collect()
+}
+
+/// A 0-dim `f32` tensor, as `topk(..).get(i)` answers.
+fn scalar(v: f32) -> Tensor {
+    Tensor::from_slice(&[v]).reshape([0i64; 0])
+}
+
+fn nan_scalar() -> Tensor {
+    scalar(f32::NAN)
+}
+
+/// A flat `f32` tensor's elements in host memory.
+fn cpu_values(flat: &Tensor) -> Res<Vec<f32>> {
+    let n = flat.numel();
+    let mut values = vec![0f32; n];
+    flat.f_copy_data(&mut values, n).map_err(torch)?;
+    Ok(values)
+}
+
+/// The `lo`-th and `hi`-th smallest values (`hi` is `lo` or `lo + 1`) by selection in
+/// place, O(n) instead of a sort or a top-k (no NaN among them).
+fn order_statistics(values: &mut [f32], lo: usize, hi: usize) -> (f32, f32) {
+    let (_, &mut a, above) = values.select_nth_unstable_by(lo, f32::total_cmp);
+    let b = if hi == lo {
+        a
+    } else {
+        above.iter().copied().fold(f32::INFINITY, f32::min)
+    };
+    (a, b)
 }
 
 /// MONAI's `DiceMetric` per label: Dice between a prediction (`[C, ...]` scores, argmax'd
@@ -339,6 +432,7 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
     let out = match name {
         "interpolate" => interpolate(x, args)?,
         "crop" => crop(x, args)?,
+        "orient" => orient(x, args)?,
         "paste" => paste(x, args)?,
         "scale_intensity_range" => scale_intensity_range(x, args)?,
         "normalize_intensity" => normalize_intensity(x, args)?,

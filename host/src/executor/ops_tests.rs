@@ -33,6 +33,19 @@ fn quantiles_equal_torch_quantile_bit_for_bit() {
     assert_eq!(one, expected);
     let all = run("quantiles", &[x.shallow_clone()], &json!({ "q": qs })).unwrap();
     assert_eq!(values(&all[0]), expected);
+    // The GPU's way (top-k) and the CPU's (selection) agree with torch, NaN included.
+    for select in [false, true] {
+        let got: Vec<f32> = super::ops::quantiles_by(&x, &qs, select)
+            .unwrap()
+            .iter()
+            .map(|t| t.double_value(&[]) as f32)
+            .collect();
+        assert_eq!(got, expected, "select {select}");
+        let nan = x.copy();
+        let _ = nan.get(3).get(4).fill_(f64::NAN);
+        let got = super::ops::quantiles_by(&nan, &[0.5], select).unwrap();
+        assert!(got[0].double_value(&[]).is_nan(), "select {select}");
+    }
     let bad = run("quantiles", &[x], &json!({"q": [0.5, 1.5]})).unwrap_err();
     assert_eq!(
         bad.code,
@@ -54,5 +67,42 @@ fn normalize_resize_equals_resizing_then_normalising() {
         assert_eq!(fast[0].size(), slow[0].size());
         let diff = (&fast[0] - &slow[0]).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "size {size:?}: max difference {diff}");
+    }
+}
+
+#[test]
+fn orient_permutes_flips_and_zeroes_nan_into_c_order() {
+    tch::manual_seed(5);
+    let x = Tensor::rand([4, 5, 6], (Kind::Float, tch::Device::Cpu));
+    let _ = x.get(1).get(2).get(3).fill_(f64::NAN);
+    let out = run(
+        "orient",
+        &[x.shallow_clone()],
+        &json!({"permute": [2, 0, 1], "flip": [1, 2], "nan_to_num": true}),
+    )
+    .unwrap()
+    .remove(0);
+    let want = x
+        .permute([2, 0, 1])
+        .flip([1, 2])
+        .nan_to_num(0.0, None, None);
+    assert!(out.is_contiguous());
+    assert_eq!(out.size(), vec![6, 4, 5]);
+    assert!(out.equal(&want));
+    let kept = run(
+        "orient",
+        &[x.shallow_clone()],
+        &json!({"permute": [0, 1, 2]}),
+    )
+    .unwrap();
+    assert!(
+        kept[0].isnan().any().int64_value(&[]) == 1,
+        "NaN kept unless asked"
+    );
+    for bad in [
+        json!({"permute": [0, 0, 1]}),
+        json!({"permute": [0, 1, 2], "flip": [3]}),
+    ] {
+        assert!(run("orient", &[x.shallow_clone()], &bad).is_err(), "{bad}");
     }
 }

@@ -148,7 +148,7 @@ fn bounding_box(mask: &ArrayD<u8>, shape: &[usize]) -> Result<[(usize, usize); 3
 /// `model`, the seconds in the two forward passes.
 fn latencies(laps: Laps) -> Value {
     let sum = |names: &[&str]| names.iter().map(|n| laps.get(n)).sum::<f64>();
-    let pre = sum(&["read", "orientation", "upload", "resize_quantiles"]);
+    let pre = sum(&["read", "upload", "resize_quantiles"]);
     let infer = sum(&["bbox_model", "bbox", "crop_resize", "model", "resize_back"]);
     let post = sum(&[
         "paste",
@@ -195,16 +195,11 @@ impl InferTask for DeepBet {
         let mut volume = image::read(input_image(request)?)?;
         laps.lap("read");
         let orientation = Orientation::from_affine(&volume.affine());
-        let ras = orientation.into_ras(volume.take_first_frame());
-        let ras = ras.as_standard_layout();
-        laps.lap("orientation");
-        let shape = ras.shape().to_vec();
-        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let values = ras
-            .as_slice()
-            .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
-        let x = exec.tensor_f32(&dims, values, device)?;
-        let x = exec.op1("nan_to_num", &x, &json!({}))?;
+        let voxels = volume.take_first_frame();
+        let shape = voxels.shape().to_vec();
+        let x = orientation.upload(&exec, &voxels, device)?;
+        drop(voxels);
+        let shape: Vec<usize> = orientation.source_axis.iter().map(|&a| shape[a]).collect();
         laps.lap("upload");
         let (small, lo, hi) = small_and_quantiles(&exec, &x)?;
         let small = normalize(&exec, &small, lo, hi, SMALL)?;

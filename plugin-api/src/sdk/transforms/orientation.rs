@@ -1,6 +1,7 @@
 //! MONAI's `Orientation(axcodes="RAS")`: permute and flip voxel axes to the closest
 //! canonical (RAS+) orientation of an affine, and back (for `Restore`).
 
+use crate::sdk::{json, Error, Executor, Result, Tensor};
 use ndarray::{ArrayD, Axis};
 
 /// How the voxel axes of a volume relate to RAS+.
@@ -91,6 +92,51 @@ impl Orientation {
         }
     }
 
+    /// The executor's `orient` arguments (`permute`, `flip`) that make RAS+ out of a volume
+    /// uploaded in its memory order: C order (`reversed` false, the tensor's dims are the
+    /// volume's) or Fortran order as NIfTI stores voxels (`reversed`, the tensor's dims
+    /// are the volume's backwards).
+    pub fn orient_args(&self, reversed: bool) -> (Vec<i64>, Vec<i64>) {
+        let tensor_axis = |a: usize| if reversed { 2 - a } else { a } as i64;
+        let permute = self.source_axis.iter().map(|&a| tensor_axis(a)).collect();
+        let flip = (0..3)
+            .filter(|&r| self.flipped[r])
+            .map(|r| r as i64)
+            .collect();
+        (permute, flip)
+    }
+
+    /// [`Orientation::to_ras`] on the executor's device: the 3-D volume `x` goes up in its
+    /// memory order (one copy), and the device reorders it into a C-ordered RAS+ tensor
+    /// with NaN set to 0 (MONAI's `Orientation` then `nan_to_num`) in one pass.
+    pub fn upload(&self, exec: &Executor, x: &ArrayD<f32>, device: &str) -> Result<Tensor> {
+        if x.ndim() != 3 {
+            return Err(Error::invalid_input(format!(
+                "expected a 3-D volume, got {} dims",
+                x.ndim()
+            )));
+        }
+        let reversed = !x.is_standard_layout() && x.t().is_standard_layout();
+        let standard;
+        let (x, reversed) = if x.is_standard_layout() || reversed {
+            (x, reversed)
+        } else {
+            standard = x.as_standard_layout().into_owned();
+            (&standard, false)
+        };
+        let mut dims: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
+        if reversed {
+            dims.reverse();
+        }
+        let values = x
+            .as_slice_memory_order()
+            .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
+        let t = exec.tensor_f32(&dims, values, device)?;
+        let (permute, flip) = self.orient_args(reversed);
+        let args = json!({"permute": permute, "flip": flip, "nan_to_num": true});
+        exec.op1("orient", &t, &args)
+    }
+
     /// Undoes [`Orientation::to_ras`].
     pub fn from_ras<T: Clone>(&self, x: &ArrayD<T>) -> ArrayD<T> {
         let mut v = x.view();
@@ -109,6 +155,7 @@ impl Orientation {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::Orientation;
     use ndarray::{ArrayD, IxDyn};
@@ -134,5 +181,37 @@ mod tests {
         // RAS index (r, a, s) = voxel (i = 1 - a, j = 2 - r, k = s).
         assert_eq!(ras[[0, 0, 3]], x[[1, 2, 3]]);
         assert_eq!(o.from_ras(&ras), x);
+    }
+
+    #[test]
+    fn orient_args_reorder_either_memory_order_to_ras() {
+        use ndarray::{Axis, ShapeBuilder};
+        let o = Orientation {
+            source_axis: [2, 0, 1],
+            flipped: [false, true, true],
+        };
+        let f = |i: ndarray::IxDyn| (i[0] * 100 + i[1] * 10 + i[2]) as i32;
+        for fortran in [false, true] {
+            let shape = IxDyn(&[2, 3, 4]);
+            let x = if fortran {
+                ArrayD::from_shape_fn(shape.f(), f)
+            } else {
+                ArrayD::from_shape_fn(shape, f)
+            };
+            // What the executor gets: the memory as a C-ordered tensor.
+            let mut dims = x.shape().to_vec();
+            if fortran {
+                dims.reverse();
+            }
+            let memory = x.as_slice_memory_order().unwrap().to_vec();
+            let t = ArrayD::from_shape_vec(IxDyn(&dims), memory).unwrap();
+            let (permute, flip) = o.orient_args(fortran);
+            let p: Vec<usize> = permute.iter().map(|&d| d as usize).collect();
+            let mut v = t.view().permuted_axes(p);
+            for d in flip {
+                v.invert_axis(Axis(d as usize));
+            }
+            assert_eq!(v, o.to_ras(&x), "fortran {fortran}");
+        }
     }
 }
