@@ -9,7 +9,7 @@
 
 use labelhost_plugin_api::sdk::image::{self, Volume, LABEL_DTYPES};
 use labelhost_plugin_api::sdk::ErrorCode;
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, Axis, IxDyn, ShapeBuilder};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -86,6 +86,17 @@ fn check_readable(dir: &Path, want: &Readable) -> Vec<String> {
             want.shape
         ));
         return wrong;
+    }
+    match image::read_voxels(&dir.join(&want.file)) {
+        Ok((_, voxels)) => {
+            let frame = volume.first_frame();
+            let got = voxels_f32(&voxels);
+            let same = |(a, b): (&f32, &f32)| a == b || (a.is_nan() && b.is_nan());
+            if got.shape() != frame.shape() || !got.iter().zip(frame.iter()).all(same) {
+                wrong.push("read_voxels differs from read's first frame".into());
+            }
+        }
+        Err(e) => wrong.push(format!("read_voxels: {e}")),
     }
     let affine = volume.affine();
     let off = (0..16).any(|i| (affine[i / 4][i % 4] - want.affine[i / 4][i % 4]).abs() > 1e-4);
@@ -221,6 +232,35 @@ fn a_4d_volume_gives_its_first_frame() {
     let frame = volume.first_frame();
     assert_eq!(frame.shape(), &[128, 96, 24]);
     assert_eq!(frame, volume.data.index_axis(Axis(3), 0));
+}
+
+/// What [`image::read_voxels`] gave, as `f32` indexed `[i, j, k]`.
+fn voxels_f32(v: &image::Voxels) -> ArrayD<f32> {
+    use labelhost_plugin_api::sdk::DType;
+    let (bytes, dtype, shape) = match v {
+        image::Voxels::Decoded(a) => return a.clone(),
+        image::Voxels::Raw {
+            bytes,
+            dtype,
+            shape,
+        } => (bytes, *dtype, shape),
+    };
+    let size = dtype.size().expect("a sized dtype");
+    let value = |c: &[u8]| -> f32 {
+        let mut b = [0u8; 8];
+        b[..size].copy_from_slice(c);
+        match dtype {
+            DType::U8 => f32::from(c[0]),
+            DType::I16 => f32::from(i16::from_ne_bytes([b[0], b[1]])),
+            DType::I32 => i32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as f32,
+            DType::I64 => i64::from_ne_bytes(b) as f32,
+            DType::F32 => f32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            DType::F64 => f64::from_ne_bytes(b) as f32,
+            other => panic!("unexpected dtype {other:?}"),
+        }
+    };
+    let values: Vec<f32> = bytes.chunks_exact(size).map(value).collect();
+    ArrayD::from_shape_vec(IxDyn(shape).f(), values).expect("shape")
 }
 
 /// A label with values 0 to 255 spread over the volume.

@@ -95,8 +95,8 @@ fn crop(x: &Tensor, args: &Value) -> Res<Tensor> {
 }
 
 /// `orient`: the axes permuted (`permute`, a permutation of all dims), then reversed along
-/// `flip` (dims of the permuted tensor), NaN set to 0 when `nan_to_num` is true; written
-/// once into a C-ordered tensor (a volume uploaded in its file's memory order becomes RAS+
+/// `flip` (dims of the permuted tensor), NaN set to 0 when `nan_to_num` is true, as
+/// `dtype` (`float32`; default the input's); written once into a C-ordered tensor (a volume uploaded in its file's memory order becomes RAS+
 /// in one pass on the device, instead of a transposing copy on the CPU and another here).
 fn orient(x: &Tensor, args: &Value) -> Res<Tensor> {
     let ints = |key: &str| -> Vec<i64> {
@@ -114,14 +114,23 @@ fn orient(x: &Tensor, args: &Value) -> Res<Tensor> {
             "orient: 'permute' must order all {rank} dims and 'flip' name dims below {rank}"
         )));
     }
+    let kind = match args.get("dtype").and_then(Value::as_str) {
+        None => x.kind(),
+        Some("float32") => Kind::Float,
+        Some(other) => return Err(bad(format!("orient: dtype '{other}' (only float32)"))),
+    };
     let view = x.f_permute(&permute).map_err(torch)?;
-    let mut out = Tensor::f_empty(view.size(), (x.kind(), x.device())).map_err(torch)?;
-    if args.get("nan_to_num") == Some(&Value::Bool(true)) {
+    let mut out = Tensor::f_empty(view.size(), (kind, x.device())).map_err(torch)?;
+    let nan = args.get("nan_to_num") == Some(&Value::Bool(true)) && x.is_floating_point();
+    if nan && kind == x.kind() {
         let _ = view
             .f_nan_to_num_out(&out, 0.0, None, None)
             .map_err(torch)?;
     } else {
         out.f_copy_(&view).map_err(torch)?;
+        if nan {
+            let _ = out.f_nan_to_num_(0.0, None, None).map_err(torch)?;
+        }
     }
     if flip.is_empty() {
         Ok(out)

@@ -192,13 +192,11 @@ impl InferTask for DeepBet {
         let (model, _) =
             exec.load_model_in(&self.current_model(), device, &precision, VALIDATED)?;
         let mut laps = Laps::new();
-        let mut volume = image::read(input_image(request)?)?;
+        let (volume, voxels) = image::read_voxels(input_image(request)?)?;
         laps.lap("read");
         let orientation = Orientation::from_affine(&volume.affine());
-        let voxels = volume.take_first_frame();
         let shape = voxels.shape().to_vec();
-        let x = orientation.upload(&exec, &voxels, device)?;
-        drop(voxels);
+        let x = orientation.upload_voxels(&exec, voxels, device)?;
         let shape: Vec<usize> = orientation.source_axis.iter().map(|&a| shape[a]).collect();
         laps.lap("upload");
         let (small, lo, hi) = small_and_quantiles(&exec, &x)?;
@@ -215,8 +213,11 @@ impl InferTask for DeepBet {
         laps.lap("bbox");
         let crop = exec.op1("crop", &x, &json!({"start": start, "end": end}))?;
         let big = normalize(&exec, &crop, lo, hi, LARGE)?;
+        // Only the 256³ input is needed from here: the volume goes before the big pass.
+        drop((crop, x, small, p_small));
         laps.lap("crop_resize");
         let p_big = brain_probability(&exec, model, &big, LARGE)?;
+        drop(big);
         laps.lap("model");
         let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
         let back = exec.op1(

@@ -25,7 +25,7 @@ mod write;
 mod tests;
 
 pub use affine::affine;
-pub use read::{read, read_with_limit, ReadOptions};
+pub use read::{read, read_voxels, read_with_limit, ReadOptions};
 pub use write::{write_label, write_label_as, LABEL_DTYPES};
 
 use ndarray::ArrayD;
@@ -40,6 +40,33 @@ pub struct Volume {
     /// fixes nibabel makes on load: `pixdim[1..=3]` made positive (0 becomes 1), a `qfac`
     /// (`pixdim[0]`) other than -1 or 1 set to 1, invalid `sform_code`/`qform_code` set to 0.
     pub header: NiftiHeader,
+}
+
+/// A volume's first 3-D frame as [`ReadOptions::read_voxels`] gives it for upload.
+#[derive(Debug, Clone)]
+pub enum Voxels {
+    /// The bytes as the file stores them (native byte order, no scaling): `dtype`
+    /// values of `shape` (`[i, j, k]`) in Fortran order.
+    Raw {
+        /// The voxel bytes.
+        bytes: Vec<u8>,
+        /// Their element type.
+        dtype: crate::abi::DType,
+        /// `[i, j, k]`.
+        shape: Vec<usize>,
+    },
+    /// Decoded to `f32` with the scaling applied, indexed `[i, j, k]`.
+    Decoded(ArrayD<f32>),
+}
+
+impl Voxels {
+    /// `[i, j, k]`.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Voxels::Raw { shape, .. } => shape,
+            Voxels::Decoded(a) => a.shape(),
+        }
+    }
 }
 
 /// A 4x4 voxel-to-world (RAS+ mm) matrix, row-major.

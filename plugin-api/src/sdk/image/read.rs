@@ -4,7 +4,8 @@
 use super::super::error::{Error, Result};
 use super::decode::decode;
 use super::header::{self, Layout, HEADER_SIZE};
-use super::Volume;
+use super::{Volume, Voxels};
+use crate::abi::DType;
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use nifti::object::GzDecodedFile;
 use std::fs::File;
@@ -34,13 +35,51 @@ impl ReadOptions {
 
     /// Reads a NIfTI-1 file with these limits (see [`read`]).
     pub fn read(&self, path: &Path) -> Result<Volume> {
-        if path
-            .to_string_lossy()
-            .to_ascii_lowercase()
-            .ends_with(".nrrd")
-        {
+        if is_nrrd(path) {
             return super::nrrd::read(path, self.max_voxels);
         }
+        let (layout, raw) = self.read_raw(path)?;
+        decoded(path, layout, &raw)
+    }
+
+    /// Reads a volume's first 3-D frame for upload: a NIfTI file's voxel bytes as stored
+    /// when the executor can take them as they are (native byte order, unscaled, a
+    /// datatype it has), decoded to `f32` otherwise (see [`read`]). The volume's `data`
+    /// is left empty; its header stays.
+    pub fn read_voxels(&self, path: &Path) -> Result<(Volume, Voxels)> {
+        let mut volume = if is_nrrd(path) {
+            super::nrrd::read(path, self.max_voxels)?
+        } else {
+            let (layout, mut raw) = self.read_raw(path)?;
+            let unscaled = layout.scaling.is_none_or(|s| s == (1.0, 0.0));
+            let native = layout.big_endian == cfg!(target_endian = "big");
+            match tensor_dtype(layout.datatype.name) {
+                Some(dtype) if unscaled && native && layout.shape.len() >= 3 => {
+                    let shape = layout.shape[..3].to_vec();
+                    let frame: usize = shape.iter().product::<usize>() * dtype.size().unwrap_or(1);
+                    raw.truncate(frame);
+                    let volume = Volume {
+                        data: ArrayD::zeros(IxDyn(&[0])),
+                        header: layout.header,
+                    };
+                    return Ok((
+                        volume,
+                        Voxels::Raw {
+                            bytes: raw,
+                            dtype,
+                            shape,
+                        },
+                    ));
+                }
+                _ => decoded(path, layout, &raw)?,
+            }
+        };
+        let frame = volume.take_first_frame();
+        Ok((volume, Voxels::Decoded(frame)))
+    }
+
+    /// The header's layout and exactly the data bytes it promises.
+    fn read_raw(&self, path: &Path) -> Result<(Layout, Vec<u8>)> {
         let (header_path, image) = files(path);
         let gz = is_gz(&header_path);
         let mut source = Source::open(&header_path, gz)?;
@@ -70,14 +109,7 @@ impl ReadOptions {
                 Source::open(img, gz)?.read_data(&name, 0, &layout)?
             }
         };
-        let values = decode(&raw, layout.datatype, layout.big_endian, layout.scaling);
-        drop(raw);
-        let data = ArrayD::from_shape_vec(IxDyn(&layout.shape).f(), values)
-            .map_err(|e| Error::app(format!("{}: {e}", path.display())))?;
-        Ok(Volume {
-            data,
-            header: layout.header,
-        })
+        Ok((layout, raw))
     }
 }
 
@@ -91,6 +123,34 @@ impl Default for ReadOptions {
 }
 
 /// The voxel limit an `LABELHOST_MAX_VOXELS` value gives.
+/// The executor's element type for a NIfTI datatype it can take as stored.
+fn tensor_dtype(name: &str) -> Option<DType> {
+    Some(match name {
+        "uint8" => DType::U8,
+        "int16" => DType::I16,
+        "int32" => DType::I32,
+        "int64" => DType::I64,
+        "float32" => DType::F32,
+        "float64" => DType::F64,
+        _ => return None,
+    })
+}
+
+fn is_nrrd(path: &Path) -> bool {
+    name_ends(path, ".nrrd")
+}
+
+/// The voxels of `raw` decoded to `f32` with the header's scaling.
+fn decoded(path: &Path, layout: Layout, raw: &[u8]) -> Result<Volume> {
+    let values = decode(raw, layout.datatype, layout.big_endian, layout.scaling);
+    let data = ArrayD::from_shape_vec(IxDyn(&layout.shape).f(), values)
+        .map_err(|e| Error::app(format!("{}: {e}", path.display())))?;
+    Ok(Volume {
+        data,
+        header: layout.header,
+    })
+}
+
 pub(super) fn limit_from(value: Option<&str>) -> u64 {
     value
         .and_then(|v| v.trim().parse().ok())
@@ -108,6 +168,11 @@ pub(super) fn limit_from(value: Option<&str>) -> u64 {
 /// shorter than the header says.
 pub fn read(path: &Path) -> Result<Volume> {
     ReadOptions::default().read(path)
+}
+
+/// [`ReadOptions::read_voxels`] with the default limits.
+pub fn read_voxels(path: &Path) -> Result<(Volume, Voxels)> {
+    ReadOptions::default().read_voxels(path)
 }
 
 /// [`read`] with a voxel limit of `max_voxels`.
