@@ -246,8 +246,8 @@ impl Executor {
             .load_model(RStr::from(path.as_ref()), device.into()))
         .map(Model)
     }
-    /// (1.2) Loads a TorchScript model in a precision: `auto` (the fastest the device runs
-    /// natively among `validated`, fp32 when none), `fp32`, `bf16` or `fp16`; `validated`
+    /// (1.2) Loads a TorchScript model in a precision: `auto` (one of `validated` the CPU
+    /// runs natively, else fp32; see the host's README), `fp32`, `bf16` or `fp16`; `validated`
     /// lists the reduced precisions the task checked against fp32. A named precision the
     /// device would emulate, or the task did not validate, is refused (`INVALID_INPUT`).
     /// Answers the handle and the precision it runs in; the model's inputs and outputs
