@@ -52,14 +52,17 @@ impl fmt::Display for Precision {
     }
 }
 
-/// The CPU's feature flags (Linux `/proc/cpuinfo`; empty elsewhere).
-fn cpu_flags() -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    info.lines()
-        .find(|l| l.starts_with("flags"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, f)| f.split_whitespace().map(str::to_owned).collect())
-        .unwrap_or_default()
+/// The CPU's feature flags (Linux `/proc/cpuinfo`, read once; empty elsewhere).
+fn cpu_flags() -> &'static [String] {
+    static FLAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FLAGS.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        info.lines()
+            .find(|l| l.starts_with("flags"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, f)| f.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
+    })
 }
 
 /// The precisions `device` runs at full speed: every one on CUDA; on a CPU, fp32, plus
@@ -67,7 +70,7 @@ fn cpu_flags() -> Vec<String> {
 /// them LibTorch emulates the type (deepbet's 256³ pass in bf16 on an AVX2-only EPYC:
 /// 168 s against 2.3 s in fp32).
 pub(super) fn native(device: Device) -> Vec<Precision> {
-    native_with(device, &cpu_flags())
+    native_with(device, cpu_flags())
 }
 
 fn native_with(device: Device, flags: &[String]) -> Vec<Precision> {

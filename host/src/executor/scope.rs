@@ -1,7 +1,7 @@
 //! One app generation's view of the executor: its tensor and model handles, freed with it.
 
-use super::{precision, Precision, TorchExecutor};
 use super::{train::Trainer, Priority};
+use super::{Precision, TorchExecutor};
 use crate::services::host_guard;
 use abi_stable::std_types::{RSlice, RStr, RString, RVec};
 use labelhost_plugin_api::abi::{
@@ -17,9 +17,12 @@ use std::{
 };
 use tch::{CModule, IValue, Kind, Tensor};
 
+mod reduced;
+use reduced::{cast_in, cast_out};
+
 /// A loaded model handle: the module, its device's name, the file and its precision.
 #[derive(Clone)]
-struct LoadedModel {
+pub(super) struct LoadedModel {
     module: Arc<CModule>,
     device: String,
     path: std::path::PathBuf,
@@ -140,10 +143,9 @@ impl ExecutorScope {
         })
     }
 
-    /// Runs `f` on a model handle's module: a loaded model, or a trainable one in eval
-    /// mode with its current weights (holding its lock, so no step runs meanwhile).
-    /// Runs `f` on a model (a loaded one or a trainable's live weights) under its device's
-    /// compute lock.
+    /// Runs `f` on a model handle's module and precision under its device's compute lock:
+    /// a loaded model, or a trainable one in eval mode with its current weights (holding
+    /// its lock, so no step runs meanwhile).
     fn with_model<T>(&self, id: ModelId, f: impl FnOnce(&CModule, Precision) -> Res<T>) -> Res<T> {
         if let Some(trainer) = self.trainer(id)? {
             let mut t = trainer.lock().map_err(|_| poisoned())?;
@@ -154,7 +156,7 @@ impl ExecutorScope {
         self.compute(&m.device, || f(&m.module, m.precision))
     }
 
-    fn loaded(&self, id: ModelId) -> Res<LoadedModel> {
+    pub(super) fn loaded(&self, id: ModelId) -> Res<LoadedModel> {
         let model = self
             .models
             .lock()
@@ -171,7 +173,7 @@ impl ExecutorScope {
 
     /// A handle for `model`: the generation's existing one for the same module in the
     /// same precision (so loading per request does not grow the map), or a new one.
-    fn insert_model(&self, model: LoadedModel) -> Res<ModelId> {
+    pub(super) fn insert_model(&self, model: LoadedModel) -> Res<ModelId> {
         let mut models = self.models.lock().map_err(|_| poisoned())?;
         let same = models
             .iter()
@@ -184,69 +186,9 @@ impl ExecutorScope {
         Ok(ModelId(id))
     }
 
-    /// A CPU handle on the model at `path` in `precision` whether or not the CPU runs it
-    /// natively (tests check the casts on any CPU).
-    #[cfg(test)]
-    pub(super) fn load_on_cpu_in(&self, path: &str, precision: Precision) -> Res<ModelId> {
-        let path = std::path::PathBuf::from(path);
-        let module = self
-            .exec
-            .model(&path, tch::Device::Cpu, precision)
-            .map_err(|e| err(ErrorCode::MODEL_IMPORT_ERROR, e))?;
-        let device = "cpu".to_owned();
-        self.insert_model(LoadedModel {
-            module,
-            device,
-            path,
-            precision,
-        })
-    }
-
     /// How many model handles this scope holds.
     pub fn live_models(&self) -> usize {
         self.models.lock().map_or(0, |m| m.len())
-    }
-
-    /// `model_op(.., "precision", {"precision", "allowed"})`: a handle on the model in the
-    /// precision `auto` or a name resolves to among the task's validated `allowed` ones
-    /// and the device's native ones. Answers `{"model", "precision"}`.
-    fn with_precision(&self, id: ModelId, args: &Value) -> Res<Value> {
-        let m = self.loaded(id).map_err(|_| {
-            err(
-                ErrorCode::INVALID_INPUT,
-                format!("precision applies to loaded models; {} is not one", id.0),
-            )
-        })?;
-        let requested = args["precision"].as_str().unwrap_or("auto");
-        let allowed: Vec<Precision> = args["allowed"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .filter_map(Precision::parse)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let device = self
-            .exec
-            .device(&m.device)
-            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
-        let p = precision::resolve(requested, &allowed, &precision::native(device), device)
-            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
-        let new = if p == m.precision {
-            id
-        } else {
-            let module = self
-                .exec
-                .model(&m.path, device, p)
-                .map_err(|e| err(ErrorCode::MODEL_IMPORT_ERROR, e))?;
-            self.insert_model(LoadedModel {
-                module,
-                precision: p,
-                ..m
-            })?
-        };
-        Ok(serde_json::json!({"model": new.0, "precision": p.to_string()}))
     }
 
     /// Runs `f` under the compute lock of `device` (see [`super::DeviceQueue::compute`]).
@@ -268,23 +210,7 @@ impl ExecutorScope {
     }
 }
 
-/// A model input in the model's precision (floating tensors only).
-fn cast_in(t: &Tensor, precision: Precision) -> Res<Tensor> {
-    if precision == Precision::Fp32 || !t.is_floating_point() {
-        return Ok(t.shallow_clone());
-    }
-    t.f_to_kind(precision.kind()).map_err(torch)
-}
-
-/// A model output back in f32 when it came out in a reduced precision.
-fn cast_out(t: Tensor) -> Res<Tensor> {
-    match t.kind() {
-        Kind::BFloat16 | Kind::Half => t.f_to_kind(Kind::Float).map_err(torch),
-        _ => Ok(t),
-    }
-}
-
-fn poisoned() -> PluginError {
+pub(super) fn poisoned() -> PluginError {
     err(
         ErrorCode::SERVER_ERROR,
         "executor state poisoned by an earlier panic",
