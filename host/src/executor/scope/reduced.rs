@@ -53,7 +53,11 @@ impl ExecutorScope {
     /// A CPU handle on the model at `path` in `precision` whether or not the CPU runs it
     /// natively (tests check the casts on any CPU).
     #[cfg(test)]
-    pub(in crate::executor) fn load_on_cpu_in(&self, path: &str, precision: Precision) -> Res<ModelId> {
+    pub(in crate::executor) fn load_on_cpu_in(
+        &self,
+        path: &str,
+        precision: Precision,
+    ) -> Res<ModelId> {
         let path = std::path::PathBuf::from(path);
         let module = self
             .exec
