@@ -6,9 +6,14 @@ the same studies, measured in one run:
 - sequential `/infer` per volume: p50/p95/min/max after a warm-up, with each server's own
   stage latencies (pre/infer/post/write) and Dice of its mask against the volume's reference
   mask and against the other server's mask;
-- 1, 2, 4 and 8 concurrent clients (each sends one request at once): wall and throughput;
+- 1, 2, 4 and 8 concurrent clients (each sends one request at once): wall and throughput
+  (the median of --rounds rounds);
 - `/info/` latency while those requests run;
-- peak RSS of the server and its children (sampled every 20 ms from /proc).
+- peak RSS of the server and its children (sampled every 0.25 s from /proc, and the
+  server's own high-water mark).
+
+Both servers run at once and their probes alternate (see `measure`), so the machine's drift
+falls on both alike.
 
 Prints one markdown table with both servers and the ratio (labelhost / MONAI Label; below 1
 means labelhost is faster or smaller) and, with --record FILE, writes it there with the date
@@ -75,9 +80,19 @@ class RssSampler(threading.Thread):
         self.pid, self.peak, self.stop = pid, 0, threading.Event()
 
     def run(self):
-        while not self.stop.is_set():
+        # Every 0.25 s, so the walk over /proc costs the 2-core machine little; a peak
+        # between samples is caught by the server process's own high-water mark (VmHWM),
+        # read at the end.
+        while not self.stop.wait(0.25):
             self.peak = max(self.peak, tree_rss(self.pid))
-            time.sleep(0.02)
+
+    def final_peak(self):
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                hwm = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+        except (OSError, StopIteration, ValueError):
+            hwm = 0
+        return max(self.peak, hwm)
 
 
 def infer(url, image, device):
@@ -116,57 +131,84 @@ def pct(values, q):
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
 
 
-def measure(name, command, url, env, work, a):
-    """Starts one server and runs every probe on it; answers its figures."""
-    log = open(os.path.join(work, f"{name}.log"), "w")
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=work)
-    sampler = RssSampler(proc.pid)
-    sampler.start()
-    out = {"volumes": {}, "concurrent": {}}
-    try:
-        wait_up(url, proc, every=0.05, log=log.name)
-        out["start"] = time.perf_counter() - started
-        for study, _, _ in VOLUMES:
-            image = study.split(".")[0]
-            infer(url, image, a.device)  # warm-up
-            runs = [infer(url, image, a.device) for _ in range(a.runs)]
-            times = [r[0] for r in runs]
-            stages = {k: statistics.median(r[1].get("latencies", {}).get(k, float("nan")) for r in runs)
-                      for k in ("pre", "infer", "post", "write", "total")}
-            out["volumes"][image] = {"p50": statistics.median(times), "p95": pct(times, 0.95),
-                                     "min": min(times), "max": max(times), "stages": stages,
-                                     "mask": runs[-1][2]}
-        for clients in a.concurrency:
-            info_times, done = [], threading.Event()
+class Server:
+    """One server under test: started, its RSS sampled, stopped."""
 
-            def poll_info():
-                while not done.is_set():
-                    t = time.perf_counter()
-                    requests.get(url + "/info/", timeout=600).raise_for_status()
-                    info_times.append(time.perf_counter() - t)
-                    time.sleep(0.2)
+    def __init__(self, name, command, url, env, work):
+        self.name, self.url = name, url
+        self.log = open(os.path.join(work, f"{name}.log"), "w")
+        started = time.perf_counter()
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=work)
+        self.sampler = RssSampler(self.proc.pid)
+        self.sampler.start()
+        wait_up(url, self.proc, every=0.05, log=self.log.name)
+        self.out = {"start": time.perf_counter() - started, "volumes": {}, "concurrent": {}}
 
-            poller = threading.Thread(target=poll_info, daemon=True)
-            t = time.perf_counter()
-            poller.start()
-            with cf.ThreadPoolExecutor(clients) as pool:
-                list(pool.map(lambda _: infer(url, "ch2", a.device), range(clients)))
-            wall = time.perf_counter() - t
-            done.set()
-            poller.join()
-            out["concurrent"][clients] = {"wall": wall, "per_s": clients / wall,
-                                          "info_p50": statistics.median(info_times),
-                                          "info_max": max(info_times)}
-        out["peak_rss"] = sampler.peak
-    finally:
-        sampler.stop.set()
-        proc.terminate()
+    def stop(self):
+        self.out["peak_rss"] = self.sampler.final_peak()
+        self.sampler.stop.set()
+        self.proc.terminate()
         try:
-            proc.wait(30)
+            self.proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-    return out
+            self.proc.kill()
+
+
+def concurrent(server, clients, device):
+    """`clients` ch2 requests at once while `/info/` is polled; answers (wall, info times)."""
+    info_times, done = [], threading.Event()
+
+    def poll_info():
+        while not done.is_set():
+            t = time.perf_counter()
+            requests.get(server.url + "/info/", timeout=600).raise_for_status()
+            info_times.append(time.perf_counter() - t)
+            time.sleep(0.2)
+
+    poller = threading.Thread(target=poll_info, daemon=True)
+    t = time.perf_counter()
+    poller.start()
+    with cf.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(lambda _: infer(server.url, "ch2", device), range(clients)))
+    wall = time.perf_counter() - t
+    done.set()
+    poller.join()
+    return wall, info_times
+
+
+def measure(servers, a):
+    """Every probe on both servers, interleaved (this 2-core VM's speed drifts by tens of
+    percent over minutes, so each server's runs alternate with the other's: request by
+    request for the sequential runs, round by round for the concurrent ones, the order
+    swapped each time). Fills each server's `out`."""
+    for study, _, _ in VOLUMES:
+        image = study.split(".")[0]
+        runs = {s.name: [] for s in servers}
+        for s in servers:
+            infer(s.url, image, a.device)  # warm-up
+        for i in range(a.runs):
+            for s in servers if i % 2 == 0 else servers[::-1]:
+                runs[s.name].append(infer(s.url, image, a.device))
+        for s in servers:
+            r = runs[s.name]
+            times = [x[0] for x in r]
+            stages = {k: statistics.median(x[1].get("latencies", {}).get(k, float("nan")) for x in r)
+                      for k in ("pre", "infer", "post", "write", "total")}
+            s.out["volumes"][image] = {"p50": statistics.median(times), "p95": pct(times, 0.95),
+                                       "min": min(times), "max": max(times), "stages": stages,
+                                       "mask": r[-1][2]}
+    for clients in a.concurrency:
+        walls, infos = {s.name: [] for s in servers}, {s.name: [] for s in servers}
+        for i in range(a.rounds):
+            for s in servers if i % 2 == 0 else servers[::-1]:
+                wall, info = concurrent(s, clients, a.device)
+                walls[s.name].append(wall)
+                infos[s.name].extend(info)
+        for s in servers:
+            wall = statistics.median(walls[s.name])
+            s.out["concurrent"][clients] = {"wall": wall, "per_s": clients / wall,
+                                            "info_p50": statistics.median(infos[s.name]),
+                                            "info_max": max(infos[s.name])}
 
 
 def table(lh, ml, refs):
@@ -212,8 +254,9 @@ def main():
     for arg in ("labelhost", "plugins", "app", "models", "data"):
         ap.add_argument(arg)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 2, 4, 8])
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of each concurrency per server")
     ap.add_argument("--record", help="markdown file to keep the table in")
     ap.add_argument("--gpu", default="", help="the GPU's name, for the record")
     a = ap.parse_args()
@@ -226,25 +269,33 @@ def main():
         shutil.copyfile(os.path.join(a.data, source), os.path.join(work, "seed", study))
         refs[study.split(".")[0]] = np.asarray(nib.load(os.path.join(a.data, ref)).dataobj) > 0
     env = dict(os.environ, MONAI_LABEL_DATASTORE_AUTO_RELOAD="false", MONAI_LABEL_AUTO_UPDATE_SCORING="false")
-    results = {}
-    for name in ("monailabel", "labelhost"):
-        studies = os.path.join(work, name)
-        shutil.copytree(os.path.join(work, "seed"), studies)
-        port = free_port()
-        if name == "labelhost":
-            command = [a.labelhost, "serve", "--plugins", a.plugins, "--studies", studies, "--port", str(port),
-                       "--runtime-dir", os.path.join(work, "rt")]
-        else:
-            command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", a.app,
-                       "--studies", studies, "--port", str(port), "--conf", "skip_scoring", "true",
-                       "--conf", "bbox_model", os.path.join(a.models, "bbox_model.pt"),
-                       "--conf", "model", os.path.join(a.models, "model.pt")]
-        print(f"measuring {name}...", file=sys.stderr, flush=True)
-        results[name] = measure(name, command, f"http://127.0.0.1:{port}", env, work, a)
+    servers = []
+    try:
+        for name in ("monailabel", "labelhost"):
+            studies = os.path.join(work, name)
+            shutil.copytree(os.path.join(work, "seed"), studies)
+            port = free_port()
+            if name == "labelhost":
+                command = [a.labelhost, "serve", "--plugins", a.plugins, "--studies", studies,
+                           "--port", str(port), "--runtime-dir", os.path.join(work, "rt")]
+            else:
+                command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", a.app,
+                           "--studies", studies, "--port", str(port), "--conf", "skip_scoring", "true",
+                           "--conf", "bbox_model", os.path.join(a.models, "bbox_model.pt"),
+                           "--conf", "model", os.path.join(a.models, "model.pt")]
+            print(f"starting {name}...", file=sys.stderr, flush=True)
+            servers.append(Server(name, command, f"http://127.0.0.1:{port}", env, work))
+        print("measuring both, interleaved...", file=sys.stderr, flush=True)
+        measure(servers, a)
+    finally:
+        for s in servers:
+            s.stop()
+    results = {s.name: s.out for s in servers}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     device = a.device + (f" ({a.gpu})" if a.gpu else "")
     head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
-            f"{a.runs} sequential runs per volume after a warm-up; device {device}; {now}; {machine()}")
+            f"{a.runs} sequential runs per volume after a warm-up and {a.rounds} rounds per concurrency, "
+            f"both servers up and interleaved; device {device}; {now}; {machine()}")
     text = head + "\n\n" + table(results["labelhost"], results["monailabel"], refs) + "\n"
     print(text)
     if a.record:
