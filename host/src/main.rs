@@ -16,7 +16,6 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // Before any thread or tensor exists (LibTorch reads it once).
     let huge_pages = labelhost::memory::tensor_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -2,25 +2,19 @@
 //! the heap's free pages back to the OS after a request. glibc keeps freed chunks below its
 //! mmap threshold (which grows to 32 MiB as big blocks come and go), so without the trim a
 //! second 256³ inference starts from the first one's leftovers and peaks higher.
-//! LibTorch's CPU tensors of 2 MiB and more are asked to sit on transparent huge pages.
+//! LibTorch's huge-page tensors are the operator's choice (`THP_MEM_ALLOC_ENABLE=1`).
 
 /// The environment variable LibTorch's CPU allocator reads (once, at its first
 /// allocation) to align tensors of 2 MiB and more to huge pages and `madvise` them so.
 pub const TENSOR_HUGE_PAGES_ENV: &str = "THP_MEM_ALLOC_ENABLE";
 
-/// Turns LibTorch's huge-page tensors on unless the operator set the variable (`0` keeps
-/// them off). A 256³ f32 tensor is 16,384 4-KiB pages, each faulted in on first touch:
-/// deepbet's 256³ pass on a 2-core EPYC took 2.24-2.55 s with 4 KiB pages and 1.39-1.87 s
-/// on huge pages, the same arithmetic. Call before any thread starts and before the
-/// first tensor; answers whether huge pages are on.
+/// Whether LibTorch's huge-page tensors are on: only when the operator sets the variable
+/// (`1`). Not the default: PyTorch alone ran deepbet's 256³ pass ~20% faster on huge pages
+/// on a 2-core EPYC, but in the server (two labelhost processes side by side, ch2
+/// requests interleaved) the model's median was 3.02 vs 2.71 s and 2.60 vs 2.62 s with
+/// and without, and its spread 1.8-4.3 s against 2.5-2.9 s.
 pub fn tensor_huge_pages() -> bool {
-    match std::env::var(TENSOR_HUGE_PAGES_ENV) {
-        Ok(v) => v.trim() != "0" && !v.trim().is_empty(),
-        Err(_) => {
-            std::env::set_var(TENSOR_HUGE_PAGES_ENV, "1");
-            true
-        }
-    }
+    std::env::var(TENSOR_HUGE_PAGES_ENV).is_ok_and(|v| !matches!(v.trim(), "" | "0"))
 }
 
 /// Returns free heap pages to the OS (glibc's `malloc_trim`; nothing elsewhere).
