@@ -16,10 +16,9 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let huge_pages = labelhost::memory::tensor_huge_pages();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args, huge_pages),
+        Command::Serve(args) => serve(args),
         Command::Pack(args) => pack(args),
     };
     match result {
@@ -46,7 +45,7 @@ fn init_logging(json: bool) {
     }
 }
 
-fn serve(args: ServeArgs, huge_pages: bool) -> Result<()> {
+fn serve(args: ServeArgs) -> Result<()> {
     init_logging(args.json_logs);
     let config = ServerConfig::try_from(&args)?;
     std::fs::create_dir_all(&config.runtime_dir)
@@ -58,7 +57,7 @@ fn serve(args: ServeArgs, huge_pages: bool) -> Result<()> {
     tracing::info!(
         devices = ?executor.devices(),
         workers = ?executor.workers(),
-        huge_pages,
+        huge_pages = labelhost::memory::tensor_huge_pages(),
         "executor ready"
     );
     let shared = Shared::new(

@@ -19,13 +19,17 @@ fn num(args: &Value, key: &str) -> Res<f64> {
         .ok_or_else(|| bad(format!("op needs a number '{key}'")))
 }
 
-fn triple(args: &Value, key: &str) -> Res<[i64; 3]> {
-    let v: Vec<i64> = args
-        .get(key)
+/// The integers of the list `key` (empty when absent).
+fn ints(args: &Value, key: &str) -> Vec<i64> {
+    args.get(key)
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
-    <[i64; 3]>::try_from(v).map_err(|_| bad(format!("op needs '{key}' as three integers")))
+        .unwrap_or_default()
+}
+
+fn triple(args: &Value, key: &str) -> Res<[i64; 3]> {
+    <[i64; 3]>::try_from(ints(args, key))
+        .map_err(|_| bad(format!("op needs '{key}' as three integers")))
 }
 
 /// Views a spatial tensor as `[N,C,D,H,W]`; returns the view and the original shape.
@@ -95,17 +99,12 @@ fn crop(x: &Tensor, args: &Value) -> Res<Tensor> {
 }
 
 /// `orient`: the axes permuted (`permute`, a permutation of all dims), then reversed along
-/// `flip` (dims of the permuted tensor), NaN set to 0 when `nan_to_num` is true, as
-/// `dtype` (`float32`; default the input's); written once into a C-ordered tensor (a volume uploaded in its file's memory order becomes RAS+
-/// in one pass on the device, instead of a transposing copy on the CPU and another here).
+/// `flip` (dims of the permuted tensor), NaN set to 0 when `nan_to_num` is true, as `dtype`
+/// (`float32`; default the input's); written once into a C-ordered tensor (a volume uploaded
+/// in its file's memory order becomes RAS+ in one pass on the device, instead of a
+/// transposing copy on the CPU and another here).
 fn orient(x: &Tensor, args: &Value) -> Res<Tensor> {
-    let ints = |key: &str| -> Vec<i64> {
-        args.get(key)
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_i64).collect())
-            .unwrap_or_default()
-    };
-    let (permute, flip) = (ints("permute"), ints("flip"));
+    let (permute, flip) = (ints(args, "permute"), ints(args, "flip"));
     let rank = x.dim() as i64;
     let mut seen = permute.clone();
     seen.sort_unstable();
@@ -320,13 +319,12 @@ pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tens
     if n == 0 {
         return Err(bad("quantile of an empty tensor"));
     }
-    let on_cpu = select;
-    let mut values = if on_cpu {
+    let mut values = if select {
         cpu_values(&flat)?
     } else {
         Vec::new()
     };
-    let has_nan = if on_cpu {
+    let has_nan = if select {
         values.iter().any(|v| v.is_nan())
     } else {
         flat.f_isnan()
@@ -337,13 +335,13 @@ pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tens
     };
     if has_nan {
         // torch.quantile's answer when any value is NaN.
-        return Ok(qs.iter().map(|_| nan_scalar()).collect());
+        return Ok(qs.iter().map(|_| scalar(f32::NAN)).collect());
     }
     let one = |q: f64, values: &mut Vec<f32>| -> Res<Tensor> {
         let rank = q as f32 * (n - 1) as f32;
         let below = rank.floor();
         let (lo, hi) = (below as i64, (rank.ceil() as i64).min(n - 1));
-        let (a, b) = if on_cpu {
+        let (a, b) = if select {
             let (a, b) = order_statistics(values, lo as usize, hi as usize);
             (scalar(a), scalar(b))
         } else if lo < n / 2 {
@@ -361,10 +359,6 @@ pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tens
 /// A 0-dim `f32` tensor, as `topk(..).get(i)` answers.
 fn scalar(v: f32) -> Tensor {
     Tensor::from_slice(&[v]).reshape([0i64; 0])
-}
-
-fn nan_scalar() -> Tensor {
-    scalar(f32::NAN)
 }
 
 /// A flat `f32` tensor's elements in host memory.
@@ -391,11 +385,7 @@ fn order_statistics(values: &mut [f32], lo: usize, hi: usize) -> (f32, f32) {
 /// over dim 0 when `argmax` is true, else integer labels) and integer target labels, one
 /// `f32` per entry of `labels`; 1 where both are empty (nothing to find, nothing found).
 pub(super) fn dice(pred: &Tensor, target: &Tensor, args: &Value) -> Res<Tensor> {
-    let labels: Vec<i64> = args
-        .get("labels")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
+    let labels = ints(args, "labels");
     if labels.is_empty() {
         return Err(bad("dice needs 'labels': [1, ...]"));
     }
@@ -483,14 +473,7 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
                 })
                 .map_err(torch)?
         }
-        "reshape" => {
-            let shape: Vec<i64> = args
-                .get("shape")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_i64).collect())
-                .unwrap_or_default();
-            x.f_reshape(shape).map_err(torch)?
-        }
+        "reshape" => x.f_reshape(ints(args, "shape")).map_err(torch)?,
         "nan_to_num" => x.f_nan_to_num(0.0, None, None).map_err(torch)?,
         "select" => x.f_select(int("dim", 0), int("index", 0)).map_err(torch)?,
         "argmax" => x

@@ -15,16 +15,15 @@ fn input(ex: &impl Executor) -> labelhost_plugin_api::abi::TensorId {
         .unwrap()
 }
 
+fn load_on_cpu(ex: &impl Executor, path: &str) -> labelhost_plugin_api::abi::ModelId {
+    ex.load_model(RStr::from(path), RStr::from("cpu")).unwrap()
+}
+
 #[test]
 fn a_bf16_model_takes_and_answers_f32_close_to_fp32() {
     let (scope, ex) = handle();
     let path = fixture("tiny_seg.pt");
-    let fp32 = ex
-        .load_model(RStr::from(path.as_str()), RStr::from("cpu"))
-        .unwrap();
-    let again = ex
-        .load_model(RStr::from(path.as_str()), RStr::from("cpu"))
-        .unwrap();
+    let (fp32, again) = (load_on_cpu(&ex, &path), load_on_cpu(&ex, &path));
     assert_eq!(fp32, again, "one handle per module and precision");
     let bf16 = scope.load_on_cpu_in(&path, Precision::Bf16).unwrap();
     assert_ne!(fp32, bf16);
@@ -59,9 +58,7 @@ fn a_bf16_model_takes_and_answers_f32_close_to_fp32() {
 fn precision_op_resolves_auto_and_refuses_what_the_cpu_would_emulate() {
     let (_scope, ex) = handle();
     let path = fixture("tiny_seg.pt");
-    let model = ex
-        .load_model(RStr::from(path.as_str()), RStr::from("cpu"))
-        .unwrap();
+    let model = load_on_cpu(&ex, &path);
     let op = |args: &str| ex.model_op(model, RStr::from("precision"), RStr::from(args));
     let native = super::precision::native(tch::Device::Cpu);
     let auto: Value =

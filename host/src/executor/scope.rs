@@ -22,7 +22,7 @@ use reduced::{cast_in, cast_out};
 
 /// A loaded model handle: the module, its device's name, the file and its precision.
 #[derive(Clone)]
-pub(super) struct LoadedModel {
+struct LoadedModel {
     module: Arc<CModule>,
     device: String,
     path: std::path::PathBuf,
@@ -156,7 +156,7 @@ impl ExecutorScope {
         self.compute(&m.device, || f(&m.module, m.precision))
     }
 
-    pub(super) fn loaded(&self, id: ModelId) -> Res<LoadedModel> {
+    fn loaded(&self, id: ModelId) -> Res<LoadedModel> {
         let model = self
             .models
             .lock()
@@ -173,7 +173,7 @@ impl ExecutorScope {
 
     /// A handle for `model`: the generation's existing one for the same module in the
     /// same precision (so loading per request does not grow the map), or a new one.
-    pub(super) fn insert_model(&self, model: LoadedModel) -> Res<ModelId> {
+    fn insert_model(&self, model: LoadedModel) -> Res<ModelId> {
         let mut models = self.models.lock().map_err(|_| poisoned())?;
         let same = models
             .iter()
@@ -184,6 +184,26 @@ impl ExecutorScope {
         let id = self.id();
         models.insert(id, model);
         Ok(ModelId(id))
+    }
+
+    /// A handle on the model at `path` on `device` in `precision` (the executor's cached
+    /// module, loaded or cast as needed).
+    fn load_as(
+        &self,
+        path: std::path::PathBuf,
+        device: tch::Device,
+        precision: Precision,
+    ) -> Res<ModelId> {
+        let module = self
+            .exec
+            .model(&path, device, precision)
+            .map_err(|m| err(ErrorCode::MODEL_IMPORT_ERROR, m))?;
+        self.insert_model(LoadedModel {
+            module,
+            device: super::device_name(device),
+            path,
+            precision,
+        })
     }
 
     /// How many model handles this scope holds.
@@ -210,7 +230,7 @@ impl ExecutorScope {
     }
 }
 
-pub(super) fn poisoned() -> PluginError {
+fn poisoned() -> PluginError {
     err(
         ErrorCode::SERVER_ERROR,
         "executor state poisoned by an earlier panic",
@@ -233,18 +253,8 @@ impl abi::Executor for ScopeHandle {
     fn load_model(&self, path: RStr<'_>, device: RStr<'_>) -> PluginResult<ModelId> {
         host_guard(|| {
             let device = self.0.device(device)?;
-            let path = std::path::PathBuf::from(path.as_str());
-            let module = self
-                .0
-                .exec
-                .model(&path, device, Precision::Fp32)
-                .map_err(|m| err(ErrorCode::MODEL_IMPORT_ERROR, m))?;
-            self.0.insert_model(LoadedModel {
-                module,
-                device: super::device_name(device),
-                path,
-                precision: Precision::Fp32,
-            })
+            self.0
+                .load_as(path.as_str().into(), device, Precision::Fp32)
         })
     }
 

@@ -2,7 +2,7 @@
 //! a reduced-precision model's inputs (to its type) and outputs (back to f32).
 
 use super::super::precision::{self, Precision};
-use super::{err, torch, ExecutorScope, LoadedModel, Res};
+use super::{err, torch, ExecutorScope, Res};
 use labelhost_plugin_api::abi::{ErrorCode, ModelId};
 use serde_json::Value;
 use tch::{Kind, Tensor};
@@ -37,15 +37,7 @@ impl ExecutorScope {
         let new = if p == m.precision {
             id
         } else {
-            let module = self
-                .exec
-                .model(&m.path, device, p)
-                .map_err(|e| err(ErrorCode::MODEL_IMPORT_ERROR, e))?;
-            self.insert_model(LoadedModel {
-                module,
-                precision: p,
-                ..m
-            })?
+            self.load_as(m.path, device, p)?
         };
         Ok(serde_json::json!({"model": new.0, "precision": p.to_string()}))
     }
@@ -58,18 +50,7 @@ impl ExecutorScope {
         path: &str,
         precision: Precision,
     ) -> Res<ModelId> {
-        let path = std::path::PathBuf::from(path);
-        let module = self
-            .exec
-            .model(&path, tch::Device::Cpu, precision)
-            .map_err(|e| err(ErrorCode::MODEL_IMPORT_ERROR, e))?;
-        let device = "cpu".to_owned();
-        self.insert_model(LoadedModel {
-            module,
-            device,
-            path,
-            precision,
-        })
+        self.load_as(path.into(), tch::Device::Cpu, precision)
     }
 }
 

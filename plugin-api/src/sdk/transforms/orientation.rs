@@ -110,32 +110,6 @@ impl Orientation {
     /// memory order (one copy), and the device reorders it into a C-ordered RAS+ tensor
     /// with NaN set to 0 (MONAI's `Orientation` then `nan_to_num`) in one pass.
     pub fn upload(&self, exec: &Executor, x: &ArrayD<f32>, device: &str) -> Result<Tensor> {
-        self.upload_array(exec, x, device)
-    }
-
-    /// [`Orientation::upload`] for what [`crate::sdk::image::read_voxels`] read: stored
-    /// bytes go up as they are (one copy of the file's values, not of their `f32`s) and
-    /// become `f32` in the same pass on the device that reorders them.
-    pub fn upload_voxels(&self, exec: &Executor, x: Voxels, device: &str) -> Result<Tensor> {
-        match x {
-            Voxels::Decoded(a) => self.upload_array(exec, &a, device),
-            Voxels::Raw {
-                bytes,
-                dtype,
-                shape,
-            } => {
-                let dims: Vec<i64> = shape.iter().rev().map(|&d| d as i64).collect();
-                let t = exec.tensor(dtype, &dims, bytes, device)?;
-                let (permute, flip) = self.orient_args(true);
-                let args = json!({
-                    "permute": permute, "flip": flip, "nan_to_num": true, "dtype": "float32"
-                });
-                exec.op1("orient", &t, &args)
-            }
-        }
-    }
-
-    fn upload_array(&self, exec: &Executor, x: &ArrayD<f32>, device: &str) -> Result<Tensor> {
         if x.ndim() != 3 {
             return Err(Error::invalid_input(format!(
                 "expected a 3-D volume, got {} dims",
@@ -161,6 +135,28 @@ impl Orientation {
         let (permute, flip) = self.orient_args(reversed);
         let args = json!({"permute": permute, "flip": flip, "nan_to_num": true});
         exec.op1("orient", &t, &args)
+    }
+
+    /// [`Orientation::upload`] for what [`crate::sdk::image::read_voxels`] read: stored
+    /// bytes go up as they are (one copy of the file's values, not of their `f32`s) and
+    /// become `f32` in the same pass on the device that reorders them.
+    pub fn upload_voxels(&self, exec: &Executor, x: Voxels, device: &str) -> Result<Tensor> {
+        match x {
+            Voxels::Decoded(a) => self.upload(exec, &a, device),
+            Voxels::Raw {
+                bytes,
+                dtype,
+                shape,
+            } => {
+                let dims: Vec<i64> = shape.iter().rev().map(|&d| d as i64).collect();
+                let t = exec.tensor(dtype, &dims, bytes, device)?;
+                let (permute, flip) = self.orient_args(true);
+                let args = json!({
+                    "permute": permute, "flip": flip, "nan_to_num": true, "dtype": "float32"
+                });
+                exec.op1("orient", &t, &args)
+            }
+        }
     }
 
     /// Undoes [`Orientation::to_ras`].
