@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// How often (milliseconds) the studies folder is checked for files added or removed by hand.
     #[arg(long, env = "LABELHOST_DATASTORE_POLL_MS", default_value_t = 2000)]
     pub datastore_poll_ms: u64,
+    /// How long (seconds) an image served by `/activelearning/` stays the client's: other
+    /// clients are not served it meanwhile. 0 turns claims off.
+    #[arg(long, env = "LABELHOST_CLAIM_SECONDS", default_value_t = crate::datastore::DEFAULT_CLAIM_SECS)]
+    pub claim_seconds: u64,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -99,6 +103,8 @@ pub struct ServerConfig {
     pub device_workers: usize,
     /// Studies-folder polling period in milliseconds.
     pub datastore_poll_ms: u64,
+    /// Seconds an active-learning claim stays fresh (0: no claims).
+    pub claim_seconds: u64,
 }
 
 fn absolute(p: &std::path::Path, what: &str) -> Result<PathBuf> {
@@ -137,6 +143,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             queue_capacity: a.queue_capacity,
             device_workers: a.device_workers,
             datastore_poll_ms: a.datastore_poll_ms.max(50),
+            claim_seconds: a.claim_seconds,
         })
     }
 }

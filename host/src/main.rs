@@ -60,11 +60,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         huge_pages = labelhost::memory::tensor_huge_pages(),
         "executor ready"
     );
-    let shared = Shared::new(
-        LocalDatastore::open(&config.studies)?,
-        executor,
-        config.conf.clone(),
-    );
+    let datastore = LocalDatastore::open(&config.studies)?;
+    datastore.set_claim_secs(config.claim_seconds);
+    let shared = Shared::new(datastore, executor, config.conf.clone());
     let registry = Registry::new(&config.plugins, &config.runtime_dir, shared.clone());
     for (bundle, error) in registry.load_all() {
         tracing::warn!(bundle, "bundle skipped: {error}");

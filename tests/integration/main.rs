@@ -19,6 +19,8 @@ mod clients;
 mod interop;
 // 3D Slicer's module, replayed call by call.
 mod slicer;
+// Active learning: claims, uncertainty strategies, scoring.
+mod activelearning;
 // Background jobs: scoring, batch inference, training records.
 mod jobs;
 // Brain extraction with the pretrained deepbet models on real volumes (Dice).

@@ -16,7 +16,12 @@ use labelhost_plugin_api::abi::TaskKind;
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Runs the strategy, records that the image was served, answers with its info and path.
+/// How often the strategy is asked again when another client claimed its answer first.
+const CLAIM_ATTEMPTS: usize = 3;
+
+/// Runs the strategy over the images no other client holds a fresh claim on, claims its
+/// answer for the client (image info `strategy.<name>`, checked and written under the
+/// datastore's lock), answers with the image's info and path; `{}` when nothing is left.
 #[utoipa::path(post, path = "/activelearning/{strategy}", tag = "MONAI Label", params(("strategy" = String, Path, description = "")), responses((status = 200, description = "The next image to annotate")))]
 pub(super) async fn next_sample(
     state: State,
@@ -24,46 +29,58 @@ pub(super) async fn next_sample(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(HeaderMap, Json<Value>)> {
     let (Path(strategy), body) = (strategy?, body?);
-    let request = json_object(&body)?;
+    let mut request = json_object(&body)?;
+    // Underscored keys are the host's to set (`_claimed`), never the client's.
+    request.retain(|k, _| !k.starts_with('_'));
     let generation = owner(&state, TaskKind::STRATEGY, &strategy)?;
     let headers = generation_headers(&generation);
-    let client_id = request.get("client_id").cloned().unwrap_or(Value::Null);
-    let text = Value::Object(request).to_string();
-    let name = strategy.clone();
-    let answer = call(generation, move |g| {
-        g.app
-            .next_sample(RStr::from(name.as_str()), RStr::from(text.as_str()))
-    })
-    .await?;
-    let mut sample: Map<String, Value> = match serde_json::from_str(answer.as_str()) {
-        Ok(Value::Object(m)) => m,
-        _ => {
-            return Err(Error::Internal(format!(
-                "strategy '{strategy}' returned a non-object"
-            )))
-        }
-    };
-    let Some(id) = sample.get("id").and_then(Value::as_str).map(str::to_owned) else {
-        return Ok((headers, Json(json!({}))));
-    };
+    let client = request
+        .get("client_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let store = state.shared.datastore.clone();
-    let ts = SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    // MONAI Label records who was served what in the image's info (strategy.<name>).
-    let (served, path) = super::blocking(move || {
-        let served = store.set_image_info_entry(
-            &id,
-            "strategy",
-            &strategy,
-            json!({"ts": ts, "client_id": client_id}),
-        )?;
-        Ok::<_, Error>((served, store.get_image_uri(&id)?))
-    })
-    .await?;
-    sample.insert("path".into(), json!(path));
-    for (k, v) in served {
-        sample.entry(k).or_insert(v);
+    for _ in 0..CLAIM_ATTEMPTS {
+        let (s, c) = (store.clone(), client.clone());
+        let claimed =
+            super::blocking(move || Ok::<_, Error>(s.claimed_by_others(c.as_deref(), now))).await?;
+        request.insert("_claimed".into(), json!(claimed));
+        let text = Value::Object(request.clone()).to_string();
+        let name = strategy.clone();
+        let answer = call(generation.clone(), move |g| {
+            g.app
+                .next_sample(RStr::from(name.as_str()), RStr::from(text.as_str()))
+        })
+        .await?;
+        let mut sample: Map<String, Value> = match serde_json::from_str(answer.as_str()) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(Error::Internal(format!(
+                    "strategy '{strategy}' returned a non-object"
+                )))
+            }
+        };
+        let Some(id) = sample.get("id").and_then(Value::as_str).map(str::to_owned) else {
+            return Ok((headers, Json(json!({}))));
+        };
+        let (s, c, name) = (store.clone(), client.clone(), strategy.clone());
+        let claim = super::blocking(move || {
+            let Some(info) = s.claim(&id, &name, c.as_deref(), now)? else {
+                return Ok::<_, Error>(None);
+            };
+            Ok(Some((info, s.get_image_uri(&id)?)))
+        })
+        .await?;
+        // Another client claimed it between the listing and now: ask again.
+        let Some((info, path)) = claim else { continue };
+        sample.insert("path".into(), json!(path));
+        for (k, v) in info {
+            sample.entry(k).or_insert(v);
+        }
+        return Ok((headers, Json(Value::Object(sample))));
     }
-    Ok((headers, Json(Value::Object(sample))))
+    tracing::warn!(%strategy, "every answer of the strategy was claimed by another client");
+    Ok((headers, Json(json!({}))))
 }

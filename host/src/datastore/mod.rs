@@ -5,6 +5,8 @@
 //! the in-memory index is guarded by a mutex and every mutation rewrites the index atomically.
 
 mod archive;
+mod claims;
+pub use claims::DEFAULT_CLAIM_SECS;
 pub(crate) mod ids;
 mod index;
 mod labels;
@@ -14,7 +16,7 @@ mod tests;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{atomic::AtomicU64, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
@@ -61,6 +63,8 @@ pub struct LocalDatastore {
     state: Mutex<State>,
     /// Folder modification times at the last [`LocalDatastore::refresh_if_changed`].
     seen: Mutex<Vec<Option<SystemTime>>>,
+    /// Seconds an active-learning claim stays fresh (`claims.rs`).
+    claim_secs: AtomicU64,
 }
 
 fn image_not_found(id: &str) -> DatastoreError {
@@ -100,6 +104,7 @@ impl LocalDatastore {
             index_path,
             state: Mutex::new(state),
             seen: Mutex::new(Vec::new()),
+            claim_secs: AtomicU64::new(claims::DEFAULT_CLAIM_SECS),
         })
     }
 
@@ -300,33 +305,6 @@ impl LocalDatastore {
             let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
             obj.image.info.extend(info);
             Ok(())
-        })
-    }
-
-    /// Sets `info[key][name] = value` for an image in one update (so concurrent writers of
-    /// other names under the same key lose nothing); returns the image's info after it.
-    pub fn set_image_info_entry(
-        &self,
-        id: &str,
-        key: &str,
-        name: &str,
-        value: Value,
-    ) -> Result<Map<String, Value>> {
-        validate_id(id)?;
-        self.mutate(|idx, _| {
-            let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
-            let slot = obj
-                .image
-                .info
-                .entry(key)
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            if let Some(map) = slot.as_object_mut() {
-                map.insert(name.to_owned(), value);
-            }
-            Ok(obj.image.info.clone())
         })
     }
 

@@ -1,4 +1,5 @@
-//! Active-learning strategies every app may reuse: MONAI Label's `random`, `first`, `last`.
+//! Active-learning strategies every app may reuse: MONAI Label's `random`, `first`, `last`,
+//! and [`candidates`], the images a strategy may serve.
 
 use super::{
     error::Result,
@@ -8,9 +9,17 @@ use super::{
 use serde_json::{json, Map, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The unlabeled image ids, sorted.
-fn unlabeled(host: &Host) -> Vec<String> {
+/// The images a strategy may serve, sorted: unlabeled ones (no `final` label) that no
+/// other client holds a fresh claim on (the host lists those in the request's `_claimed`;
+/// an older host lists none).
+pub fn candidates(host: &Host, request: &Request) -> Vec<String> {
+    let claimed: std::collections::HashSet<&str> = request
+        .get("_claimed")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let mut ids = host.datastore().unlabeled_images();
+    ids.retain(|id| !claimed.contains(id.as_str()));
     ids.sort();
     ids
 }
@@ -28,8 +37,11 @@ impl Strategy for First {
     fn description(&self) -> String {
         "Get First Sample".into()
     }
-    fn next_sample(&self, host: &Host, _: &Request) -> Result<Option<Map<String, Value>>> {
-        Ok(unlabeled(host).into_iter().next().and_then(sample))
+    fn next_sample(&self, host: &Host, request: &Request) -> Result<Option<Map<String, Value>>> {
+        Ok(candidates(host, request)
+            .into_iter()
+            .next()
+            .and_then(sample))
     }
 }
 
@@ -40,8 +52,11 @@ impl Strategy for Last {
     fn description(&self) -> String {
         "Get Last Sample".into()
     }
-    fn next_sample(&self, host: &Host, _: &Request) -> Result<Option<Map<String, Value>>> {
-        Ok(unlabeled(host).into_iter().last().and_then(sample))
+    fn next_sample(&self, host: &Host, request: &Request) -> Result<Option<Map<String, Value>>> {
+        Ok(candidates(host, request)
+            .into_iter()
+            .last()
+            .and_then(sample))
     }
 }
 
@@ -56,12 +71,12 @@ impl Strategy for Random {
     fn description(&self) -> String {
         "Random Strategy".into()
     }
-    fn next_sample(&self, host: &Host, _: &Request) -> Result<Option<Map<String, Value>>> {
+    fn next_sample(&self, host: &Host, request: &Request) -> Result<Option<Map<String, Value>>> {
         let store = host.datastore();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let weights: Vec<(String, u64)> = unlabeled(host)
+        let weights: Vec<(String, u64)> = candidates(host, request)
             .into_iter()
             .map(|id| {
                 let served = store

@@ -1,5 +1,5 @@
 //! The `brain` app: a foreground (head) mask of an MRI volume by Otsu thresholding,
-//! voxel statistics of saved labels, and first/last sampling.
+//! voxel statistics of saved labels, and first/last/random sampling.
 //!
 //! With deepbet's pretrained models in its bundle (`models/bbox_model.pt`, `models/model.pt`)
 //! it also offers `brain_extraction`, and a trainer of the same name that fine-tunes it. With an untrained MONAI UNet in its bundle
@@ -86,6 +86,12 @@ impl App for BrainApp {
         };
         tasks
             .infer("brain_otsu", otsu::OtsuMask { bins: self.bins })
+            .strategy(
+                "brain_random",
+                strategies::Random {
+                    name: "brain_random".into(),
+                },
+            )
             .strategy("first", strategies::First)
             .strategy("last", strategies::Last)
             .scoring("sum", sum::Sum)
