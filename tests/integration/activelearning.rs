@@ -1,6 +1,8 @@
 //! Active learning: claims shared by every strategy, uncertainty strategies, scoring.
 
-use crate::support::{client, pack_first_party, Server, Workspace};
+use crate::support::{
+    client, pack_first_party, put_label, read_volume, write_label, Server, Workspace,
+};
 use serde_json::{json, Value};
 
 fn next(server: &Server, strategy: &str, client_id: Option<&str>) -> Value {
@@ -52,4 +54,63 @@ fn annotators_asking_at_once_never_get_the_same_image_while_a_claim_is_fresh() {
     let s = next(&server, "first", Some("late"));
     assert_eq!(s["id"], "img00", "{s}");
     assert_eq!(s["strategy"]["first"]["client_id"], "late");
+}
+
+#[test]
+fn dice_scoring_compares_final_and_original_per_label_and_records_it() {
+    let ws = Workspace::new(2, 12);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let src = ws.studies().join("img00.nii.gz");
+    let (f, o) = (
+        ws.dir.path().join("final.nii.gz"),
+        ws.dir.path().join("original.nii.gz"),
+    );
+    // Two labels each: the annotator's ball (1) and box (2); the model's tighter ball.
+    write_label(&src, &f, |v| if v > 50.0 { 1 } else { 2 });
+    write_label(&src, &o, |v| if v > 105.0 { 1 } else { 2 });
+    put_label(&server, "img00", "final", &f);
+    put_label(&server, "img00", "original", &o);
+    let (a, b) = (read_volume(&f), read_volume(&o));
+    let expected = |value: f32| {
+        let both = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| **x == value && **y == value)
+            .count();
+        let n =
+            a.iter().filter(|x| **x == value).count() + b.iter().filter(|y| **y == value).count();
+        2.0 * both as f64 / n as f64
+    };
+    let (ball, box_) = (expected(1.0), expected(2.0));
+    assert!(
+        ball < 0.99 && box_ < 0.99,
+        "the labels differ: {ball} {box_}"
+    );
+
+    let r = client()
+        .post(server.at("/scoring/dice?run_sync=true"))
+        .send()
+        .expect("score");
+    assert_eq!(r.status(), 200);
+    let scored: Value = r.json().expect("json");
+    let one = &scored["img00"];
+    let close = |v: &Value, want: f64| (v.as_f64().expect("number") - want).abs() < 1e-9;
+    assert!(close(&one["dice_per_label"]["brain"], ball), "{scored}");
+    assert!(close(&one["dice_per_label"]["2"], box_), "{scored}");
+    assert!(close(&one["dice"], (ball + box_) / 2.0), "{scored}");
+    assert!(
+        scored.get("img01").is_none(),
+        "img01 has no labels: {scored}"
+    );
+    let index: Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.studies().join("datastore_v2.json")).expect("index"),
+    )
+    .expect("json");
+    let obj = &index["objects"]["img00"];
+    assert_eq!(obj["image"]["info"]["dice"], one["dice"]);
+    assert_eq!(
+        obj["labels"]["original"]["info"]["dice_per_label"],
+        one["dice_per_label"]
+    );
 }

@@ -9,6 +9,8 @@ mod host;
 pub mod image;
 #[cfg(feature = "nifti")]
 pub mod pipeline;
+#[cfg(feature = "nifti")]
+pub mod scoring;
 pub mod strategies;
 mod tasks;
 pub mod timing;

@@ -1,5 +1,5 @@
 //! The `brain` app: a foreground (head) mask of an MRI volume by Otsu thresholding,
-//! voxel statistics of saved labels, and first/last/random sampling.
+//! voxel statistics and Dice of saved labels, and first/last/random sampling.
 //!
 //! With deepbet's pretrained models in its bundle (`models/bbox_model.pt`, `models/model.pt`)
 //! it also offers `brain_extraction`, and a trainer of the same name that fine-tunes it. With an untrained MONAI UNet in its bundle
@@ -15,7 +15,7 @@ mod unet;
 
 use labelhost_plugin_api::{
     export_app,
-    sdk::{strategies, App, Host, Result, Tasks},
+    sdk::{json, scoring, strategies, App, Host, Result, Tasks},
 };
 
 /// The app.
@@ -95,6 +95,12 @@ impl App for BrainApp {
             .strategy("first", strategies::First)
             .strategy("last", strategies::Last)
             .scoring("sum", sum::Sum)
+            .scoring(
+                "dice",
+                scoring::Dice {
+                    labels: json!({"brain": 1}).as_object().cloned().unwrap_or_default(),
+                },
+            )
     }
 }
 

@@ -13,7 +13,7 @@ mod unet;
 
 use labelhost_plugin_api::{
     export_app,
-    sdk::{strategies, App, Host, Result, Tasks},
+    sdk::{json, scoring, strategies, App, Host, Result, Tasks},
 };
 
 /// The app.
@@ -83,6 +83,15 @@ impl App for SegmentationApp {
                 train::ClassMeans {
                     classes: self.classes,
                     trained: self.trained.clone(),
+                },
+            )
+            .scoring(
+                "segmentation_dice",
+                scoring::Dice {
+                    labels: json!({"class_1": 1, "class_2": 2, "class_3": 3})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
                 },
             )
             .strategy(
