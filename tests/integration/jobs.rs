@@ -164,3 +164,63 @@ fn unknown_jobs_and_empty_histories_are_404() {
         "nothing to stop"
     );
 }
+
+#[test]
+fn batch_inference_runs_image_by_image_saves_labels_and_never_holds_the_device() {
+    let ws = Workspace::new(3, 8);
+    pack_first_party(&ws.plugins());
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let server = ws.serve_with(&[], &["--device-workers", "1"]);
+    let r = client()
+        .post(server.at("/batch/infer/slow_infer"))
+        .json(&json!({"ms": 1200}))
+        .send()
+        .expect("batch");
+    assert_eq!(r.json::<Value>().expect("json")["status"], "SUBMITTED");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let running = loop {
+        let record = get_json(&server, "/batch/infer");
+        if record["train_stats"]["done"] == 1 || Instant::now() > deadline {
+            break record;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(running["train_stats"]["total"], 3, "{running}");
+    // With one device slot, an annotator's request is served mid-batch.
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+    let during = get_json(&server, "/batch/infer");
+    assert_eq!(
+        during["status"], "RUNNING",
+        "served before the batch ended: {during}"
+    );
+    let done = wait_for(&server, "/batch/infer", "DONE");
+    assert_eq!(done["train_stats"]["done"], 3, "{done}");
+    let result = done["result"].as_object().expect("result");
+    assert_eq!(result.len(), 3, "{done}");
+    assert!(result["img02"]["params"].is_object(), "{done}");
+
+    // A synchronous batch over the unlabeled images saves each label as `original`.
+    let r = client()
+        .post(server.at("/batch/infer/brain_otsu?images=unlabeled&run_sync=true"))
+        .json(&json!({"max_batch_size": 2}))
+        .send()
+        .expect("sync batch");
+    assert_eq!(r.status(), 200);
+    let sync: Value = r.json().expect("json");
+    assert_eq!(sync.as_object().expect("map").len(), 2, "{sync}");
+    assert_eq!(sync["img01"]["label"], "img01", "{sync}");
+    assert!(ws.studies().join("labels/original/img01.nii.gz").is_file());
+    assert!(
+        !ws.studies().join("labels/original/img02.nii.gz").is_file(),
+        "cut at 2"
+    );
+    let r = client()
+        .post(server.at("/batch/infer/brain_otsu?images=everything"))
+        .send()
+        .expect("bad images");
+    assert_eq!(r.status(), 400);
+}

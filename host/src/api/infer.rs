@@ -189,7 +189,7 @@ pub(super) async fn infer(
 
 /// Saves the result label as `(image id, tag)` (when given), reads it for the answer, and
 /// removes the result file whatever happens. File work runs off the async threads.
-async fn take_label(
+pub(super) async fn take_label(
     store: &std::sync::Arc<crate::datastore::LocalDatastore>,
     path: &std::path::Path,
     save_as: Option<(String, String)>,

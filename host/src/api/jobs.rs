@@ -5,7 +5,7 @@
 
 use super::{call, json_object, owner, AppState, State};
 use crate::{
-    executor::Priority,
+    executor::{with_priority, Priority},
     jobs::{timestamp, Kind, Record, Status},
     Error, Result,
 };
@@ -50,9 +50,10 @@ fn priority(kind: Kind) -> Priority {
     }
 }
 
-/// Runs the job's plugin call. Scoring and batch inference first wait for a slot on the
-/// request's device; training takes one per optimisation step instead (the executor's
-/// `train_step`), so interactive requests are served between its steps. `job` (the record
+/// Runs the job: batch inference image by image in the host (`batch.rs`); scoring as one
+/// plugin call holding a slot on the request's device; training as one plugin call that
+/// takes a slot per optimisation step (the executor's `train_step`), so interactive
+/// requests are served between its steps. `job` (the record
 /// id) reaches the plugin as `_job`, for progress reports and stop requests.
 async fn execute(
     state: &Arc<AppState>,
@@ -61,6 +62,9 @@ async fn execute(
     request: &Value,
     job: Option<&str>,
 ) -> Result<Value> {
+    if kind == Kind::BatchInfer {
+        return super::batch::run(state, name, request, job).await;
+    }
     let generation = owner(state, task_kind(kind), name)?;
     let device = request.get("device").and_then(Value::as_str).unwrap_or("");
     let queue = state
@@ -79,13 +83,14 @@ async fn execute(
         map.insert("_job".into(), json!(job));
     }
     let (name, text) = (name.to_owned(), request.to_string());
+    // The job's model passes yield to interactive ones (the compute lock's priority).
     let out = call(generation, move |g| -> PluginResult<RString> {
         let (name, text) = (RStr::from(name.as_str()), RStr::from(text.as_str()));
-        match kind {
+        with_priority(priority(kind), || match kind {
             Kind::Train => g.app.train(name, text),
             Kind::Scoring => g.app.scoring(name, text),
             Kind::BatchInfer => g.app.batch_infer(text),
-        }
+        })
     })
     .await?;
     serde_json::from_str(out.as_str())
@@ -134,8 +139,11 @@ async fn launch(
         request.insert("images".into(), json!(q.images.as_deref().unwrap_or("all")));
     }
     let request = Value::Object(request);
-    // Unknown names are refused now, not recorded as failed jobs.
+    // Unknown names and image selections are refused now, not recorded as failed jobs.
     owner(state, task_kind(kind), &name)?;
+    if kind == Kind::BatchInfer {
+        super::batch::select(state, &request)?;
+    }
     if kind == Kind::Train {
         if let Some(map) = request.as_object() {
             super::train_params::validate(map)?;

@@ -5,6 +5,7 @@
 
 mod activelearning;
 mod apps;
+mod batch;
 mod datastore;
 mod infer;
 mod info;

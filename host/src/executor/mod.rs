@@ -6,6 +6,7 @@
 //! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device,
 //! and TorchScript modules are trained there (`train.rs`).
 
+pub mod compute;
 mod ops;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -25,6 +26,7 @@ mod train;
 #[allow(clippy::unwrap_used)]
 mod train_tests;
 
+pub use compute::with_priority;
 pub use precision::Precision;
 pub use queue::{DeviceQueue, Permit, Priority, QueueFull};
 pub use scope::ExecutorScope;

@@ -5,9 +5,10 @@
 //! thread is held while a request waits.
 //!
 //! Inside a running slot, model passes take the device's compute lock
-//! ([`DeviceQueue::compute`]): one pass at a time per device, so two requests in their
-//! slots overlap one's reading, pre- and post-processing with the other's model pass
-//! instead of splitting the cores between two passes (and holding two passes' memory).
+//! ([`DeviceQueue::compute`], `compute.rs`): one pass at a time per device, the most urgent
+//! waiting one first, so two requests in their slots overlap one's reading, pre- and
+//! post-processing with the other's model pass instead of splitting the cores between two
+//! passes (and holding two passes' memory).
 
 use std::{
     collections::BinaryHeap,
@@ -40,7 +41,7 @@ struct State {
 pub struct DeviceQueue {
     capacity: usize,
     workers: usize,
-    compute: Mutex<()>,
+    compute: super::compute::ComputeLock,
     state: Mutex<State>,
     changed: Notify,
     tickets: AtomicU64,
@@ -73,21 +74,18 @@ impl DeviceQueue {
         Arc::new(DeviceQueue {
             capacity,
             workers: workers.max(1),
-            compute: Mutex::new(()),
+            compute: Default::default(),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             tickets: AtomicU64::new(0),
         })
     }
 
-    /// Runs `f` (a model pass, a training step) holding the device's compute lock. A
-    /// poisoned lock (a pass that panicked) is taken over: it guards no data.
+    /// Runs `f` (a model pass, a training step) holding the device's compute lock, after
+    /// any more urgent pass that waits for it (the thread's
+    /// [`with_priority`](super::compute::with_priority)).
     pub fn compute<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _guard = self
-            .compute
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f()
+        self.compute.run(f)
     }
 
     /// How many requests run at once.

@@ -422,7 +422,9 @@ impl abi::Executor for ScopeHandle {
                 .ok()
                 .and_then(|q| q.acquire_blocking(Priority::Training));
             let mut t = trainer.lock().map_err(|_| poisoned())?;
-            let step = self.0.compute(&device, || t.step(&inputs, &targets))?;
+            let step = super::with_priority(Priority::Training, || {
+                self.0.compute(&device, || t.step(&inputs, &targets))
+            })?;
             Ok(step.to_string().into())
         })
     }

@@ -1,0 +1,146 @@
+//! `POST /batch/infer/{model}`, run by the host image by image (MONAI Label's
+//! `BatchInferTask`): each image's inference runs at batch priority and holds no device
+//! slot, so its model passes wait while an annotator's pass waits (an interactive request
+//! is delayed by at most the one pass already running); its label is saved as `original`
+//! (or `label_tag`); the job record's progress moves after each image, and a stop request
+//! ends the job before the next one.
+
+use super::{call, infer::take_label, owner, release, AppState};
+use crate::{
+    executor::{with_priority, Priority},
+    Error, Result,
+};
+use abi_stable::std_types::RStr;
+use labelhost_plugin_api::abi::TaskKind;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// The images asked for: `images` = `all` | `labeled` | `unlabeled` | a list of ids,
+/// sorted, cut to `max_batch_size` when that is above 0.
+pub(super) fn select(state: &AppState, request: &Value) -> Result<Vec<String>> {
+    let store = &state.shared.datastore;
+    let mut images = match request.get("images").unwrap_or(&json!("all")) {
+        Value::String(s) if s == "all" => store.list_images(),
+        Value::String(s) if s == "labeled" => store.get_labeled_images(),
+        Value::String(s) if s == "unlabeled" => store.get_unlabeled_images(),
+        Value::Array(ids) => ids
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| Error::BadRequest(format!("images: {v} is not an image id")))
+            })
+            .collect::<Result<_>>()?,
+        other => {
+            return Err(Error::BadRequest(format!(
+                "images must be all, labeled, unlabeled or a list of ids, not {other}"
+            )))
+        }
+    };
+    images.sort();
+    let max = request
+        .get("max_batch_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    if max > 0 {
+        images.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    Ok(images)
+}
+
+/// Runs the batch; answers `{image id: {"label", "tag", "params"} | {"detail", "code"}}`.
+pub(super) async fn run(
+    state: &Arc<AppState>,
+    model: &str,
+    request: &Value,
+    job: Option<&str>,
+) -> Result<Value> {
+    let images = select(state, request)?;
+    let tag = request
+        .get("label_tag")
+        .and_then(Value::as_str)
+        .unwrap_or("original")
+        .to_owned();
+    crate::datastore::ids::validate_tag(&tag)?;
+    let save = request
+        .get("save_label")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let (total, mut failed) = (images.len(), 0);
+    let mut out = Map::new();
+    for (done, id) in images.into_iter().enumerate() {
+        let progress =
+            json!({"stats": {"done": done, "total": total, "failed": failed, "image": id}});
+        if job.is_some_and(|job| !state.shared.jobs.progress(job, progress)) {
+            break;
+        }
+        let tag = save.then(|| tag.clone());
+        let one = match infer_one(state, model, request, &id, tag).await {
+            Ok(v) => v,
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(model, image = %id, "batch inference: {e}");
+                json!({"detail": e.to_string(), "code": e.code()})
+            }
+        };
+        out.insert(id, one);
+    }
+    if let Some(job) = job {
+        let line = format!("{} of {total} images inferred, {failed} failed", out.len());
+        let stats = json!({"done": out.len(), "total": total, "failed": failed});
+        state
+            .shared
+            .jobs
+            .progress(job, json!({"stats": stats, "log": line}));
+    }
+    Ok(Value::Object(out))
+}
+
+/// One image: the model's generation as it is now (a hot swap mid-batch moves the rest of
+/// the batch to the new one), its inference at batch priority, its label saved as `tag`.
+async fn infer_one(
+    state: &Arc<AppState>,
+    model: &str,
+    request: &Value,
+    id: &str,
+    tag: Option<String>,
+) -> Result<Value> {
+    let generation = owner(state, TaskKind::INFER, model)?;
+    let store = state.shared.datastore.clone();
+    let lookup = id.to_owned();
+    let path = super::blocking(move || store.get_image_uri(&lookup)).await?;
+    let mut params = request.as_object().cloned().unwrap_or_default();
+    for key in ["images", "max_batch_size", "label_tag", "save_label"] {
+        params.remove(key);
+    }
+    params.insert("image".into(), json!(path));
+    params.insert("model".into(), json!(model));
+    let text = Value::Object(params).to_string();
+    let name = model.to_owned();
+    let out = call(generation.clone(), move |g| {
+        with_priority(Priority::Batch, || {
+            g.app
+                .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
+        })
+    })
+    .await;
+    release(generation);
+    let out = out?;
+    let result: Value = serde_json::from_str(out.params_json.as_str())
+        .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
+    let label = out.label_path.into_option().map(|p| p.to_string());
+    let saved = match (&label, &tag) {
+        (Some(file), _) => {
+            let save_as = tag.clone().map(|t| (id.to_owned(), t));
+            let file = std::path::PathBuf::from(file);
+            take_label(&state.shared.datastore, &file, save_as, model, &result).await?;
+            tag.is_some()
+        }
+        (None, _) => false,
+    };
+    Ok(json!({
+        "label": if saved { json!(id) } else { Value::Null },
+        "tag": tag,
+        "params": result,
+    }))
+}
