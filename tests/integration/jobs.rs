@@ -224,3 +224,39 @@ fn batch_inference_runs_image_by_image_saves_labels_and_never_holds_the_device()
         .expect("bad images");
     assert_eq!(r.status(), 400);
 }
+
+#[test]
+fn a_finished_training_queues_its_apps_scoring_methods() {
+    let ws = Workspace::new(2, 12);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let r = client()
+        .post(server.at("/infer/segmentation_kmeans?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+    let label = ws.dir.path().join("final.nii.gz");
+    crate::support::write_label(&ws.studies().join("img00.nii.gz"), &label, |v| {
+        // The three classes the app's k-means needs: the ball, and the box in two halves.
+        if v > 50.0 {
+            1
+        } else if v < 15.0 {
+            2
+        } else {
+            3
+        }
+    });
+    crate::support::put_label(&server, "img00", "final", &label);
+    let r = client()
+        .post(server.at("/train/segmentation_kmeans"))
+        .json(&json!({}))
+        .send()
+        .expect("train");
+    assert_eq!(r.status(), 200);
+    let trained = wait_for(&server, "/train/", "DONE");
+    assert_eq!(trained["status"], "DONE", "{trained}");
+    let scored = wait_for(&server, "/scoring/", "DONE");
+    assert_eq!(scored["request"]["method"], "segmentation_dice", "{scored}");
+    let dice = scored["result"]["img00"]["dice"].as_f64().expect("dice");
+    assert!((0.0..=1.0).contains(&dice), "{scored}");
+}

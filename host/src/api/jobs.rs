@@ -3,7 +3,7 @@
 //! false) or inside the request with `run_sync=true`; either way it waits for its device
 //! queue at training or batch priority, behind interactive inference.
 
-use super::{call, json_object, owner, AppState, State};
+use super::{call, json_object, owner, release, AppState, State};
 use crate::{
     executor::{with_priority, Priority},
     jobs::{timestamp, Kind, Record, Status},
@@ -167,8 +167,27 @@ async fn launch(
         .shared
         .jobs
         .submit(kind, crate::random::uuid(), request.clone());
-    let (st, id) = (state.clone(), record.id.clone());
-    tokio::spawn(async move {
+    tokio::spawn(run_job(
+        state.clone(),
+        kind,
+        record.id.clone(),
+        name,
+        request,
+    ));
+    Ok(serde_json::to_value(record).unwrap_or(Value::Null))
+}
+
+/// A background job's task: waits for its kind's turn, runs, records the outcome; after
+/// a successful training, queues the app's scoring methods ([`rescore`]). Boxed with a
+/// named type because it spawns itself through `rescore`.
+fn run_job(
+    st: Arc<AppState>,
+    kind: Kind,
+    id: String,
+    name: String,
+    request: Value,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
         let _one_at_a_time = st.shared.jobs.gates[&kind].clone().lock_owned().await;
         let still_wanted = st.shared.jobs.update(kind, &id, |r| {
             if r.status == Status::Submitted {
@@ -179,6 +198,7 @@ async fn launch(
             return;
         }
         let outcome = execute(&st, kind, &name, &request, Some(&id)).await;
+        let trained = kind == Kind::Train && outcome.is_ok();
         st.shared.jobs.update(kind, &id, |r| {
             if r.status == Status::Stopped {
                 return;
@@ -196,8 +216,51 @@ async fn launch(
                 }
             }
         });
-    });
-    Ok(serde_json::to_value(record).unwrap_or(Value::Null))
+        if trained {
+            rescore(&st, &name);
+        }
+    })
+}
+
+/// After a training job ends, queues every scoring method of the trainer's app, as MONAI
+/// Label's auto-update does (scores such as epistemic uncertainty depend on the model);
+/// `--conf auto_update_scoring=false` turns it off.
+fn rescore(state: &Arc<AppState>, trainer: &str) {
+    if state
+        .shared
+        .conf
+        .get("auto_update_scoring")
+        .map(String::as_str)
+        == Some("false")
+    {
+        return;
+    }
+    let Ok(generation) = owner(state, TaskKind::TRAIN, trainer) else {
+        return;
+    };
+    let methods: Vec<String> = generation
+        .tasks
+        .iter()
+        .filter(|t| t.kind == TaskKind::SCORING)
+        .map(|t| t.name.clone())
+        .collect();
+    release(generation);
+    for method in methods {
+        let request = json!({ "method": method });
+        let record =
+            state
+                .shared
+                .jobs
+                .submit(Kind::Scoring, crate::random::uuid(), request.clone());
+        tracing::info!(%method, %trainer, "scoring queued after training");
+        tokio::spawn(run_job(
+            state.clone(),
+            Kind::Scoring,
+            record.id,
+            method,
+            request,
+        ));
+    }
 }
 
 /// MONAI Label's deprecated `POST /train/` and `POST /scoring/`: one queued job per trainer
