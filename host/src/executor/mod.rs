@@ -1,12 +1,17 @@
 //! The shared LibTorch executor: one per process, CUDA when present, CPU otherwise.
 //! TorchScript models are cached per (file, device, precision) and reloaded when the file
-//! changes.
+//! changes; Monte-Carlo dropout twins carry a model's weights (`dropout.rs`); model passes
+//! take the device's priority compute lock (`compute.rs`).
 //!
 //! Apps reach it through an [`ExecutorScope`] per app generation (`scope.rs`): named tensor
 //! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device,
 //! and TorchScript modules are trained there (`train.rs`).
 
 pub mod compute;
+mod dropout;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod dropout_tests;
 mod ops;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -72,6 +77,7 @@ pub struct TorchExecutor {
     default: Device,
     cuda_devices: usize,
     models: Mutex<HashMap<(PathBuf, String, Precision), CachedModel>>,
+    twins: Mutex<dropout::Twins>,
     queues: HashMap<String, Arc<DeviceQueue>>,
 }
 
@@ -105,6 +111,7 @@ impl TorchExecutor {
             default,
             cuda_devices,
             models: Mutex::new(HashMap::new()),
+            twins: Mutex::new(HashMap::new()),
             queues: HashMap::new(),
         };
         exec.queues = exec

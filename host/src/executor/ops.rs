@@ -474,6 +474,7 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
                 .map_err(torch)?
         }
         "reshape" => x.f_reshape(ints(args, "shape")).map_err(torch)?,
+        "flip" => x.f_flip(ints(args, "dims")).map_err(torch)?,
         "nan_to_num" => x.f_nan_to_num(0.0, None, None).map_err(torch)?,
         "select" => x.f_select(int("dim", 0), int("index", 0)).map_err(torch)?,
         "argmax" => x

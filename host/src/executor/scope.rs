@@ -17,6 +17,7 @@ use std::{
 };
 use tch::{CModule, IValue, Kind, Tensor};
 
+mod dropout;
 mod reduced;
 use reduced::{cast_in, cast_out};
 
@@ -452,6 +453,9 @@ impl abi::Executor for ScopeHandle {
                 .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("model_op args: {e}")))?;
             if name.as_str() == "precision" {
                 return Ok(self.0.with_precision(model, &args)?.to_string().into());
+            }
+            if name.as_str() == "mc_dropout" {
+                return Ok(self.0.with_dropout(model, &args)?.to_string().into());
             }
             let trainer = self.0.trainable(model)?;
             let mut t = trainer.lock().map_err(|_| poisoned())?;
