@@ -37,7 +37,8 @@ infer_bench() {
         --asset plugins/brain/assets/otsu.json=assets/otsu.json \
         --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
         --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" \
-        --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" --out "$bundle/brain" >/dev/null
+        --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" \
+        --asset "$LABELHOST_CACHE/models/brain/brain_unet_dropout.pt=models/brain_unet_dropout.pt" --out "$bundle/brain" >/dev/null
     python3 host/benches/reference/infer_vs_monailabel.py "$target/labelhost" "$bundle" \
         host/benches/reference/monailabel_deepbet "$LABELHOST_CACHE/models/deepbet" "$LABELHOST_CACHE/data" \
         --device "$device" --record "host/benches/results/infer-$device.md"

@@ -4,6 +4,7 @@ use crate::support::{
     client, pack_first_party, put_label, read_volume, write_label, Server, Workspace,
 };
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 fn next(server: &Server, strategy: &str, client_id: Option<&str>) -> Value {
     let body = client_id.map_or(json!({}), |c| json!({ "client_id": c }));
@@ -112,5 +113,111 @@ fn dice_scoring_compares_final_and_original_per_label_and_records_it() {
     assert_eq!(
         obj["labels"]["original"]["info"]["dice_per_label"],
         one["dice_per_label"]
+    );
+}
+
+/// Waits until `n` scoring records exist and none is waiting or running; returns them.
+fn scoring_done(server: &Server, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let all = crate::support::get_json(server, "/scoring/?all=true");
+        let all = all.as_array().cloned().unwrap_or_default();
+        let busy = all
+            .iter()
+            .any(|r| r["status"] == "SUBMITTED" || r["status"] == "RUNNING");
+        if (all.len() >= n && !busy) || Instant::now() > deadline {
+            return all;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn uncertainty_scores_follow_the_model_and_serve_the_most_uncertain_unclaimed_image() {
+    let ws = Workspace::new(4, 24);
+    crate::training::pack_brain_unet(&ws);
+    let server = ws.serve(&[]);
+    // No model yet: the strategy says it fell back to random; scoring has nothing to do.
+    let s = next(&server, "brain_unet_epistemic", Some("a"));
+    assert_eq!(s["fallback"], "random", "{s}");
+    let r: Value = client()
+        .post(server.at("/scoring/brain_unet_tta?run_sync=true"))
+        .send()
+        .expect("score")
+        .json()
+        .expect("json");
+    assert_eq!(r["executed"], 0, "{r}");
+
+    for i in 0..2 {
+        let src = ws.studies().join(format!("img0{i}.nii.gz"));
+        let file = ws.dir.path().join(format!("mask{i}.nii.gz"));
+        write_label(&src, &file, |x| u8::from(x > 50.0));
+        put_label(&server, &format!("img0{i}"), "final", &file);
+    }
+    let r = client()
+        .post(server.at("/train/brain_unet"))
+        .json(&json!({"pretrained": false, "max_epochs": 2, "val_interval": 1}))
+        .send()
+        .expect("train");
+    assert_eq!(r.status(), 200);
+    // Training ends, then its app's four scoring methods run (sum, dice, TTA, epistemic).
+    let records = scoring_done(&server, 4);
+    let methods: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["request"]["method"].as_str())
+        .collect();
+    for m in ["brain_unet_epistemic", "brain_unet_tta"] {
+        assert!(methods.contains(&m), "{methods:?}");
+    }
+    let epistemic = records
+        .iter()
+        .find(|r| r["request"]["method"] == "brain_unet_epistemic")
+        .expect("epistemic record");
+    assert_eq!(epistemic["status"], "DONE", "{epistemic}");
+    let result = &epistemic["result"];
+    assert_eq!(
+        (result["total"].as_u64(), result["executed"].as_u64()),
+        (Some(2), Some(2)),
+        "{result}"
+    );
+    let scores = result["scores"].as_object().expect("scores");
+    let (best, _) = scores
+        .iter()
+        .max_by(|a, b| {
+            a.1.as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b.1.as_f64().unwrap_or(0.0))
+        })
+        .expect("a score");
+    for (id, score) in scores {
+        let score = score.as_f64().expect("number");
+        assert!(score.is_finite() && score >= 0.0, "{id}: {score}");
+        let info = crate::support::get_json(&server, &format!("/datastore/image/info?image={id}"));
+        assert_eq!(info["brain_unet_epistemic"]["passes"], 5, "{info}");
+        assert_eq!(info["epistemic_entropy"].as_f64(), Some(score), "{info}");
+        assert!(info["brain_unet_tta"]["score"].as_f64().is_some(), "{info}");
+    }
+    // The most uncertain unlabelled image first; the next annotator gets the other one.
+    let first = next(&server, "brain_unet_epistemic", Some("b"));
+    assert_eq!(first["id"].as_str(), Some(best.as_str()), "{first}");
+    assert!(first.get("fallback").is_none(), "{first}");
+    let second = next(&server, "brain_unet_epistemic", Some("c"));
+    assert!(
+        second["id"]
+            .as_str()
+            .is_some_and(|id| id != best && scores.contains_key(id)),
+        "{second}"
+    );
+    // The same model: the scores are reused, not recomputed.
+    let again: Value = client()
+        .post(server.at("/scoring/brain_unet_epistemic?run_sync=true"))
+        .send()
+        .expect("score")
+        .json()
+        .expect("json");
+    assert_eq!(
+        (again["skipped"].as_u64(), again["executed"].as_u64()),
+        (Some(2), Some(0)),
+        "{again}"
     );
 }

@@ -10,13 +10,16 @@ use crate::support::{
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// The brain bundle with the untrained brain_unet network (no deepbet: not needed here).
-fn pack_brain_unet(ws: &Workspace) {
+/// The brain bundle with the untrained brain_unet network and its dropout twin (no
+/// deepbet: not needed here).
+pub(crate) fn pack_brain_unet(ws: &Workspace) {
     let otsu = repo_root().join("plugins/brain/assets/otsu.json");
     let unet = cache_dir().join("models/brain/brain_unet.pt");
+    let twin = cache_dir().join("models/brain/brain_unet_dropout.pt");
     let assets = vec![
         format!("{}=assets/otsu.json", otsu.display()),
         format!("{}=models/brain_unet.pt", unet.display()),
+        format!("{}=models/brain_unet_dropout.pt", twin.display()),
     ];
     pack(&ws.plugins(), "brain", "labelhost_app_brain", &assets);
 }

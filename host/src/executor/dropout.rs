@@ -25,8 +25,11 @@ pub(super) type Twins = HashMap<(PathBuf, PathBuf, String), Twin>;
 /// must have the same names and shapes.
 fn copy_weights(from: &CModule, to: &CModule) -> Result<(), String> {
     let torch = |e: tch::TchError| format!("libtorch: {e}");
-    let source: HashMap<String, tch::Tensor> =
-        from.named_parameters().map_err(torch)?.into_iter().collect();
+    let source: HashMap<String, tch::Tensor> = from
+        .named_parameters()
+        .map_err(torch)?
+        .into_iter()
+        .collect();
     let target = to.named_parameters().map_err(torch)?;
     if target.len() != source.len() {
         return Err(format!(
@@ -71,9 +74,15 @@ impl TorchExecutor {
         );
         let stamps = (modified(network), modified(model_path));
         if stamps.0.is_none() {
-            return Err(format!("dropout network {} does not exist", network.display()));
+            return Err(format!(
+                "dropout network {} does not exist",
+                network.display()
+            ));
         }
-        let mut twins = self.twins.lock().map_err(|_| "twin cache poisoned".to_owned())?;
+        let mut twins = self
+            .twins
+            .lock()
+            .map_err(|_| "twin cache poisoned".to_owned())?;
         if let Some(t) = twins.get(&key) {
             if let (true, Some(m)) = (t.stamps == stamps, t.module.upgrade()) {
                 return Ok(m);

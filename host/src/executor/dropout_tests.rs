@@ -7,7 +7,9 @@ use labelhost_plugin_api::abi::{ErrorCode, Executor, ModelId, TensorId};
 use serde_json::{json, Value};
 
 fn input(ex: &impl Executor) -> TensorId {
-    let values: Vec<f32> = (0..512).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let values: Vec<f32> = (0..512)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
     ex.tensor_from(floats(&values, &[1, 1, 8, 8, 8]), RStr::from("cpu"))
         .unwrap()
 }
@@ -26,7 +28,10 @@ fn twin(ex: &impl Executor, model: ModelId, network: &str) -> Result<ModelId, Er
 fn dropout_twins_carry_the_models_weights_and_drop_differently_each_pass() {
     let (scope, ex) = handle();
     let model = ex
-        .load_model(RStr::from(fixture("tiny_seg.pt").as_str()), RStr::from("cpu"))
+        .load_model(
+            RStr::from(fixture("tiny_seg.pt").as_str()),
+            RStr::from("cpu"),
+        )
         .unwrap();
     let x = input(&ex);
     let run = |m| {
@@ -40,11 +45,18 @@ fn dropout_twins_carry_the_models_weights_and_drop_differently_each_pass() {
     assert_eq!(run(same), eval);
     // With p = 0.5 each pass zeroes other units and doubles the rest.
     let mc = twin(&ex, model, "tiny_seg_dropout.pt").unwrap();
-    assert_eq!(twin(&ex, model, "tiny_seg_dropout.pt").unwrap(), mc, "cached");
+    assert_eq!(
+        twin(&ex, model, "tiny_seg_dropout.pt").unwrap(),
+        mc,
+        "cached"
+    );
     let (a, b) = (run(mc), run(mc));
     assert_ne!(a, b, "two passes drop differently");
     for (v, e) in a.iter().zip(&eval) {
-        assert!(*v == 0.0 || (v - 2.0 * e).abs() <= 1e-5 * e.abs().max(1.0), "{v} {e}");
+        assert!(
+            *v == 0.0 || (v - 2.0 * e).abs() <= 1e-5 * e.abs().max(1.0),
+            "{v} {e}"
+        );
     }
     assert_eq!(scope.live_models(), 3);
     // The served model stays in evaluation mode.

@@ -287,6 +287,24 @@ impl Executor {
             Err(e) => Err(e),
         }
     }
+    /// (1.2) Monte-Carlo dropout: a handle on `model`'s weights in `network`, the same
+    /// architecture built with dropout layers (TorchScript), kept in training mode so each
+    /// pass drops other units. The host checks the parameter names and shapes match
+    /// (`INVALID_INPUT` otherwise); only dropout may differ between the network's training
+    /// and evaluation modes (no batch norm). Hosts before this answer `UNSUPPORTED`-style
+    /// errors.
+    #[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1")))]
+    pub fn mc_dropout(&self, model: Model, network: &std::path::Path) -> Result<Model> {
+        let args = serde_json::json!({ "network": network.to_string_lossy() }).to_string();
+        let map = ok(self
+            .inner
+            .model_op(model.0, "mc_dropout".into(), RStr::from(args.as_str())))
+        .and_then(object)?;
+        map.get("model")
+            .and_then(Value::as_u64)
+            .map(|id| Model(ModelId(id)))
+            .ok_or_else(|| Error::inference("the host answered mc_dropout without a model"))
+    }
     /// Uploads host data as a tensor.
     pub fn tensor(
         &self,

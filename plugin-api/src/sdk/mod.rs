@@ -18,6 +18,8 @@ pub mod timing;
 pub mod train;
 #[cfg(feature = "nifti")]
 pub mod transforms;
+#[cfg(all(feature = "nifti", not(any(feature = "abi-1-0", feature = "abi-1-1"))))]
+pub mod uncertainty;
 
 pub use adapter::AppAdapter;
 pub use error::{Error, Result};

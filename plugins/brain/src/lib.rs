@@ -4,7 +4,8 @@
 //! With deepbet's pretrained models in its bundle (`models/bbox_model.pt`, `models/model.pt`)
 //! it also offers `brain_extraction`, and a trainer of the same name that fine-tunes it. With an untrained MONAI UNet in its bundle
 //! (`models/brain_unet.pt`) it offers `brain_unet`, which labelhost trains on the
-//! annotators' final masks and then serves. Settings ship in the bundle too (`assets/otsu.json`),
+//! annotators' final masks and then serves, and its uncertainty for active learning
+//! (`brain_unet_tta`; `brain_unet_epistemic` with `models/brain_unet_dropout.pt`). Settings ship in the bundle too (`assets/otsu.json`),
 //! so a new bundle can change them without a new build.
 
 mod deepbet;
@@ -13,9 +14,17 @@ mod otsu;
 mod sum;
 mod unet;
 
+use std::sync::Arc;
+
 use labelhost_plugin_api::{
     export_app,
-    sdk::{json, scoring, strategies, App, Host, Result, Tasks},
+    sdk::{
+        json,
+        pipeline::Pipeline,
+        scoring, strategies,
+        uncertainty::{Method, Uncertainty},
+        App, Host, Result, Tasks,
+    },
 };
 
 /// The app.
@@ -24,6 +33,7 @@ pub struct BrainApp {
     bins: usize,
     deepbet: Option<(std::path::PathBuf, std::path::PathBuf)>,
     unet: Option<std::path::PathBuf>,
+    unet_dropout: Option<std::path::PathBuf>,
 }
 
 impl App for BrainApp {
@@ -41,11 +51,13 @@ impl App for BrainApp {
             .ok()
             .zip(host.asset("models/model.pt").ok());
         let unet = host.asset("models/brain_unet.pt").ok();
+        let unet_dropout = host.asset("models/brain_unet_dropout.pt").ok();
         Ok(BrainApp {
             host: host.clone(),
             bins,
             deepbet,
             unet,
+            unet_dropout,
         })
     }
 
@@ -84,6 +96,10 @@ impl App for BrainApp {
                 ),
             None => tasks,
         };
+        let tasks = match &self.unet {
+            Some(_) => self.uncertainty(tasks),
+            None => tasks,
+        };
         tasks
             .infer("brain_otsu", otsu::OtsuMask { bins: self.bins })
             .strategy(
@@ -101,6 +117,44 @@ impl App for BrainApp {
                     labels: json!({"brain": 1}).as_object().cloned().unwrap_or_default(),
                 },
             )
+    }
+}
+
+impl BrainApp {
+    /// brain_unet's uncertainty, each a scoring method and a strategy of one name:
+    /// `brain_unet_tta` (8 augmented passes) and, with the dropout twin in the bundle
+    /// (`models/brain_unet_dropout.pt`), `brain_unet_epistemic` (5 Monte-Carlo dropout passes,
+    /// as MONAI Label's simulation size).
+    fn uncertainty(&self, tasks: Tasks) -> Tasks {
+        let pipeline: Arc<dyn Pipeline> = Arc::new(unet::BrainUNet {
+            host: self.host.clone(),
+        });
+        let roi = [unet::PATCH as i64; 3];
+        let tta = Uncertainty {
+            name: "brain_unet_tta".into(),
+            method: Method::Tta,
+            passes: 8,
+            pipeline: pipeline.clone(),
+            roi,
+        };
+        let tasks = tasks
+            .scoring(&tta.name.clone(), tta.clone())
+            .strategy(&tta.name.clone(), tta);
+        let Some(network) = &self.unet_dropout else {
+            return tasks;
+        };
+        let epistemic = Uncertainty {
+            name: "brain_unet_epistemic".into(),
+            method: Method::Epistemic {
+                network: network.clone(),
+            },
+            passes: 5,
+            pipeline,
+            roi,
+        };
+        tasks
+            .scoring(&epistemic.name.clone(), epistemic.clone())
+            .strategy(&epistemic.name.clone(), epistemic)
     }
 }
 

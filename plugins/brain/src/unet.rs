@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 /// The task's (and its trainer's) name.
 pub(crate) const NAME: &str = "brain_unet";
-const PATCH: usize = 64;
+pub(crate) const PATCH: usize = 64;
 /// Voxel size of training and inference, in mm: 64³ patches then see 19 cm of anatomy.
 const SPACING: f64 = 3.0;
 
