@@ -323,3 +323,14 @@ pub(crate) fn put_label(server: &Server, image: &str, tag: &str, file: &Path) {
         .expect("PUT label");
     assert_eq!(r.status(), 200, "PUT label for {image}");
 }
+
+/// Writes `src` mirrored along its first voxel axis (same header, float voxels).
+pub(crate) fn write_mirrored(src: &Path, dst: &Path) {
+    let (header, mut v) = read_with_header(src);
+    v.invert_axis(ndarray::Axis(0));
+    let v = v.as_standard_layout().into_owned();
+    nifti::writer::WriterOptions::new(dst)
+        .reference_header(&header)
+        .write_nifti(&v)
+        .expect("write mirrored");
+}
