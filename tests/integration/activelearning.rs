@@ -134,7 +134,9 @@ fn scoring_done(server: &Server, n: usize) -> Vec<Value> {
 
 #[test]
 fn uncertainty_scores_follow_the_model_and_serve_the_most_uncertain_unclaimed_image() {
-    let ws = Workspace::new(4, 24);
+    // Five images, two labelled later: "a" may hold one by its first (random) answer and
+    // then the most uncertain one; a third is left for "c".
+    let ws = Workspace::new(5, 24);
     crate::training::pack_brain_unet(&ws);
     let server = ws.serve(&[]);
     // No model yet: the strategy says it fell back to random; scoring has nothing to do.
@@ -177,7 +179,7 @@ fn uncertainty_scores_follow_the_model_and_serve_the_most_uncertain_unclaimed_im
     let result = &epistemic["result"];
     assert_eq!(
         (result["total"].as_u64(), result["executed"].as_u64()),
-        (Some(2), Some(2)),
+        (Some(3), Some(3)),
         "{result}"
     );
     let scores = result["scores"].as_object().expect("scores");
@@ -197,8 +199,9 @@ fn uncertainty_scores_follow_the_model_and_serve_the_most_uncertain_unclaimed_im
         assert_eq!(info["epistemic_entropy"].as_f64(), Some(score), "{info}");
         assert!(info["brain_unet_tta"]["score"].as_f64().is_some(), "{info}");
     }
-    // The most uncertain unlabelled image first; the next annotator gets the other one.
-    let first = next(&server, "brain_unet_epistemic", Some("b"));
+    // The most uncertain unlabelled image first (a client's own claim never hides an image
+    // from it); the next annotator gets another one.
+    let first = next(&server, "brain_unet_epistemic", Some("a"));
     assert_eq!(first["id"].as_str(), Some(best.as_str()), "{first}");
     assert!(first.get("fallback").is_none(), "{first}");
     let second = next(&server, "brain_unet_epistemic", Some("c"));
@@ -217,7 +220,7 @@ fn uncertainty_scores_follow_the_model_and_serve_the_most_uncertain_unclaimed_im
         .expect("json");
     assert_eq!(
         (again["skipped"].as_u64(), again["executed"].as_u64()),
-        (Some(2), Some(0)),
+        (Some(3), Some(0)),
         "{again}"
     );
 }

@@ -21,6 +21,8 @@ mod interop;
 mod slicer;
 // Active learning: claims, uncertainty strategies, scoring.
 mod activelearning;
+// Interactive segmentation: scribbles.
+mod interactive;
 // Background jobs: scoring, batch inference, training records.
 mod jobs;
 // Brain extraction with the pretrained deepbet models on real volumes (Dice).

@@ -334,3 +334,12 @@ pub(crate) fn write_mirrored(src: &Path, dst: &Path) {
         .write_nifti(&v)
         .expect("write mirrored");
 }
+
+/// Writes `voxels` as a uint8 volume with `src`'s header (grid and affine).
+pub(crate) fn write_like(src: &Path, dst: &Path, voxels: &ArrayD<u8>) {
+    let (header, _) = read_with_header(src);
+    nifti::writer::WriterOptions::new(dst)
+        .reference_header(&header)
+        .write_nifti(voxels)
+        .expect("write volume");
+}

@@ -11,6 +11,7 @@
 mod deepbet;
 mod finetune;
 mod otsu;
+mod scribbles;
 mod sum;
 mod unet;
 
@@ -102,6 +103,7 @@ impl App for BrainApp {
         };
         tasks
             .infer("brain_otsu", otsu::OtsuMask { bins: self.bins })
+            .infer("brain_scribbles", scribbles::Scribbles)
             .strategy(
                 "brain_random",
                 strategies::Random {

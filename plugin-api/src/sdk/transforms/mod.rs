@@ -5,7 +5,10 @@
 //! that walk the volume's structure.
 
 mod components;
+pub mod graphcut;
 mod orientation;
+mod scribbles;
 
 pub use components::{bounding_box, fill_holes, keep_largest_connected_component};
 pub use orientation::Orientation;
+pub use scribbles::{histogram_graph_cut, ScribbleOptions};

@@ -1,0 +1,296 @@
+//! Segmentation from scribbles without a trained model, as MONAI Label's scribbles apps do
+//! it (`HistogramBasedGraphCut`): the intensities under the foreground and background
+//! scribbles make two histograms, their ratio is each voxel's likelihood of foreground, and
+//! a graph cut ([`GridCut`]) balances that likelihood against contrast-weighted smoothness;
+//! scribbled voxels (and any voxel outside the `roi`) are hard constraints.
+
+use super::graphcut::GridCut;
+use crate::sdk::error::{Error, Result};
+use ndarray::{Array3, ArrayView3};
+
+/// What the scribbles mean and how the cut trades likelihood for smoothness.
+#[derive(Debug, Clone)]
+pub struct ScribbleOptions {
+    /// The scribbles' value for foreground (MONAI Label: 3).
+    pub fg_label: i64,
+    /// The scribbles' value for background (MONAI Label: 2).
+    pub bg_label: i64,
+    /// `[i0, i1, j0, j1, k0, k1]` (voxels, end exclusive): outside is background.
+    pub roi: Option<[usize; 6]>,
+    /// Weight of smoothness against likelihood (8: chosen on ch2 with strokes on 8 slices,
+    /// Dice 0.963-0.968 for 5-12 at σ 0.12-0.2; 0.5-2 undersmooth to 0.46-0.80).
+    pub lambda: f64,
+    /// Contrast scale of the smoothness term, on intensities scaled to [0, 1] between the
+    /// 0.5 and 99.5 percentiles.
+    pub sigma: f64,
+    /// Histogram bins.
+    pub bins: usize,
+}
+
+impl Default for ScribbleOptions {
+    fn default() -> Self {
+        ScribbleOptions {
+            fg_label: 3,
+            bg_label: 2,
+            roi: None,
+            lambda: 8.0,
+            sigma: 0.15,
+            bins: 64,
+        }
+    }
+}
+
+/// Fixed-point scale of the costs (the cut works on integers).
+const SCALE: f64 = 100.0;
+/// The cost that makes a scribble a hard constraint.
+const HARD: i64 = 1 << 40;
+
+/// The 0.5 and 99.5 percentiles of the voxels.
+fn range(image: &ArrayView3<f32>) -> (f32, f32) {
+    let mut v: Vec<f32> = image.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return (0.0, 1.0);
+    }
+    let at = |v: &mut Vec<f32>, q: f64| {
+        let k = ((v.len() - 1) as f64 * q).round() as usize;
+        *v.select_nth_unstable_by(k, f32::total_cmp).1
+    };
+    let (lo, hi) = (at(&mut v, 0.005), at(&mut v, 0.995));
+    if hi > lo {
+        (lo, hi)
+    } else {
+        (lo, lo + 1.0)
+    }
+}
+
+/// A smoothed, normalised histogram of the values (in [0, 1]) under a mask.
+fn histogram(values: impl Iterator<Item = f64>, bins: usize) -> Vec<f64> {
+    let mut h = vec![1.0; bins];
+    for x in values {
+        h[((x * bins as f64) as usize).min(bins - 1)] += 1.0;
+    }
+    let smooth: Vec<f64> = (0..bins)
+        .map(|b| {
+            let at = |i: isize| h[i.clamp(0, bins as isize - 1) as usize];
+            (at(b as isize - 1) + 2.0 * at(b as isize) + at(b as isize + 1)) / 4.0
+        })
+        .collect();
+    let total: f64 = smooth.iter().sum();
+    smooth.iter().map(|v| v / total).collect()
+}
+
+/// Grids above this many voxels are cut at half resolution (each 2×2×2 block one node:
+/// the mean intensity, foreground if any voxel is scribbled foreground, else background if
+/// any is background) and the answer brought back by nearest neighbour.
+pub(crate) const MAX_NODES: usize = 2_000_000;
+
+/// The foreground mask (1) the scribbles imply on `image`'s grid.
+pub fn histogram_graph_cut(
+    image: &ArrayView3<f32>,
+    scribbles: &ArrayView3<f32>,
+    o: &ScribbleOptions,
+) -> Result<Array3<u8>> {
+    if image.shape() != scribbles.shape() {
+        return Err(Error::invalid_input(format!(
+            "the scribbles' grid {:?} is not the image's {:?}",
+            scribbles.shape(),
+            image.shape()
+        )));
+    }
+    if image.len() <= MAX_NODES {
+        return cut_grid(image, scribbles, o);
+    }
+    let (ni, nj, nk) = image.dim();
+    let half = (ni.div_ceil(2), nj.div_ceil(2), nk.div_ceil(2));
+    let mut sum = Array3::<f32>::zeros(half);
+    let mut count = Array3::<f32>::zeros(half);
+    let mut marks = Array3::<f32>::zeros(half);
+    let (fg, bg) = (o.fg_label as f32, o.bg_label as f32);
+    for ((i, j, k), &v) in image.indexed_iter() {
+        let b = [i / 2, j / 2, k / 2];
+        sum[b] += v;
+        count[b] += 1.0;
+        let s = scribbles[[i, j, k]].round();
+        if s == fg || (s == bg && marks[b] != fg) {
+            marks[b] = s;
+        }
+    }
+    let mean = sum / count;
+    let small = ScribbleOptions {
+        roi: o.roi.map(|r| {
+            [
+                r[0] / 2,
+                r[1].div_ceil(2),
+                r[2] / 2,
+                r[3].div_ceil(2),
+                r[4] / 2,
+                r[5].div_ceil(2),
+            ]
+        }),
+        ..o.clone()
+    };
+    let coarse = cut_grid(&mean.view(), &marks.view(), &small)?;
+    let outside = |i: usize, j: usize, k: usize| {
+        o.roi.is_some_and(|r| {
+            i < r[0] || i >= r[1] || j < r[2] || j >= r[3] || k < r[4] || k >= r[5]
+        })
+    };
+    Ok(Array3::from_shape_fn((ni, nj, nk), |(i, j, k)| {
+        let s = scribbles[[i, j, k]].round();
+        if s == fg {
+            1
+        } else if s == bg || outside(i, j, k) {
+            0
+        } else {
+            coarse[[i / 2, j / 2, k / 2]]
+        }
+    }))
+}
+
+/// The cut on the grid as it is.
+fn cut_grid(
+    image: &ArrayView3<f32>,
+    scribbles: &ArrayView3<f32>,
+    o: &ScribbleOptions,
+) -> Result<Array3<u8>> {
+    let (ni, nj, nk) = image.dim();
+    let (lo, hi) = range(image);
+    let scaled = |v: f32| f64::from(((v - lo) / (hi - lo)).clamp(0.0, 1.0));
+    let outside = |i: usize, j: usize, k: usize| {
+        o.roi.is_some_and(|r| {
+            i < r[0] || i >= r[1] || j < r[2] || j >= r[3] || k < r[4] || k >= r[5]
+        })
+    };
+    let label = |i: usize, j: usize, k: usize| -> Option<bool> {
+        let s = scribbles[[i, j, k]].round() as i64;
+        if s == o.fg_label {
+            Some(true)
+        } else if s == o.bg_label || outside(i, j, k) {
+            Some(false)
+        } else {
+            None
+        }
+    };
+    // The histograms come from the scribbles alone (not from the region outside the roi).
+    let marked = |fg: bool| {
+        let want = if fg { o.fg_label } else { o.bg_label };
+        image
+            .iter()
+            .zip(scribbles.iter())
+            .filter(move |(_, s)| s.round() as i64 == want)
+            .map(|(&v, _)| scaled(v))
+    };
+    let (n_fg, n_bg) = (marked(true).count(), marked(false).count());
+    if n_fg == 0 || n_bg == 0 {
+        return Err(Error::invalid_input(format!(
+            "scribbles need both foreground ({}) and background ({}) voxels: found {n_fg} and {n_bg}",
+            o.fg_label, o.bg_label
+        )));
+    }
+    let bins = o.bins.max(2);
+    let (hf, hb) = (
+        histogram(marked(true), bins),
+        histogram(marked(false), bins),
+    );
+
+    let mut g = GridCut::new([ni, nj, nk]);
+    let two_sigma2 = 2.0 * o.sigma * o.sigma;
+    for k in 0..nk {
+        for j in 0..nj {
+            for i in 0..ni {
+                let v = g.index(i, j, k);
+                let x = scaled(image[[i, j, k]]);
+                match label(i, j, k) {
+                    Some(true) => g.terminal(v, 0, HARD),
+                    Some(false) => g.terminal(v, HARD, 0),
+                    None => {
+                        let b = ((x * bins as f64) as usize).min(bins - 1);
+                        let p = (hf[b] / (hf[b] + hb[b])).clamp(1e-4, 1.0 - 1e-4);
+                        let fg_cost = (-p.ln() * SCALE).round() as i64;
+                        let bg_cost = (-(1.0 - p).ln() * SCALE).round() as i64;
+                        g.terminal(v, fg_cost, bg_cost);
+                    }
+                }
+                let mut link = |d: u8, (a, b, c): (usize, usize, usize)| {
+                    let y = scaled(image[[a, b, c]]);
+                    let w = o.lambda * SCALE * (-(x - y).powi(2) / two_sigma2).exp();
+                    g.edge(v, d, w.round() as i32);
+                };
+                if i + 1 < ni {
+                    link(1, (i + 1, j, k));
+                }
+                if j + 1 < nj {
+                    link(3, (i, j + 1, k));
+                }
+                if k + 1 < nk {
+                    link(5, (i, j, k + 1));
+                }
+            }
+        }
+    }
+    let side = g.solve();
+    let mut mask = Array3::<u8>::zeros((ni, nj, nk));
+    for k in 0..nk {
+        for j in 0..nj {
+            for i in 0..ni {
+                let v = i + ni * (j + nj * k);
+                mask[[i, j, k]] = u8::from(side[v]);
+            }
+        }
+    }
+    Ok(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scribbles_separate_bright_balls_from_their_dim_box_and_the_roi_bounds_them() {
+        let n = 24;
+        let ball = |i: usize, j: usize, k: usize, c: [f32; 3], r: f32| {
+            let d2 =
+                (i as f32 - c[0]).powi(2) + (j as f32 - c[1]).powi(2) + (k as f32 - c[2]).powi(2);
+            d2.sqrt() < r
+        };
+        // Two bright balls (one scribbled, one not) in a dim, noisy box.
+        let inside = |i, j, k| {
+            ball(i, j, k, [12.0, 12.0, 7.0], 5.0) || ball(i, j, k, [12.0, 12.0, 18.0], 3.5)
+        };
+        let image = Array3::from_shape_fn((n, n, n), |(i, j, k)| {
+            let noise = ((i * 7 + j * 13 + k * 29) % 11) as f32;
+            if inside(i, j, k) {
+                100.0 + noise
+            } else {
+                10.0 + noise
+            }
+        });
+        let mut s = Array3::<f32>::zeros((n, n, n));
+        for (i, j, k) in [(12, 12, 7), (12, 13, 7), (11, 12, 6)] {
+            s[[i, j, k]] = 3.0;
+        }
+        for (i, j, k) in [(1, 1, 1), (22, 2, 3), (3, 20, 20), (20, 20, 12)] {
+            s[[i, j, k]] = 2.0;
+        }
+        let cut = |o: &ScribbleOptions| {
+            histogram_graph_cut(&image.view(), &s.view(), o).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let mask = cut(&ScribbleOptions::default());
+        let wrong = mask
+            .indexed_iter()
+            .filter(|((i, j, k), &m)| (m == 1) != inside(*i, *j, *k))
+            .count();
+        assert_eq!(wrong, 0, "both balls by their intensity, the box by its");
+        // Outside an roi that ends between the balls is background.
+        let o = ScribbleOptions {
+            roi: Some([0, 24, 0, 24, 0, 13]),
+            ..ScribbleOptions::default()
+        };
+        let mask = cut(&o);
+        assert_eq!((mask[[12, 12, 7]], mask[[12, 12, 18]]), (1, 0));
+        // Without background scribbles there is nothing to tell apart.
+        let only_fg = s.mapv(|v| if v == 2.0 { 0.0 } else { v });
+        let e = histogram_graph_cut(&image.view(), &only_fg.view(), &ScribbleOptions::default());
+        assert!(e.is_err());
+    }
+}
