@@ -6,7 +6,7 @@
 # MONAI Label 0.8.5 serving the same deepbet pipeline (sequential, concurrent, RSS, start).
 # `scripts/bench.sh train` runs only the training bench, `scripts/bench.sh infer` only the
 # infer bench (it keeps its table in host/benches/results/infer-<device>.md; LABELHOST_BENCH_DEVICE=cuda
-# runs it on the GPU).
+# runs it on the GPU); `scripts/bench.sh batch` only the interactive-during-batch bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -44,8 +44,26 @@ infer_bench() {
         --device "$device" --record "host/benches/results/infer-$device.md"
     rm -rf "$bundle"
 }
+# Interactive latency on an idle server and while a batch inference job runs (same run).
+batch_bench() {
+    local bundle
+    python3 -m pip install --quiet --disable-pip-version-check requests
+    bundle=$(mktemp -d)
+    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
+        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
+        --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
+        --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" --out "$bundle/brain" >/dev/null
+    local record=host/benches/results/batch-cpu.md
+    {
+        echo "# Interactive latency during a batch inference job ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+        echo
+        python3 host/benches/reference/batch_vs_interactive.py "$target/labelhost" "$bundle" "$LABELHOST_CACHE/data"
+    } | tee "$record"
+    rm -rf "$bundle"
+}
 case "${1:-}" in
     train) train_bench; exit 0 ;;
+    batch) batch_bench; exit 0 ;;
     infer) infer_bench; exit 0 ;;
 esac
 cargo bench -p labelhost --bench plugin_lifecycle
@@ -56,4 +74,5 @@ python3 host/benches/reference/api_vs_monailabel.py "${CARGO_TARGET_DIR:-target}
     host/benches/reference/monailabel_app --images 10000 --writers 16
 rm -rf "$plugins"
 infer_bench
+batch_bench
 train_bench

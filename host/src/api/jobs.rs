@@ -50,10 +50,11 @@ fn priority(kind: Kind) -> Priority {
     }
 }
 
-/// Runs the job: batch inference image by image in the host (`batch.rs`); scoring as one
-/// plugin call holding a slot on the request's device; training as one plugin call that
-/// takes a slot per optimisation step (the executor's `train_step`), so interactive
-/// requests are served between its steps. `job` (the record
+/// Runs the job: batch inference image by image in the host (`batch.rs`); scoring and
+/// training as one plugin call each, holding no device slot: their model passes run at
+/// the job's priority, behind waiting passes and in-flight requests of annotators (the
+/// compute lock), and training also takes a slot per optimisation step (the executor's
+/// `train_step`). `job` (the record
 /// id) reaches the plugin as `_job`, for progress reports and stop requests.
 async fn execute(
     state: &Arc<AppState>,
@@ -66,18 +67,13 @@ async fn execute(
         return super::batch::run(state, name, request, job).await;
     }
     let generation = owner(state, task_kind(kind), name)?;
+    // An unknown device is a bad request; the job itself holds no device slot.
     let device = request.get("device").and_then(Value::as_str).unwrap_or("");
-    let queue = state
+    state
         .shared
         .executor
         .queue(device)
         .map_err(Error::BadRequest)?;
-    let _permit = match kind {
-        Kind::Train => None,
-        _ => Some(queue.acquire(priority(kind)).await.map_err(|f| {
-            Error::Overloaded(format!("the device queue is full ({} waiting)", f.waiting))
-        })?),
-    };
     let mut request = request.clone();
     if let (Some(job), Some(map)) = (job, request.as_object_mut()) {
         map.insert("_job".into(), json!(job));

@@ -1,7 +1,8 @@
 //! A device's compute lock: one model pass (or training step) at a time, the most urgent
 //! waiting pass first. A pass's urgency is its thread's [`with_priority`] (interactive when
-//! unset), so a batch job's or a training job's next pass waits while an annotator's pass
-//! is waiting: an interactive request is delayed by at most the one pass already running.
+//! unset). A batch job's or a training job's pass also waits while any interactive request
+//! is in flight on the device (the queue counts them: [`ComputeLock::interactive_started`]),
+//! so an annotator's request is delayed by at most the one pass running when it arrived.
 
 use super::Priority;
 use std::{
@@ -36,6 +37,8 @@ struct State {
     busy: bool,
     /// Waiting passes per priority (index = `Priority as usize`).
     waiting: [usize; 3],
+    /// Interactive requests in flight on the device.
+    interactive: usize,
 }
 
 /// The lock.
@@ -57,13 +60,32 @@ impl Drop for Held<'_> {
 }
 
 impl ComputeLock {
-    /// Runs `f` holding the lock, entering when it is free and no more urgent pass waits.
-    /// A pass that panicked releases it too.
+    /// An interactive request started on the device: background passes hold back.
+    pub fn interactive_started(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.interactive += 1;
+    }
+
+    /// An interactive request ended.
+    pub fn interactive_ended(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.interactive = s.interactive.saturating_sub(1);
+        drop(s);
+        self.freed.notify_all();
+    }
+
+    /// Runs `f` holding the lock, entering when it is free, no more urgent pass waits and,
+    /// for background work, no interactive request is in flight. A pass that panicked
+    /// releases it too.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         let mine = current_priority() as usize;
+        let background = mine < Priority::Interactive as usize;
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.waiting[mine] += 1;
-        while s.busy || s.waiting[mine + 1..].iter().any(|&n| n > 0) {
+        while s.busy
+            || s.waiting[mine + 1..].iter().any(|&n| n > 0)
+            || (background && s.interactive > 0)
+        {
             s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         s.waiting[mine] -= 1;
@@ -113,5 +135,28 @@ mod tests {
         assert_eq!(order[0], Priority::Interactive, "{order:?}");
         assert_eq!(order[4], Priority::Training, "{order:?}");
         assert_eq!(current_priority(), Priority::Interactive);
+    }
+
+    #[test]
+    fn background_passes_wait_for_interactive_requests_in_flight() {
+        let lock = Arc::new(ComputeLock::default());
+        lock.interactive_started();
+        let ran = Arc::new(StdMutex::new(false));
+        let batch = {
+            let (lock, ran) = (lock.clone(), ran.clone());
+            thread::spawn(move || {
+                with_priority(Priority::Batch, || lock.run(|| *ran.lock().unwrap() = true))
+            })
+        };
+        thread::sleep(Duration::from_millis(100));
+        assert!(
+            !*ran.lock().unwrap(),
+            "held back while the request is in flight"
+        );
+        // The request's own passes run meanwhile.
+        assert_eq!(lock.run(|| 7), 7);
+        lock.interactive_ended();
+        batch.join().unwrap();
+        assert!(*ran.lock().unwrap());
     }
 }

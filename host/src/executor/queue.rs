@@ -50,6 +50,7 @@ pub struct DeviceQueue {
 /// A running slot; the next waiter is woken when it is dropped.
 pub struct Permit {
     queue: Arc<DeviceQueue>,
+    interactive: bool,
 }
 
 impl Drop for Permit {
@@ -57,7 +58,24 @@ impl Drop for Permit {
         if let Ok(mut s) = self.queue.state.lock() {
             s.running = s.running.saturating_sub(1);
         }
+        if self.interactive {
+            self.queue.compute.interactive_ended();
+        }
         self.queue.changed.notify_waiters();
+    }
+}
+
+impl DeviceQueue {
+    /// A permit for a slot just taken; an interactive one holds background passes back.
+    fn permit(self: &Arc<Self>, priority: Priority) -> Permit {
+        let interactive = priority == Priority::Interactive;
+        if interactive {
+            self.compute.interactive_started();
+        }
+        Permit {
+            queue: self.clone(),
+            interactive,
+        }
     }
 }
 
@@ -110,9 +128,8 @@ impl DeviceQueue {
             let mut s = self.state.lock().map_err(|_| QueueFull { waiting: 0 })?;
             if s.running < self.workers && s.waiting.is_empty() {
                 s.running += 1;
-                return Ok(Permit {
-                    queue: self.clone(),
-                });
+                drop(s);
+                return Ok(self.permit(priority));
             }
             if s.waiting.len() >= self.capacity {
                 return Err(QueueFull {
@@ -140,9 +157,8 @@ impl DeviceQueue {
                     if s.running < self.workers && !s.waiting.is_empty() {
                         self.changed.notify_waiters();
                     }
-                    return Ok(Permit {
-                        queue: self.clone(),
-                    });
+                    drop(s);
+                    return Ok(self.permit(priority));
                 }
             }
             notified.await;
