@@ -140,6 +140,52 @@ fn scribbles_inside_and_outside_the_brain_segment_ch2() {
     assert_eq!(r.status(), 400);
     assert!(r.text().unwrap_or_default().contains("background"));
 
+    // Refining a previous label: the saved `original` is the reference plus a block grown
+    // out of the top of the brain; a background stroke across the block and one
+    // foreground stroke remove it and keep the rest.
+    let shape = reference.shape().to_vec();
+    let (ci, cj) = (shape[0] / 2, shape[1] / 2);
+    let top = (0..shape[2])
+        .rev()
+        .find(|&k| reference[[ci, cj, k]] > 0.0)
+        .expect("brain");
+    let in_block = |i: usize, j: usize, k: usize| {
+        i.abs_diff(ci) <= 10 && j.abs_diff(cj) <= 10 && k + 5 >= top && k <= top + 14
+    };
+    let previous = ArrayD::from_shape_fn(shape.clone(), |ix| {
+        u8::from(reference[&ix] > 0.0 || in_block(ix[0], ix[1], ix[2]))
+    });
+    let previous_file = ws.dir.path().join("previous.nii.gz");
+    write_like(&image, &previous_file, &previous);
+    crate::support::put_label(&server, "ch2", "original", &previous_file);
+    let mut strokes = ArrayD::<u8>::zeros(shape.clone());
+    for i in ci - 8..=ci + 8 {
+        strokes[[i, cj, top + 9]] = 2;
+        strokes[[i, cj, top - 30]] = 3;
+    }
+    write_like(&image, &file, &strokes);
+    let r = infer_with_label(&server, "ch2", &file, r#"{"previous_label": "original"}"#);
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    std::fs::write(&out, r.bytes().expect("label")).expect("write");
+    let refined = read_volume(&out);
+    let block_outside: Vec<_> = refined
+        .indexed_iter()
+        .filter(|(ix, _)| in_block(ix[0], ix[1], ix[2]) && reference[ix.clone()] == 0.0)
+        .map(|(_, &v)| v)
+        .collect();
+    let left =
+        block_outside.iter().filter(|&&v| v > 0.0).count() as f64 / block_outside.len() as f64;
+    let before = dice(&previous.mapv(f32::from), &reference);
+    let after = dice(&refined, &reference);
+    println!(
+        "refined: {:.0} % of the block left, Dice {before:.4} → {after:.4}",
+        100.0 * left
+    );
+    assert!(left < 0.2, "{:.0} % of the block is left", 100.0 * left);
+    // Two strokes cannot make it better than a near-perfect previous label; the rest of it
+    // is kept.
+    assert!(after >= 0.95, "Dice {before:.4} → {after:.4}");
+
     // The same kind of strokes on another scanner's T1 (128×128×62, defaults untuned).
     let kmeans = ws.studies().join("kmeans.nii.gz");
     std::fs::copy(data.join("KmeansTest_T1UCharRaw.nii.gz"), &kmeans).expect("data");

@@ -1,7 +1,8 @@
 //! `brain_scribbles`: a brain mask from an annotator's scribbles, no trained model (MONAI
 //! Label's scribbles apps): the scribbles arrive as `/infer`'s `label` part on the image's
 //! grid (background 2, foreground 3 unless `scribbles_bg_label` / `scribbles_fg_label` say
-//! otherwise; an optional `roi` `[i0, i1, j0, j1, k0, k1]` whose outside is background);
+//! otherwise; an optional `roi` `[i0, i1, j0, j1, k0, k1]` whose outside is background;
+//! `previous_label`, a tag such as `original`, names the image's saved label to refine);
 //! the SDK's histogram graph cut segments, then the largest component is kept and its holes
 //! filled.
 
@@ -30,6 +31,9 @@ fn options(request: &Map<String, Value>) -> Result<ScribbleOptions> {
         ));
     }
     o.lambda = num("lambda").unwrap_or(o.lambda);
+    o.prior_weight = num("prior_weight")
+        .unwrap_or(o.prior_weight)
+        .clamp(0.0, 1.0);
     o.sigma = num("sigma").unwrap_or(o.sigma);
     if !(o.lambda >= 0.0 && o.lambda <= 1e3 && o.sigma > 0.0 && o.sigma <= 10.0) {
         return Err(Error::invalid_input(
@@ -54,6 +58,24 @@ fn options(request: &Map<String, Value>) -> Result<ScribbleOptions> {
     Ok(o)
 }
 
+/// The saved label tagged `tag` of the datastore image at `image` (the request's path).
+fn previous_label(host: &Host, image: &std::path::Path, tag: &str) -> Result<image::Volume> {
+    let store = host.datastore();
+    let same =
+        |p: &std::path::Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(image).ok();
+    let id = store
+        .list_images()
+        .into_iter()
+        .find(|id| store.image_uri(id).is_ok_and(|p| same(&p)))
+        .ok_or_else(|| {
+            Error::invalid_input("previous_label needs a datastore image (?image=ID)")
+        })?;
+    let label = store.label_by_image_id(&id, tag).ok_or_else(|| {
+        Error::invalid_input(format!("image {id} has no '{tag}' label to refine"))
+    })?;
+    image::read(&store.label_uri(&label, tag)?)
+}
+
 impl InferTask for Scribbles {
     fn info(&self) -> InferTaskInfo {
         let mut config = Map::new();
@@ -61,6 +83,11 @@ impl InferTask for Scribbles {
         config.insert("scribbles_bg_label".into(), json!(2));
         config.insert("lambda".into(), json!(ScribbleOptions::default().lambda));
         config.insert("sigma".into(), json!(ScribbleOptions::default().sigma));
+        config.insert("previous_label".into(), json!(["", "original", "final"]));
+        config.insert(
+            "prior_weight".into(),
+            json!(ScribbleOptions::default().prior_weight),
+        );
         InferTaskInfo {
             infer_type: InferType::SCRIBBLES,
             labels: json!({"brain": 1}),
@@ -91,11 +118,20 @@ impl InferTask for Scribbles {
                 .into_dimensionality::<Ix3>()
                 .map_err(|_| Error::invalid_input(format!("the {what} is not a 3-D volume")))
         }
+        let previous = match request.get("previous_label").and_then(Value::as_str) {
+            Some(tag) if !tag.is_empty() => Some(previous_label(host, input_image(request)?, tag)?),
+            _ => None,
+        };
+        let prior = previous
+            .as_ref()
+            .map(|p| three(p, "previous label"))
+            .transpose()?;
         let read = started.elapsed().as_secs_f64();
         let cut = Instant::now();
         let mask = histogram_graph_cut(
             &three(&volume, "image")?,
             &three(&scribbles, "scribbles")?,
+            prior.as_ref(),
             &options,
         )?;
         let cut = cut.elapsed().as_secs_f64();

@@ -2,7 +2,9 @@
 //! it (`HistogramBasedGraphCut`): the intensities under the foreground and background
 //! scribbles make two histograms, their ratio is each voxel's likelihood of foreground, and
 //! a graph cut ([`GridCut`]) balances that likelihood against contrast-weighted smoothness;
-//! scribbled voxels (and any voxel outside the `roi`) are hard constraints.
+//! scribbled voxels (and any voxel outside the `roi`) are hard constraints. A previous label
+//! to refine joins the likelihood as a prior (`prior_weight`): the strokes then correct it
+//! where they disagree and leave it where none were drawn.
 
 use super::graphcut::GridCut;
 use crate::sdk::error::{Error, Result};
@@ -25,6 +27,9 @@ pub struct ScribbleOptions {
     pub sigma: f64,
     /// Histogram bins.
     pub bins: usize,
+    /// How much a previous label counts against the histograms (0-1): the likelihood is
+    /// `w·(0.95 inside the label, 0.05 outside) + (1 − w)·histogram`.
+    pub prior_weight: f64,
 }
 
 impl Default for ScribbleOptions {
@@ -36,6 +41,7 @@ impl Default for ScribbleOptions {
             lambda: 8.0,
             sigma: 0.15,
             bins: 64,
+            prior_weight: 0.5,
         }
     }
 }
@@ -85,36 +91,48 @@ fn histogram(values: impl Iterator<Item = f64>, bins: usize) -> Vec<f64> {
 pub(crate) const MAX_NODES: usize = 2_000_000;
 
 /// The foreground mask (1) the scribbles imply on `image`'s grid.
+/// `prior`, a previous label on the same grid (non-zero = foreground), is refined.
 pub fn histogram_graph_cut(
     image: &ArrayView3<f32>,
     scribbles: &ArrayView3<f32>,
+    prior: Option<&ArrayView3<f32>>,
     o: &ScribbleOptions,
 ) -> Result<Array3<u8>> {
-    if image.shape() != scribbles.shape() {
-        return Err(Error::invalid_input(format!(
-            "the scribbles' grid {:?} is not the image's {:?}",
-            scribbles.shape(),
-            image.shape()
-        )));
+    for (what, shape) in [
+        ("scribbles'", Some(scribbles.shape())),
+        ("previous label's", prior.map(|p| p.shape())),
+    ] {
+        if let Some(shape) = shape.filter(|s| *s != image.shape()) {
+            return Err(Error::invalid_input(format!(
+                "the {what} grid {shape:?} is not the image's {:?}",
+                image.shape()
+            )));
+        }
     }
     if image.len() <= MAX_NODES {
-        return cut_grid(image, scribbles, o);
+        return cut_grid(image, scribbles, prior, o);
     }
     let (ni, nj, nk) = image.dim();
     let half = (ni.div_ceil(2), nj.div_ceil(2), nk.div_ceil(2));
     let mut sum = Array3::<f32>::zeros(half);
     let mut count = Array3::<f32>::zeros(half);
     let mut marks = Array3::<f32>::zeros(half);
+    let mut prior_sum = Array3::<f32>::zeros(half);
     let (fg, bg) = (o.fg_label as f32, o.bg_label as f32);
     for ((i, j, k), &v) in image.indexed_iter() {
         let b = [i / 2, j / 2, k / 2];
         sum[b] += v;
         count[b] += 1.0;
+        if let Some(p) = prior {
+            prior_sum[b] += f32::from(u8::from(p[[i, j, k]] != 0.0));
+        }
         let s = scribbles[[i, j, k]].round();
         if s == fg || (s == bg && marks[b] != fg) {
             marks[b] = s;
         }
     }
+    // A block is in the previous label when most of its voxels are.
+    let prior_blocks = (&prior_sum / &count).mapv(|f| f32::from(u8::from(f > 0.5)));
     let mean = sum / count;
     let small = ScribbleOptions {
         roi: o.roi.map(|r| {
@@ -129,7 +147,12 @@ pub fn histogram_graph_cut(
         }),
         ..o.clone()
     };
-    let coarse = cut_grid(&mean.view(), &marks.view(), &small)?;
+    let coarse = cut_grid(
+        &mean.view(),
+        &marks.view(),
+        prior.map(|_| prior_blocks.view()).as_ref(),
+        &small,
+    )?;
     let outside = |i: usize, j: usize, k: usize| {
         o.roi.is_some_and(|r| {
             i < r[0] || i >= r[1] || j < r[2] || j >= r[3] || k < r[4] || k >= r[5]
@@ -151,6 +174,7 @@ pub fn histogram_graph_cut(
 fn cut_grid(
     image: &ArrayView3<f32>,
     scribbles: &ArrayView3<f32>,
+    prior: Option<&ArrayView3<f32>>,
     o: &ScribbleOptions,
 ) -> Result<Array3<u8>> {
     let (ni, nj, nk) = image.dim();
@@ -205,7 +229,13 @@ fn cut_grid(
                     Some(false) => g.terminal(v, HARD, 0),
                     None => {
                         let b = ((x * bins as f64) as usize).min(bins - 1);
-                        let p = (hf[b] / (hf[b] + hb[b])).clamp(1e-4, 1.0 - 1e-4);
+                        let mut p = hf[b] / (hf[b] + hb[b]);
+                        if let Some(prior) = prior {
+                            let w = o.prior_weight.clamp(0.0, 1.0);
+                            let was = if prior[[i, j, k]] != 0.0 { 0.95 } else { 0.05 };
+                            p = w * was + (1.0 - w) * p;
+                        }
+                        let p = p.clamp(1e-4, 1.0 - 1e-4);
                         let fg_cost = (-p.ln() * SCALE).round() as i64;
                         let bg_cost = (-(1.0 - p).ln() * SCALE).round() as i64;
                         g.terminal(v, fg_cost, bg_cost);
@@ -273,7 +303,7 @@ mod tests {
             s[[i, j, k]] = 2.0;
         }
         let cut = |o: &ScribbleOptions| {
-            histogram_graph_cut(&image.view(), &s.view(), o).unwrap_or_else(|e| panic!("{e}"))
+            histogram_graph_cut(&image.view(), &s.view(), None, o).unwrap_or_else(|e| panic!("{e}"))
         };
         let mask = cut(&ScribbleOptions::default());
         let wrong = mask
@@ -288,9 +318,27 @@ mod tests {
         };
         let mask = cut(&o);
         assert_eq!((mask[[12, 12, 7]], mask[[12, 12, 18]]), (1, 0));
+        // A previous label without the second ball is kept where no stroke says otherwise.
+        let prior = Array3::from_shape_fn((n, n, n), |(i, j, k)| {
+            f32::from(u8::from(ball(i, j, k, [12.0, 12.0, 7.0], 5.0)))
+        });
+        let o = ScribbleOptions {
+            prior_weight: 0.8,
+            ..ScribbleOptions::default()
+        };
+        let refined = histogram_graph_cut(&image.view(), &s.view(), Some(&prior.view()), &o)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((refined[[12, 12, 7]], refined[[12, 12, 18]]), (1, 0));
+        let other = Array3::<f32>::zeros((n, n, 3));
+        assert!(histogram_graph_cut(&image.view(), &s.view(), Some(&other.view()), &o).is_err());
         // Without background scribbles there is nothing to tell apart.
         let only_fg = s.mapv(|v| if v == 2.0 { 0.0 } else { v });
-        let e = histogram_graph_cut(&image.view(), &only_fg.view(), &ScribbleOptions::default());
+        let e = histogram_graph_cut(
+            &image.view(),
+            &only_fg.view(),
+            None,
+            &ScribbleOptions::default(),
+        );
         assert!(e.is_err());
     }
 }
