@@ -347,30 +347,6 @@ impl GridCut {
 mod tests {
     use super::*;
 
-    /// Brute force over all labellings of a tiny grid.
-    fn brute(dims: [usize; 3], tr: &[(i64, i64)], w: &[[i32; 6]]) -> i64 {
-        let n = tr.len();
-        let g = GridCut::new(dims);
-        (0u32..1 << n)
-            .map(|bits| {
-                let side = |v: usize| bits >> v & 1 == 1;
-                let mut e = 0;
-                for v in 0..n {
-                    e += if side(v) { tr[v].0 } else { tr[v].1 };
-                    for d in [1u8, 3, 5] {
-                        if let Some(u) = g.neighbour(v, d) {
-                            if side(v) != side(u) {
-                                e += i64::from(w[v][usize::from(d)]);
-                            }
-                        }
-                    }
-                }
-                e
-            })
-            .min()
-            .unwrap_or(0)
-    }
-
     fn energy(dims: [usize; 3], tr: &[(i64, i64)], w: &[[i32; 6]], side: &[bool]) -> i64 {
         let g = GridCut::new(dims);
         let mut e = 0;
@@ -385,6 +361,18 @@ mod tests {
             }
         }
         e
+    }
+
+    /// Brute force over all labellings of a tiny grid.
+    fn brute(dims: [usize; 3], tr: &[(i64, i64)], w: &[[i32; 6]]) -> i64 {
+        let n = tr.len();
+        (0u32..1 << n)
+            .map(|bits| {
+                let side: Vec<bool> = (0..n).map(|v| bits >> v & 1 == 1).collect();
+                energy(dims, tr, w, &side)
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     #[test]
