@@ -3,23 +3,18 @@
 //! loads the trained weights into its network built with dropout the same way). Cached per
 //! (twin file, model file, device) and remade when either file changes.
 
-use super::{device_name, modified, TorchExecutor};
+use super::{cache::ModuleCache, device_name, modified, TorchExecutor};
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Weak},
+    sync::Arc,
     time::SystemTime,
 };
 use tch::{CModule, Device};
 
-/// A cached twin: the files' stamps it was made from and the module.
-pub(super) struct Twin {
-    stamps: (Option<SystemTime>, Option<SystemTime>),
-    module: Weak<CModule>,
-}
-
-/// Twins by (network file, model file, device).
-pub(super) type Twins = HashMap<(PathBuf, PathBuf, String), Twin>;
+/// Twins by (network file, model file, device), stamped with both files' times.
+pub(super) type Twins =
+    ModuleCache<(PathBuf, PathBuf, String), (Option<SystemTime>, Option<SystemTime>)>;
 
 /// Copies every parameter of `from` into the parameter of the same name in `to`; the two
 /// must have the same names and shapes.
@@ -83,10 +78,8 @@ impl TorchExecutor {
             .twins
             .lock()
             .map_err(|_| "twin cache poisoned".to_owned())?;
-        if let Some(t) = twins.get(&key) {
-            if let (true, Some(m)) = (t.stamps == stamps, t.module.upgrade()) {
-                return Ok(m);
-            }
+        if let Some(m) = twins.get(&key, &stamps) {
+            return Ok(m);
         }
         let mut twin = CModule::load_on_device(network, device)
             .map_err(|e| format!("cannot load TorchScript model {}: {e}", network.display()))?;
@@ -94,14 +87,7 @@ impl TorchExecutor {
         twin.f_set_train()
             .map_err(|e| format!("{}: {e}", network.display()))?;
         let twin = Arc::new(twin);
-        twins.retain(|_, t| t.module.strong_count() > 0);
-        twins.insert(
-            key,
-            Twin {
-                stamps,
-                module: Arc::downgrade(&twin),
-            },
-        );
+        twins.put(key, stamps, &twin);
         Ok(twin)
     }
 }

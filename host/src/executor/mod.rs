@@ -7,6 +7,7 @@
 //! ops (`ops.rs`) and sliding-window inference (`sliding.rs`) run on the tensor's device,
 //! and TorchScript modules are trained there (`train.rs`).
 
+mod cache;
 pub mod compute;
 mod dropout;
 #[cfg(test)]
@@ -41,10 +42,11 @@ pub(crate) fn scope_handle(scope: Arc<ExecutorScope>) -> scope::ScopeHandle {
     scope::ScopeHandle(scope)
 }
 
+use cache::ModuleCache;
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex},
     time::SystemTime,
 };
 use tch::{CModule, Device};
@@ -76,16 +78,9 @@ pub fn default_workers(device: &str) -> usize {
 pub struct TorchExecutor {
     default: Device,
     cuda_devices: usize,
-    models: Mutex<HashMap<(PathBuf, String, Precision), CachedModel>>,
+    models: Mutex<ModuleCache<(PathBuf, String, Precision), Option<SystemTime>>>,
     twins: Mutex<dropout::Twins>,
     queues: HashMap<String, Arc<DeviceQueue>>,
-}
-
-/// A cache entry does not keep its model alive: the scopes (app generations) using it do,
-/// so a retired generation's models are freed with it.
-struct CachedModel {
-    modified: Option<SystemTime>,
-    module: Weak<CModule>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -110,8 +105,8 @@ impl TorchExecutor {
         let mut exec = TorchExecutor {
             default,
             cuda_devices,
-            models: Mutex::new(HashMap::new()),
-            twins: Mutex::new(HashMap::new()),
+            models: Mutex::default(),
+            twins: Mutex::default(),
             queues: HashMap::new(),
         };
         exec.queues = exec
@@ -198,10 +193,8 @@ impl TorchExecutor {
             .models
             .lock()
             .map_err(|_| "model cache poisoned".to_owned())?;
-        if let Some(cached) = models.get(&key) {
-            if let (true, Some(module)) = (cached.modified == stamp, cached.module.upgrade()) {
-                return Ok(module);
-            }
+        if let Some(module) = models.get(&key, &stamp) {
+            return Ok(module);
         }
         let mut module = CModule::load_on_device(path, device)
             .map_err(|e| format!("cannot load TorchScript model {}: {e}", path.display()))?;
@@ -212,12 +205,7 @@ impl TorchExecutor {
             module.to(device, precision.kind(), false);
         }
         let module = Arc::new(module);
-        models.retain(|_, c| c.module.strong_count() > 0);
-        let cached = CachedModel {
-            modified: stamp,
-            module: Arc::downgrade(&module),
-        };
-        models.insert(key, cached);
+        models.put(key, stamp, &module);
         Ok(module)
     }
 }

@@ -172,6 +172,22 @@ impl ExecutorScope {
         })
     }
 
+    /// The loaded model `id` (not a trainable one) a model op `op` applies to, and its
+    /// device; anything else is the caller's mistake (`INVALID_INPUT`).
+    fn loaded_for(&self, op: &str, id: ModelId) -> Res<(LoadedModel, tch::Device)> {
+        let m = self.loaded(id).map_err(|_| {
+            err(
+                ErrorCode::INVALID_INPUT,
+                format!("{op} applies to loaded models; {} is not one", id.0),
+            )
+        })?;
+        let device = self
+            .exec
+            .device(&m.device)
+            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
+        Ok((m, device))
+    }
+
     /// A handle for `model`: the generation's existing one for the same module in the
     /// same precision (so loading per request does not grow the map), or a new one.
     fn insert_model(&self, model: LoadedModel) -> Res<ModelId> {

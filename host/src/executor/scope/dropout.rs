@@ -9,12 +9,7 @@ use serde_json::Value;
 impl ExecutorScope {
     /// Answers `{"model": handle}`; the model must be a loaded fp32 one.
     pub(super) fn with_dropout(&self, id: ModelId, args: &Value) -> Res<Value> {
-        let m = self.loaded(id).map_err(|_| {
-            err(
-                ErrorCode::INVALID_INPUT,
-                format!("mc_dropout applies to loaded models; {} is not one", id.0),
-            )
-        })?;
+        let (m, device) = self.loaded_for("mc_dropout", id)?;
         if m.precision != Precision::Fp32 {
             return Err(err(
                 ErrorCode::INVALID_INPUT,
@@ -27,10 +22,6 @@ impl ExecutorScope {
                 "mc_dropout needs 'network', the TorchScript file of the model with dropout",
             )
         })?;
-        let device = self
-            .exec
-            .device(&m.device)
-            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
         let twin = self
             .exec
             .with_dropout(std::path::Path::new(network), &m.module, &m.path, device)

@@ -12,12 +12,7 @@ impl ExecutorScope {
     /// precision `auto` or a name resolves to among the task's validated `allowed` ones
     /// and the device's native ones. Answers `{"model", "precision"}`.
     pub(super) fn with_precision(&self, id: ModelId, args: &Value) -> Res<Value> {
-        let m = self.loaded(id).map_err(|_| {
-            err(
-                ErrorCode::INVALID_INPUT,
-                format!("precision applies to loaded models; {} is not one", id.0),
-            )
-        })?;
+        let (m, device) = self.loaded_for("precision", id)?;
         let requested = args["precision"].as_str().unwrap_or("auto");
         let allowed: Vec<Precision> = args["allowed"]
             .as_array()
@@ -28,10 +23,6 @@ impl ExecutorScope {
                     .collect()
             })
             .unwrap_or_default();
-        let device = self
-            .exec
-            .device(&m.device)
-            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
         let p = precision::resolve(requested, &allowed, &precision::native(device), device)
             .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
         let new = if p == m.precision {
