@@ -5,12 +5,11 @@
 //! (or `label_tag`); the job record's progress moves after each image, and a stop request
 //! ends the job before the next one.
 
-use super::{call, infer::take_label, owner, release, AppState};
-use crate::{
-    executor::{with_priority, Priority},
-    Error, Result,
+use super::{
+    infer::{run_task, take_label},
+    owner, release, AppState,
 };
-use abi_stable::std_types::RStr;
+use crate::{executor::Priority, Error, Result};
 use labelhost_plugin_api::abi::TaskKind;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -97,7 +96,8 @@ pub(super) async fn run(
 }
 
 /// One image: the model's generation as it is now (a hot swap mid-batch moves the rest of
-/// the batch to the new one), its inference at batch priority, its label saved as `tag`.
+/// the batch to the new one), held until the label is taken, its inference at batch
+/// priority, its label saved as `tag`.
 async fn infer_one(
     state: &Arc<AppState>,
     model: &str,
@@ -114,33 +114,24 @@ async fn infer_one(
         params.remove(key);
     }
     params.insert("image".into(), json!(path));
-    params.insert("model".into(), json!(model));
-    let text = Value::Object(params).to_string();
-    let name = model.to_owned();
-    let out = call(generation.clone(), move |g| {
-        with_priority(Priority::Batch, || {
-            g.app
-                .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
-        })
-    })
+    // The generation stays held until the label is taken: its work dir holds the file.
+    let answer = async {
+        let (result, label) = run_task(generation.clone(), model, params, Priority::Batch).await?;
+        let saved = match label {
+            Some(file) => {
+                let save_as = tag.clone().map(|t| (id.to_owned(), t));
+                take_label(&state.shared.datastore, &file, save_as, model, &result).await?;
+                tag.is_some()
+            }
+            None => false,
+        };
+        Ok(json!({
+            "label": if saved { json!(id) } else { Value::Null },
+            "tag": tag,
+            "params": result,
+        }))
+    }
     .await;
     release(generation);
-    let out = out?;
-    let result: Value = serde_json::from_str(out.params_json.as_str())
-        .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
-    let label = out.label_path.into_option().map(|p| p.to_string());
-    let saved = match (&label, &tag) {
-        (Some(file), _) => {
-            let save_as = tag.clone().map(|t| (id.to_owned(), t));
-            let file = std::path::PathBuf::from(file);
-            take_label(&state.shared.datastore, &file, save_as, model, &result).await?;
-            tag.is_some()
-        }
-        (None, _) => false,
-    };
-    Ok(json!({
-        "label": if saved { json!(id) } else { Value::Null },
-        "tag": tag,
-        "params": result,
-    }))
+    answer
 }

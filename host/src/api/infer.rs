@@ -149,24 +149,11 @@ pub(super) async fn infer(
             ))
         })?;
         params.insert("image".into(), json!(image_path));
-        params.insert("model".into(), json!(model));
-        let text = Value::Object(params).to_string();
-        let name = model.clone();
         // The generation stays held until the answer is built: its work dir holds the result.
-        let out = call(generation.clone(), move |g| {
-            g.app
-                .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
-        })
-        .await;
+        let out = run_task(generation.clone(), &model, params, Priority::Interactive).await;
         drop(permit);
         tokio::task::spawn_blocking(crate::memory::release_free_heap);
-        let out = out?;
-        let result: Value = serde_json::from_str(out.params_json.as_str())
-            .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
-        let label_file = out
-            .label_path
-            .into_option()
-            .map(|p| std::path::PathBuf::from(p.as_str()));
+        let (result, label_file) = out?;
         let save_as = image_id.filter(|_| save).map(|id| (id, tag));
         let label_bytes = match &label_file {
             Some(path) => Some(take_label(&store, path, save_as, &model, &result).await?),
@@ -185,6 +172,33 @@ pub(super) async fn infer(
         .await
         .map_err(|e| Error::Internal(format!("inference did not complete: {e}")))??;
     Ok(respond(&output, headers, result, label_bytes, &file_name))
+}
+
+/// Runs infer task `model` of `generation` on `params` (which name the image), its model
+/// passes at `priority`; answers the task's result params and the label file it wrote.
+pub(super) async fn run_task(
+    generation: std::sync::Arc<crate::registry::AppGeneration>,
+    model: &str,
+    mut params: Map<String, Value>,
+    priority: Priority,
+) -> Result<(Value, Option<std::path::PathBuf>)> {
+    params.insert("model".into(), json!(model));
+    let text = Value::Object(params).to_string();
+    let name = model.to_owned();
+    let out = call(generation, move |g| {
+        crate::executor::with_priority(priority, || {
+            g.app
+                .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
+        })
+    })
+    .await?;
+    let result: Value = serde_json::from_str(out.params_json.as_str())
+        .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
+    let label = out
+        .label_path
+        .into_option()
+        .map(|p| std::path::PathBuf::from(p.as_str()));
+    Ok((result, label))
 }
 
 /// Saves the result label as `(image id, tag)` (when given), reads it for the answer, and

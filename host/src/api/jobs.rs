@@ -1,7 +1,8 @@
 //! MONAI Label's background-job routes: `/train/`, `/scoring/`, `/batch/infer`. A job runs
 //! in the background (one per kind at a time, 429 when one is running and `enqueue` is
-//! false) or inside the request with `run_sync=true`; either way it waits for its device
-//! queue at training or batch priority, behind interactive inference.
+//! false) or inside the request with `run_sync=true`; either way it holds no device slot
+//! and its model passes run at training or batch priority, behind interactive inference
+//! (batch inference image by image in `batch.rs`).
 
 use super::{call, json_object, owner, release, AppState, State};
 use crate::{
