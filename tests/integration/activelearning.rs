@@ -6,7 +6,8 @@ use crate::support::{
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn next(server: &Server, strategy: &str, client_id: Option<&str>) -> Value {
+/// `POST /activelearning/{strategy}` as `client_id`; asserts 200 and answers the sample.
+pub(crate) fn next(server: &Server, strategy: &str, client_id: Option<&str>) -> Value {
     let body = client_id.map_or(json!({}), |c| json!({ "client_id": c }));
     let r = client()
         .post(server.at(&format!("/activelearning/{strategy}")))

@@ -133,15 +133,7 @@ fn active_learning_loop_trains_brain_unet_and_picks_the_uncertain_image_next() {
         write_mask(reference, &file, 1);
         put_label(&server, image, "final", &file);
     };
-    let next = || -> Value {
-        client()
-            .post(server.at("/activelearning/brain_unet_epistemic"))
-            .json(&json!({"client_id": "annotator"}))
-            .send()
-            .expect("next")
-            .json()
-            .expect("json")
-    };
+    let next = || crate::activelearning::next(&server, "brain_unet_epistemic", Some("annotator"));
 
     // 1. No model yet: the strategy falls back to random; brain_unet cannot answer.
     let first = next();

@@ -21,10 +21,11 @@ pub struct Dice {
     pub labels: Map<String, Value>,
 }
 
-/// Voxel counts per label value: (in `a`, in `b`, in both).
-fn overlaps(a: &[f32], b: &[f32]) -> BTreeMap<i64, (u64, u64, u64)> {
+/// Voxel counts per label value over pairs of voxels: (in the first, in the second, in
+/// both).
+fn overlaps<'a>(pairs: impl Iterator<Item = (&'a f32, &'a f32)>) -> BTreeMap<i64, (u64, u64, u64)> {
     let mut counts: BTreeMap<i64, (u64, u64, u64)> = BTreeMap::new();
-    for (&x, &y) in a.iter().zip(b) {
+    for (&x, &y) in pairs {
         let (x, y) = (x.round() as i64, y.round() as i64);
         if x != 0 {
             counts.entry(x).or_default().0 += 1;
@@ -56,13 +57,9 @@ impl Dice {
                 f.data.shape(), o.data.shape()
             )}));
         }
-        let (a, b) = (
-            f.data.iter().copied().collect::<Vec<_>>(),
-            o.data.iter().copied().collect::<Vec<_>>(),
-        );
         let mut per_label = Map::new();
         let mut sum = 0.0;
-        let counts = overlaps(&a, &b);
+        let counts = overlaps(f.data.iter().zip(o.data.iter()));
         for (&value, &(in_final, in_original, both)) in &counts {
             let dice = 2.0 * both as f64 / (in_final + in_original) as f64;
             sum += dice;
@@ -118,7 +115,7 @@ mod tests {
     fn overlaps_count_each_label_value_apart() {
         let a = [0.0, 1.0, 1.0, 2.0, 2.0, 0.0];
         let b = [0.0, 1.0, 2.0, 2.0, 0.0, 1.0];
-        let c = overlaps(&a, &b);
+        let c = overlaps(a.iter().zip(&b));
         assert_eq!(c[&1], (2, 2, 1));
         assert_eq!(c[&2], (2, 2, 1));
         let d = Dice {

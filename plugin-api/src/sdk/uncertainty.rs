@@ -53,7 +53,7 @@ pub struct Uncertainty {
 fn augmentation(k: usize) -> (Vec<i64>, f64) {
     const FLIPS: [&[i64]; 8] = [&[], &[2], &[3], &[4], &[2, 3], &[2, 4], &[3, 4], &[2, 3, 4]];
     const FACTORS: [f64; 3] = [1.0, 0.95, 1.05];
-    (FLIPS[k % 8].to_vec(), FACTORS[(k / 8 + k) % 3])
+    (FLIPS[k % 8].to_vec(), FACTORS[k % 3])
 }
 
 /// Running sums over passes, per voxel.
@@ -154,15 +154,18 @@ impl Uncertainty {
                 Method::Epistemic { .. } => (Vec::new(), 1.0),
             };
             let flip = |t: &super::host::Tensor| exec.op1("flip", t, &json!({ "dims": flips }));
-            let mut input = if flips.is_empty() {
-                exec.op1("reshape", &x, &json!({"shape": [1, -1, a, b, c]}))?
+            let flipped = if flips.is_empty() {
+                None
             } else {
-                flip(&x)?
+                Some(flip(&x)?)
             };
-            if factor != 1.0 {
-                input = exec.op1("affine", &input, &json!({"scale": factor, "shift": 0.0}))?;
-            }
-            let mut logits = exec.sliding_window(net, &input, &params)?;
+            let input = flipped.as_ref().unwrap_or(&x);
+            let scaled = if factor == 1.0 {
+                None
+            } else {
+                Some(exec.op1("affine", input, &json!({"scale": factor, "shift": 0.0}))?)
+            };
+            let mut logits = exec.sliding_window(net, scaled.as_ref().unwrap_or(input), &params)?;
             if !flips.is_empty() {
                 logits = flip(&logits)?;
             }

@@ -13,7 +13,7 @@ use labelhost_plugin_api::sdk::{
     },
     Error, Host, InferResult, InferTask, InferTaskInfo, InferType, Map, Result, Value,
 };
-use ndarray::Ix3;
+use ndarray::{Array3, Ix3};
 use std::time::Instant;
 
 /// The task.
@@ -31,9 +31,7 @@ fn options(request: &Map<String, Value>) -> Result<ScribbleOptions> {
         ));
     }
     o.lambda = num("lambda").unwrap_or(o.lambda);
-    o.prior_weight = num("prior_weight")
-        .unwrap_or(o.prior_weight)
-        .clamp(0.0, 1.0);
+    o.prior_weight = num("prior_weight").unwrap_or(o.prior_weight);
     o.sigma = num("sigma").unwrap_or(o.sigma);
     if !(o.lambda >= 0.0 && o.lambda <= 1e3 && o.sigma > 0.0 && o.sigma <= 10.0) {
         return Err(Error::invalid_input(
@@ -56,6 +54,14 @@ fn options(request: &Map<String, Value>) -> Result<ScribbleOptions> {
         o.roi = Some(r);
     }
     Ok(o)
+}
+
+/// A volume's voxels as 3-D (a 4-D file's first frame), moved out of it (the header stays
+/// for the writer).
+fn voxels(v: &mut image::Volume, what: &str) -> Result<Array3<f32>> {
+    v.take_first_frame()
+        .into_dimensionality::<Ix3>()
+        .map_err(|_| Error::invalid_input(format!("the {what} is not a 3-D volume")))
 }
 
 /// The saved label tagged `tag` of the datastore image at `image` (the request's path).
@@ -100,44 +106,36 @@ impl InferTask for Scribbles {
     fn infer(&self, host: &Host, request: &Map<String, Value>) -> Result<InferResult> {
         let started = Instant::now();
         let options = options(request)?;
-        let volume = image::read(input_image(request)?)?;
+        let mut volume = image::read(input_image(request)?)?;
         let scribbles = request
             .get("label")
             .and_then(Value::as_str)
             .ok_or_else(|| {
                 Error::invalid_input("send the scribbles as the 'label' part of /infer")
             })?;
-        let scribbles = image::read(std::path::Path::new(scribbles))?;
-        fn three<'a>(v: &'a image::Volume, what: &str) -> Result<ndarray::ArrayView3<'a, f32>> {
-            let frame = if v.data.ndim() == 4 {
-                v.data.index_axis(ndarray::Axis(3), 0)
-            } else {
-                v.data.view()
-            };
-            frame
-                .into_dimensionality::<Ix3>()
-                .map_err(|_| Error::invalid_input(format!("the {what} is not a 3-D volume")))
-        }
-        let previous = match request.get("previous_label").and_then(Value::as_str) {
+        let mut scribbles = image::read(std::path::Path::new(scribbles))?;
+        let mut previous = match request.get("previous_label").and_then(Value::as_str) {
             Some(tag) if !tag.is_empty() => Some(previous_label(host, input_image(request)?, tag)?),
             _ => None,
         };
         let prior = previous
-            .as_ref()
-            .map(|p| three(p, "previous label"))
+            .as_mut()
+            .map(|p| voxels(p, "previous label"))
             .transpose()?;
         let read = started.elapsed().as_secs_f64();
         let cut = Instant::now();
         let mask = histogram_graph_cut(
-            &three(&volume, "image")?,
-            &three(&scribbles, "scribbles")?,
-            prior.as_ref(),
+            &voxels(&mut volume, "image")?.view(),
+            &voxels(&mut scribbles, "scribbles")?.view(),
+            prior.as_ref().map(|p| p.view()).as_ref(),
             &options,
         )?;
         let cut = cut.elapsed().as_secs_f64();
+        let post = Instant::now();
         let mut mask = mask.into_dyn();
         keep_largest_connected_component(&mut mask);
         fill_holes(&mut mask);
+        let post = post.elapsed().as_secs_f64();
         let write = Instant::now();
         let out = pipeline::write_label_for(host, request, &volume, &mask)?;
         let mut params = Map::new();
@@ -147,7 +145,7 @@ impl InferTask for Scribbles {
         );
         params.insert(
             "latencies".into(),
-            json!({"pre": read, "infer": cut, "post": 0.0, "write": write.elapsed().as_secs_f64(),
+            json!({"pre": read, "infer": cut, "post": post, "write": write.elapsed().as_secs_f64(),
                    "total": started.elapsed().as_secs_f64()}),
         );
         Ok(InferResult {

@@ -89,7 +89,6 @@ impl Volume {
     }
 
     /// The first three dims (a 4-D volume's first frame is what 3-D tasks use).
-    /// The first three dims (a 4-D volume's first frame is what 3-D tasks use).
     pub fn first_frame(&self) -> ArrayD<f32> {
         if self.data.ndim() > 3 {
             let mut frame = self.data.view();

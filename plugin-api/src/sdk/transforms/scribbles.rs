@@ -46,6 +46,22 @@ impl Default for ScribbleOptions {
     }
 }
 
+impl ScribbleOptions {
+    /// What a scribble value says: foreground (`true`), background (`false`) or nothing.
+    fn mark(&self, s: f32) -> Option<bool> {
+        let s = s.round() as i64;
+        (s == self.fg_label || s == self.bg_label).then_some(s == self.fg_label)
+    }
+
+    /// A voxel's hard label: its scribble, else background outside the roi.
+    fn hard(&self, s: f32, (i, j, k): (usize, usize, usize)) -> Option<bool> {
+        let outside = self.roi.is_some_and(|r| {
+            i < r[0] || i >= r[1] || j < r[2] || j >= r[3] || k < r[4] || k >= r[5]
+        });
+        self.mark(s).or_else(|| outside.then_some(false))
+    }
+}
+
 /// Fixed-point scale of the costs (the cut works on integers).
 const SCALE: f64 = 100.0;
 /// The cost that makes a scribble a hard constraint.
@@ -69,17 +85,17 @@ fn range(image: &ArrayView3<f32>) -> (f32, f32) {
     }
 }
 
-/// A smoothed, normalised histogram of the values (in [0, 1]) under a mask.
-fn histogram(values: impl Iterator<Item = f64>, bins: usize) -> Vec<f64> {
-    let mut h = vec![1.0; bins];
-    for x in values {
-        h[((x * bins as f64) as usize).min(bins - 1)] += 1.0;
-    }
-    let smooth: Vec<f64> = (0..bins)
-        .map(|b| {
-            let at = |i: isize| h[i.clamp(0, bins as isize - 1) as usize];
-            (at(b as isize - 1) + 2.0 * at(b as isize) + at(b as isize + 1)) / 4.0
-        })
+/// The histogram bin of a value in [0, 1].
+fn bin(x: f64, bins: usize) -> usize {
+    ((x * bins as f64) as usize).min(bins - 1)
+}
+
+/// Counts (each bin starting at 1) smoothed by [1, 2, 1] / 4 and normalised.
+fn smoothed(h: &[f64]) -> Vec<f64> {
+    let last = h.len() as isize - 1;
+    let at = |i: isize| h[i.clamp(0, last) as usize];
+    let smooth: Vec<f64> = (0..=last)
+        .map(|b| (at(b - 1) + 2.0 * at(b) + at(b + 1)) / 4.0)
         .collect();
     let total: f64 = smooth.iter().sum();
     smooth.iter().map(|v| v / total).collect()
@@ -119,16 +135,18 @@ pub fn histogram_graph_cut(
     let mut marks = Array3::<f32>::zeros(half);
     let mut prior_sum = Array3::<f32>::zeros(half);
     let (fg, bg) = (o.fg_label as f32, o.bg_label as f32);
-    for ((i, j, k), &v) in image.indexed_iter() {
+    for (ix @ (i, j, k), &v) in image.indexed_iter() {
         let b = [i / 2, j / 2, k / 2];
         sum[b] += v;
         count[b] += 1.0;
         if let Some(p) = prior {
-            prior_sum[b] += f32::from(u8::from(p[[i, j, k]] != 0.0));
+            prior_sum[b] += f32::from(u8::from(p[ix] != 0.0));
         }
-        let s = scribbles[[i, j, k]].round();
-        if s == fg || (s == bg && marks[b] != fg) {
-            marks[b] = s;
+        // Foreground wins a block over background.
+        match o.mark(scribbles[ix]) {
+            Some(true) => marks[b] = fg,
+            Some(false) if marks[b] != fg => marks[b] = bg,
+            _ => {}
         }
     }
     // A block is in the previous label when most of its voxels are.
@@ -153,21 +171,13 @@ pub fn histogram_graph_cut(
         prior.map(|_| prior_blocks.view()).as_ref(),
         &small,
     )?;
-    let outside = |i: usize, j: usize, k: usize| {
-        o.roi.is_some_and(|r| {
-            i < r[0] || i >= r[1] || j < r[2] || j >= r[3] || k < r[4] || k >= r[5]
-        })
-    };
-    Ok(Array3::from_shape_fn((ni, nj, nk), |(i, j, k)| {
-        let s = scribbles[[i, j, k]].round();
-        if s == fg {
-            1
-        } else if s == bg || outside(i, j, k) {
-            0
-        } else {
-            coarse[[i / 2, j / 2, k / 2]]
-        }
-    }))
+    Ok(Array3::from_shape_fn(
+        (ni, nj, nk),
+        |ix @ (i, j, k)| match o.hard(scribbles[ix], ix) {
+            Some(fg) => u8::from(fg),
+            None => coarse[[i / 2, j / 2, k / 2]],
+        },
+    ))
 }
 
 /// The cut on the grid as it is.
@@ -180,42 +190,23 @@ fn cut_grid(
     let (ni, nj, nk) = image.dim();
     let (lo, hi) = range(image);
     let scaled = |v: f32| f64::from(((v - lo) / (hi - lo)).clamp(0.0, 1.0));
-    let outside = |i: usize, j: usize, k: usize| {
-        o.roi.is_some_and(|r| {
-            i < r[0] || i >= r[1] || j < r[2] || j >= r[3] || k < r[4] || k >= r[5]
-        })
-    };
-    let label = |i: usize, j: usize, k: usize| -> Option<bool> {
-        let s = scribbles[[i, j, k]].round() as i64;
-        if s == o.fg_label {
-            Some(true)
-        } else if s == o.bg_label || outside(i, j, k) {
-            Some(false)
-        } else {
-            None
-        }
-    };
     // The histograms come from the scribbles alone (not from the region outside the roi).
-    let marked = |fg: bool| {
-        let want = if fg { o.fg_label } else { o.bg_label };
-        image
-            .iter()
-            .zip(scribbles.iter())
-            .filter(move |(_, s)| s.round() as i64 == want)
-            .map(|(&v, _)| scaled(v))
-    };
-    let (n_fg, n_bg) = (marked(true).count(), marked(false).count());
+    let bins = o.bins.max(2);
+    let (mut counts, mut h) = ([0usize; 2], [vec![1.0; bins], vec![1.0; bins]]);
+    for (&v, &s) in image.iter().zip(scribbles.iter()) {
+        if let Some(fg) = o.mark(s) {
+            counts[usize::from(fg)] += 1;
+            h[usize::from(fg)][bin(scaled(v), bins)] += 1.0;
+        }
+    }
+    let [n_bg, n_fg] = counts;
     if n_fg == 0 || n_bg == 0 {
         return Err(Error::invalid_input(format!(
             "scribbles need both foreground ({}) and background ({}) voxels: found {n_fg} and {n_bg}",
             o.fg_label, o.bg_label
         )));
     }
-    let bins = o.bins.max(2);
-    let (hf, hb) = (
-        histogram(marked(true), bins),
-        histogram(marked(false), bins),
-    );
+    let (hf, hb) = (smoothed(&h[1]), smoothed(&h[0]));
 
     let mut g = GridCut::new([ni, nj, nk]);
     let two_sigma2 = 2.0 * o.sigma * o.sigma;
@@ -224,11 +215,11 @@ fn cut_grid(
             for i in 0..ni {
                 let v = g.index(i, j, k);
                 let x = scaled(image[[i, j, k]]);
-                match label(i, j, k) {
+                match o.hard(scribbles[[i, j, k]], (i, j, k)) {
                     Some(true) => g.terminal(v, 0, HARD),
                     Some(false) => g.terminal(v, HARD, 0),
                     None => {
-                        let b = ((x * bins as f64) as usize).min(bins - 1);
+                        let b = bin(x, bins);
                         let mut p = hf[b] / (hf[b] + hb[b]);
                         if let Some(prior) = prior {
                             let w = o.prior_weight.clamp(0.0, 1.0);
@@ -258,17 +249,11 @@ fn cut_grid(
             }
         }
     }
+    // The cut's nodes run with the first axis fastest.
     let side = g.solve();
-    let mut mask = Array3::<u8>::zeros((ni, nj, nk));
-    for k in 0..nk {
-        for j in 0..nj {
-            for i in 0..ni {
-                let v = i + ni * (j + nj * k);
-                mask[[i, j, k]] = u8::from(side[v]);
-            }
-        }
-    }
-    Ok(mask)
+    Ok(Array3::from_shape_fn((ni, nj, nk), |(i, j, k)| {
+        u8::from(side[i + ni * (j + nj * k)])
+    }))
 }
 
 #[cfg(test)]
