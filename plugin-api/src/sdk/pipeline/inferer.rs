@@ -19,8 +19,8 @@ pub fn sliding_window_params(request: &Request, roi: [i64; 3]) -> Value {
     })
 }
 
-/// Runs `model` over `data.tensor` (`[1, D, H, W]`) by sliding window; sets `data.pred`
-/// (`[C, D, H, W]`).
+/// Runs `model` over `data.tensor` (`[C, D, H, W]`: the image, then any guidance channels)
+/// by sliding window; sets `data.pred` (`[C', D, H, W]`).
 pub fn sliding_window_inferer(d: &mut Data, model: &Path, params: &Value) -> Result<()> {
     const WHO: &str = "SlidingWindowInferer";
     let model = d.exec.load_model(model, &d.device)?;
@@ -28,7 +28,7 @@ pub fn sliding_window_inferer(d: &mut Data, model: &Path, params: &Value) -> Res
     let batch = d.exec.op1(
         "reshape",
         d.tensor(WHO)?,
-        &json!({"shape": [1, 1, a, b, c]}),
+        &json!({"shape": [1, -1, a, b, c]}),
     )?;
     let logits = d.exec.sliding_window(model, &batch, params)?;
     d.pred = Some(

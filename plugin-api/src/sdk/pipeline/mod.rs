@@ -7,6 +7,7 @@
 
 mod chain;
 mod data;
+mod guidance;
 mod inferer;
 mod post;
 mod pre;
@@ -14,6 +15,7 @@ mod writer;
 
 pub use chain::Chain;
 pub use data::{Data, SpatialStep};
+pub use guidance::{request_clicks, AddGuidance, Clicks, CropAroundClicks, BACKGROUND};
 pub use inferer::{sliding_window_inferer, sliding_window_params};
 pub use post::{
     Activations, AsDiscrete, BoundingBox, ExtremePoints, FillHoles, GetCentroids,

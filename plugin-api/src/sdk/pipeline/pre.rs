@@ -236,7 +236,7 @@ fn resize_to(d: &mut Data, who: &str, size: [i64; 3], mode: &str) -> Result<()> 
     Ok(())
 }
 
-fn crop_to(d: &mut Data, who: &str, start: [i64; 3], end: [i64; 3]) -> Result<()> {
+pub(super) fn crop_to(d: &mut Data, who: &str, start: [i64; 3], end: [i64; 3]) -> Result<()> {
     let from = d.spatial_shape(who)?;
     on_grid(d, who, "crop", json!({"start": start, "end": end}))?;
     d.steps.push(SpatialStep::Cropped { start, from });

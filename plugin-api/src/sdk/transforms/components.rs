@@ -107,6 +107,13 @@ impl Runs {
 /// first in C order among equals). Returns the number of components found. Labels runs
 /// along the last axis with a union-find instead of visiting voxels one by one.
 pub fn keep_largest_connected_component(mask: &mut ArrayD<u8>) -> usize {
+    keep_largest_and_seeded(mask, &[])
+}
+
+/// [`keep_largest_connected_component`], also keeping every component that holds one of
+/// `seeds` (voxel indices; those outside the mask or on background are ignored): the brain
+/// plus whatever an annotator clicked as foreground.
+pub fn keep_largest_and_seeded(mask: &mut ArrayD<u8>, seeds: &[[usize; 3]]) -> usize {
     let Some(d) = dims(mask) else { return 0 };
     if d.contains(&0) {
         return 0;
@@ -120,11 +127,21 @@ pub fn keep_largest_connected_component(mask: &mut ArrayD<u8>) -> usize {
         }
         let count = roots.iter().enumerate().filter(|(i, r)| i == *r).count();
         // max_by_key keeps the last maximum; scanning backwards makes it the first root.
-        let best = (0..size.len()).rev().max_by_key(|&r| size[r]);
+        let mut keep: Vec<usize> = (0..size.len())
+            .rev()
+            .max_by_key(|&r| size[r])
+            .into_iter()
+            .collect();
+        for s in seeds.iter().filter(|s| (0..3).all(|a| s[a] < d[a])) {
+            let seeded = runs
+                .row(s[0] * d[1] + s[1])
+                .find(|&i| runs.runs[i].0 <= s[2] && s[2] < runs.runs[i].1);
+            keep.extend(seeded.map(|i| roots[i]));
+        }
         flat.fill(0);
         for row in 0..d[0] * d[1] {
             for i in runs.row(row) {
-                if Some(roots[i]) == best {
+                if keep.contains(&roots[i]) {
                     let (z0, z1) = runs.runs[i];
                     flat[row * d[2] + z0..row * d[2] + z1].fill(1);
                 }
@@ -308,6 +325,22 @@ mod tests {
         assert_eq!(m.iter().filter(|&&v| v == 1).count(), 3);
         assert_eq!(m[[5, 0, 0]], 0);
         assert_eq!(bounding_box(&m), Some(vec![(0, 3), (0, 3), (0, 3)]));
+    }
+
+    #[test]
+    fn keeps_seeded_components_besides_the_largest() {
+        let mut m = ArrayD::<u8>::zeros(IxDyn(&[6, 6, 6]));
+        for i in 0..3 {
+            m[[i, i, i]] = 1;
+        }
+        m[[5, 0, 0]] = 1;
+        m[[5, 1, 0]] = 1;
+        m[[5, 5, 5]] = 1;
+        // Seeds: in the pair, on background, outside the mask.
+        let seeds = [[5, 1, 0], [4, 4, 4], [9, 0, 0]];
+        assert_eq!(keep_largest_and_seeded(&mut m, &seeds), 3);
+        assert_eq!(m.iter().filter(|&&v| v == 1).count(), 5);
+        assert_eq!((m[[5, 0, 0]], m[[5, 5, 5]]), (1, 0));
     }
 
     #[test]
