@@ -9,9 +9,11 @@
 //! memory budget, re-read when over it); random patches balanced by label with flips, 90°
 //! rotations and intensity scale/shift (`sampler.rs`), prepared on a second thread while the
 //! current step trains; validation by sliding-window inference with mean Dice per label;
+//! a click network's guidance simulated before each step (`clicks.rs`);
 //! checkpoints and train stats in MONAI Label's layout under the app's model dir; the best
 //! model published to the infer task of the same name.
 
+mod clicks;
 mod dataset;
 mod outputs;
 mod run;
@@ -19,6 +21,7 @@ mod sampler;
 mod settings;
 mod validate;
 
+pub use clicks::ClickSimulation;
 pub use dataset::{Case, Sample};
 pub use sampler::Augmentation;
 pub use settings::{TrainRequest, TrainSettings};
@@ -106,6 +109,13 @@ pub trait BasicTrainTask: Send + Sync + 'static {
     /// The name of the validation metric (mean Dice over labels, sliding window).
     fn val_key_metric(&self) -> String {
         "val_mean_dice".into()
+    }
+    /// For a click network (DeepEdit, DeepGrow): the guidance channels after the image and
+    /// the annotator simulated before each step (MONAI's `train_iteration_update`);
+    /// `None` (the default) trains on the image alone.
+    fn click_simulation(&self, request: &TrainRequest) -> Option<ClickSimulation> {
+        let _ = request;
+        None
     }
     /// Handlers called after each epoch.
     fn train_handlers(&self) -> Vec<Box<dyn TrainHandler>> {

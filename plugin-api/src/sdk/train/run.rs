@@ -173,6 +173,8 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
         )?;
     }
     let inferer = task.val_inferer(req);
+    let clicks = task.click_simulation(req);
+    let mut click_rng = Rng::new(req.seed.wrapping_add(1));
     let handlers = task.train_handlers();
     let val_interval = if req.raw.contains_key("val_interval") {
         req.val_interval
@@ -207,7 +209,14 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
                 (dice_n, step_secs, wait_secs) = (0, 0.0, 0.0);
             }
             wait_secs += waited.elapsed().as_secs_f64();
-            let x = exec.tensor_f32(&batch.shape, &batch.image, &req.device)?;
+            let x = match &clicks {
+                Some(sim) => {
+                    let (shape, input) =
+                        sim.guide(&exec, &model, &batch, &req.device, &mut click_rng)?;
+                    exec.tensor_f32(&shape, &input, &req.device)?
+                }
+                None => exec.tensor_f32(&batch.shape, &batch.image, &req.device)?,
+            };
             let y = exec.tensor(DType::U8, &batch.shape, batch.label, &req.device)?;
             let out = model.step(&[&x], &[&y])?;
             drop((x, y));
@@ -252,7 +261,14 @@ pub(super) fn train<T: BasicTrainTask>(task: &T, host: &Host, req: &TrainRequest
             p.best_train.offer(mean_dice, p.epoch);
             let last = p.epoch == req.max_epochs || p.iteration == total_iterations;
             if p.epoch.is_multiple_of(val_interval) || last {
-                let (v, per) = validate(&exec, &model, &val_store, &labels, &inferer, &req.device)?;
+                let (v, per) = validate(
+                    &exec,
+                    &model,
+                    &val_store,
+                    &labels,
+                    (&inferer, clicks.as_ref()),
+                    &req.device,
+                )?;
                 p.eval = per;
                 p.eval.insert(task.val_key_metric(), json!(v));
                 if p.best_val.offer(v, p.epoch) {

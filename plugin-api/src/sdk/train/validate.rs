@@ -1,8 +1,8 @@
 //! Validation: each case by sliding-window inference with the live weights, then MONAI's
 //! `DiceMetric` per label on the device (argmax of the output against the label), means
-//! over the cases that hold each label.
+//! over the cases that hold each label. A click network gets one click per label.
 
-use super::dataset::CaseStore;
+use super::{dataset::CaseStore, ClickSimulation};
 use crate::sdk::{
     error::{Error, Result},
     host::{Executor, TrainableModel},
@@ -16,7 +16,7 @@ pub(super) fn validate(
     model: &TrainableModel,
     store: &CaseStore,
     labels: &[(String, u8)],
-    inferer: &Value,
+    (inferer, clicks): (&Value, Option<&ClickSimulation>),
     device: &str,
 ) -> Result<(f64, Map<String, Value>)> {
     let ids: Vec<i64> = labels.iter().map(|(_, v)| i64::from(*v)).collect();
@@ -26,7 +26,13 @@ pub(super) fn validate(
     for i in 0..store.len() {
         let case = store.get(i)?;
         let [d, h, w] = case.shape.map(|s| s as i64);
-        let x = exec.tensor_f32(&[1, 1, d, h, w], &case.image, device)?;
+        let x = match clicks {
+            Some(sim) => {
+                let c = 1 + sim.channels.len() as i64;
+                exec.tensor_f32(&[1, c, d, h, w], &sim.validation_input(&case), device)?
+            }
+            None => exec.tensor_f32(&[1, 1, d, h, w], &case.image, device)?,
+        };
         let y = exec.tensor(DType::U8, &[d, h, w], case.label.clone(), device)?;
         let logits = exec.sliding_window(model.model(), &x, inferer)?;
         let first = exec.op1("select", &logits, &json!({"dim": 0, "index": 0}))?;
