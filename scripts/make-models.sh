@@ -4,7 +4,8 @@
 # scripts/client-venv.sh installs first):
 #   segmentation/unet.pt   the `segmentation` app's stand-in UNet (plugins/segmentation/models/make_unet.py);
 #   brain/brain_unet.pt    the `brain` app's untrained MONAI UNet (plugins/brain/models/make_unet.py);
-#   brain/brain_unet_dropout.pt  the same network with dropout 0.2, for Monte-Carlo dropout.
+#   brain/brain_unet_dropout.pt  the same network with dropout 0.2, for Monte-Carlo dropout;
+#   brain/brain_deepedit.pt  the click network (image + brain and background guidance in).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,3 +21,4 @@ make() { # app, script, output file, script arguments
 make segmentation plugins/segmentation/models/make_unet.py unet.pt
 make brain plugins/brain/models/make_unet.py brain_unet.pt
 make brain plugins/brain/models/make_unet.py brain_unet_dropout.pt --dropout 0.2
+make brain plugins/brain/models/make_unet.py brain_deepedit.pt --in-channels 3

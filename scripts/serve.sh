@@ -17,7 +17,8 @@ rm -rf "$plugins" && mkdir -p "$plugins" "$studies"
     --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
     --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" \
     --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" \
-    --asset "$LABELHOST_CACHE/models/brain/brain_unet_dropout.pt=models/brain_unet_dropout.pt" --out "$plugins/brain"
+    --asset "$LABELHOST_CACHE/models/brain/brain_unet_dropout.pt=models/brain_unet_dropout.pt" \
+    --asset "$LABELHOST_CACHE/models/brain/brain_deepedit.pt=models/brain_deepedit.pt" --out "$plugins/brain"
 "$bin" pack --library "$CARGO_TARGET_DIR/release/liblabelhost_app_segmentation.so" \
     --asset "$LABELHOST_CACHE/models/segmentation/unet.pt=models/unet.pt" --out "$plugins/segmentation"
 for f in ch2.nii.gz KmeansTest_T1UCharRaw.nii.gz; do

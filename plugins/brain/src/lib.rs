@@ -5,9 +5,12 @@
 //! it also offers `brain_extraction`, and a trainer of the same name that fine-tunes it. With an untrained MONAI UNet in its bundle
 //! (`models/brain_unet.pt`) it offers `brain_unet`, which labelhost trains on the
 //! annotators' final masks and then serves, and its uncertainty for active learning
-//! (`brain_unet_tta`; `brain_unet_epistemic` with `models/brain_unet_dropout.pt`). Settings ship in the bundle too (`assets/otsu.json`),
+//! (`brain_unet_tta`; `brain_unet_epistemic` with `models/brain_unet_dropout.pt`). With the
+//! click network (`models/brain_deepedit.pt`) it offers `brain_deepedit` and `brain_deepgrow`,
+//! trained by `POST /train/brain_deepedit`. Settings ship in the bundle too (`assets/otsu.json`),
 //! so a new bundle can change them without a new build.
 
+mod clicks;
 mod deepbet;
 mod finetune;
 mod otsu;
@@ -35,6 +38,7 @@ pub struct BrainApp {
     deepbet: Option<(std::path::PathBuf, std::path::PathBuf)>,
     unet: Option<std::path::PathBuf>,
     unet_dropout: Option<std::path::PathBuf>,
+    clicks: Option<std::path::PathBuf>,
 }
 
 impl App for BrainApp {
@@ -53,12 +57,14 @@ impl App for BrainApp {
             .zip(host.asset("models/model.pt").ok());
         let unet = host.asset("models/brain_unet.pt").ok();
         let unet_dropout = host.asset("models/brain_unet_dropout.pt").ok();
+        let clicks = host.asset("models/brain_deepedit.pt").ok();
         Ok(BrainApp {
             host: host.clone(),
             bins,
             deepbet,
             unet,
             unet_dropout,
+            clicks,
         })
     }
 
@@ -101,6 +107,10 @@ impl App for BrainApp {
             Some(_) => self.uncertainty(tasks),
             None => tasks,
         };
+        let tasks = match &self.clicks {
+            Some(network) => self.clicks(tasks, network),
+            None => tasks,
+        };
         tasks
             .infer("brain_otsu", otsu::OtsuMask { bins: self.bins })
             .infer("brain_scribbles", scribbles::Scribbles)
@@ -123,6 +133,23 @@ impl App for BrainApp {
 }
 
 impl BrainApp {
+    /// The click tasks and their trainer (`models/brain_deepedit.pt` in the bundle).
+    fn clicks(&self, tasks: Tasks, network: &std::path::Path) -> Tasks {
+        let task = |deepgrow| clicks::ClickTask {
+            host: self.host.clone(),
+            deepgrow,
+        };
+        tasks
+            .pipeline(clicks::NAME, task(false))
+            .pipeline(clicks::DEEPGROW, task(true))
+            .basic_train(
+                clicks::NAME,
+                clicks::ClickTrainer {
+                    network: network.to_path_buf(),
+                },
+            )
+    }
+
     /// brain_unet's uncertainty, each a scoring method and a strategy of one name:
     /// `brain_unet_tta` (8 augmented passes) and, with the dropout twin in the bundle
     /// (`models/brain_unet_dropout.pt`), `brain_unet_epistemic` (5 Monte-Carlo dropout passes,

@@ -65,7 +65,11 @@ fn voxels(v: &mut image::Volume, what: &str) -> Result<Array3<f32>> {
 }
 
 /// The saved label tagged `tag` of the datastore image at `image` (the request's path).
-fn previous_label(host: &Host, image: &std::path::Path, tag: &str) -> Result<image::Volume> {
+pub(crate) fn previous_label(
+    host: &Host,
+    image: &std::path::Path,
+    tag: &str,
+) -> Result<image::Volume> {
     let store = host.datastore();
     let same =
         |p: &std::path::Path| std::fs::canonicalize(p).ok() == std::fs::canonicalize(image).ok();
