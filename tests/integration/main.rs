@@ -23,6 +23,8 @@ mod slicer;
 mod activelearning;
 // Interactive segmentation: scribbles.
 mod interactive;
+// Click-guided segmentation (DeepEdit, DeepGrow) with a network labelhost trains.
+mod clicks;
 // Background jobs: scoring, batch inference, training records.
 mod jobs;
 // Brain extraction with the pretrained deepbet models on real volumes (Dice).
