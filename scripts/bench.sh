@@ -6,7 +6,8 @@
 # MONAI Label 0.8.5 serving the same deepbet pipeline (sequential, concurrent, RSS, start).
 # `scripts/bench.sh train` runs only the training bench, `scripts/bench.sh infer` only the
 # infer bench (it keeps its table in host/benches/results/infer-<device>.md; LABELHOST_BENCH_DEVICE=cuda
-# runs it on the GPU); `scripts/bench.sh batch` only the interactive-during-batch bench.
+# runs it on the GPU); `scripts/bench.sh batch` only the interactive-during-batch bench;
+# `scripts/bench.sh clicks` only click → label latency against MONAI Label's deepgrow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -61,7 +62,21 @@ batch_bench() {
     } | tee "$record"
     rm -rf "$bundle"
 }
+# One click → label on a 128³ region, labelhost's brain_deepgrow vs MONAI Label's deepgrow.
+clicks_bench() {
+    monailabel_server
+    local bundle
+    bundle=$(mktemp -d)
+    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
+        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
+        --asset "$LABELHOST_CACHE/models/brain/brain_deepedit.pt=models/brain_deepedit.pt" --out "$bundle/brain" >/dev/null
+    python3 host/benches/reference/clicks_vs_monailabel.py "$target/labelhost" "$bundle" \
+        host/benches/reference/monailabel_clicks "$LABELHOST_CACHE/models/brain/brain_deepedit.pt" \
+        "$LABELHOST_CACHE/data" --record host/benches/results/clicks-cpu.md
+    rm -rf "$bundle"
+}
 case "${1:-}" in
+    clicks) clicks_bench; exit 0 ;;
     train) train_bench; exit 0 ;;
     batch) batch_bench; exit 0 ;;
     infer) infer_bench; exit 0 ;;
@@ -75,4 +90,5 @@ python3 host/benches/reference/api_vs_monailabel.py "${CARGO_TARGET_DIR:-target}
 rm -rf "$plugins"
 infer_bench
 batch_bench
+clicks_bench
 train_bench
