@@ -28,7 +28,7 @@ pub(crate) fn pack_brain_unet(ws: &Workspace) {
 }
 
 /// Starts a training job; asserts the answer is its SUBMITTED record.
-fn start(server: &Server, trainer: &str, body: &Value) -> Value {
+pub(crate) fn start(server: &Server, trainer: &str, body: &Value) -> Value {
     let r = client()
         .post(server.at(&format!("/train/{trainer}")))
         .json(body)
@@ -39,7 +39,7 @@ fn start(server: &Server, trainer: &str, body: &Value) -> Value {
 }
 
 /// Polls `GET /train/` until the last record leaves SUBMITTED/RUNNING; returns it.
-fn wait_done(server: &Server, limit: Duration) -> Value {
+pub(crate) fn wait_done(server: &Server, limit: Duration) -> Value {
     let t = Instant::now();
     loop {
         let record = get_json(server, "/train/");

@@ -14,7 +14,7 @@
 //! with 3-voxel Gaussian clicks, and answer the mask on the image's own grid, keeping the
 //! largest brain component and those holding a brain click.
 
-use crate::scribbles::previous_label;
+use crate::{scribbles::previous_label, unet::BrainUNetTrainer};
 use labelhost_plugin_api::sdk::{
     input_image, json,
     pipeline::{
@@ -41,7 +41,6 @@ const VALUES: [u8; 2] = [1, 0];
 const SPACING: f64 = 3.0;
 /// A click's Gaussian sigma in voxels of that grid.
 const SIGMA: f64 = 3.0;
-const PATCH: usize = 64;
 /// DeepGrow's default region, in voxels of the input.
 const ROI: i64 = 128;
 
@@ -162,7 +161,7 @@ impl Pipeline for ClickTask {
                 ),
             )
         })?;
-        let params = sliding_window_params(&d.request, [PATCH as i64; 3]);
+        let params = sliding_window_params(&d.request, [crate::unet::PATCH as i64; 3]);
         sliding_window_inferer(d, &path, &params)
     }
 
@@ -278,10 +277,12 @@ impl Transform for KeepPreviousOutside {
     }
 }
 
-/// The trainer: `brain_unet`'s loop on the click network, with DeepEdit's simulated clicks.
+/// The trainer: `brain_unet`'s loop and schedule on the click network, with DeepEdit's
+/// simulated clicks.
 pub(crate) struct ClickTrainer {
-    /// The untrained network (`models/brain_deepedit.pt` in the bundle).
-    pub(crate) network: PathBuf,
+    /// brain_unet's trainer holding the untrained click network
+    /// (`models/brain_deepedit.pt` in the bundle).
+    pub(crate) unet: BrainUNetTrainer,
 }
 
 impl BasicTrainTask for ClickTrainer {
@@ -293,32 +294,24 @@ impl BasicTrainTask for ClickTrainer {
         labels()
     }
 
-    fn network(&self, _: &Host) -> Result<PathBuf> {
-        Ok(self.network.clone())
+    fn network(&self, host: &Host) -> Result<PathBuf> {
+        self.unet.network(host)
     }
 
     fn config(&self) -> Map<String, Value> {
-        let mut c = Map::new();
-        c.insert("max_epochs".into(), json!(75));
-        c.insert("train_batch_size".into(), json!(2));
-        c.insert("val_interval".into(), json!(5));
-        c.insert("lr".into(), json!(1e-3));
-        c
+        self.unet.config()
     }
 
     fn optimizer(&self, request: &TrainRequest) -> Value {
-        json!({"name": "adam", "lr": request.lr.unwrap_or(1e-3)})
+        self.unet.optimizer(request)
     }
 
     fn train_pre_transforms(&self, _: &TrainRequest) -> Transforms {
         image_transforms(None)
     }
 
-    fn train_augmentation(&self, _: &TrainRequest) -> Augmentation {
-        Augmentation {
-            patch: [PATCH; 3],
-            ..Augmentation::default()
-        }
+    fn train_augmentation(&self, request: &TrainRequest) -> Augmentation {
+        self.unet.train_augmentation(request)
     }
 
     fn click_simulation(&self, _: &TrainRequest) -> Option<ClickSimulation> {

@@ -145,7 +145,9 @@ impl BrainApp {
             .basic_train(
                 clicks::NAME,
                 clicks::ClickTrainer {
-                    network: network.to_path_buf(),
+                    unet: unet::BrainUNetTrainer {
+                        network: network.to_path_buf(),
+                    },
                 },
             )
     }
