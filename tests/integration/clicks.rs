@@ -8,6 +8,7 @@ use crate::support::{
     cache_dir, client, dice, get_json, pack, put_label, read_volume, repo_root, write_like,
     write_mask, Server, Workspace,
 };
+use crate::training::{start, wait_done};
 use labelhost_plugin_api::sdk::transforms::distance_inside;
 use ndarray::{ArrayD, Dimension};
 use serde_json::{json, Value};
@@ -137,25 +138,6 @@ fn next_click(
     }
 }
 
-/// Starts a training job and waits for it; the final record.
-fn train(server: &Server, body: &Value, limit: Duration) -> Value {
-    let r = client()
-        .post(server.at("/train/brain_deepedit"))
-        .json(body)
-        .send()
-        .expect("POST /train");
-    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
-    let t = Instant::now();
-    loop {
-        let record = get_json(server, "/train/");
-        if record["status"] != "RUNNING" && record["status"] != "SUBMITTED" {
-            return record;
-        }
-        assert!(t.elapsed() < limit, "training still running: {record}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[test]
 fn clicks_steer_the_brain_mask_of_a_network_labelhost_trained_with_simulated_clicks() {
     let ws = Workspace::new(0, 8);
@@ -191,11 +173,12 @@ fn clicks_steer_the_brain_mask_of_a_network_labelhost_trained_with_simulated_cli
         put_label(&server, id, "final", &file);
     }
     let started = Instant::now();
-    let record = train(
+    start(
         &server,
+        "brain_deepedit",
         &json!({"pretrained": false, "max_epochs": 30}),
-        Duration::from_secs(1800),
     );
+    let record = wait_done(&server, Duration::from_secs(1800));
     assert_eq!(record["status"], "DONE", "{record}");
     println!(
         "trained in {:.1} min: {}",
@@ -318,6 +301,17 @@ fn clicks_steer_the_brain_mask_of_a_network_labelhost_trained_with_simulated_cli
     }
     println!("deepgrow: roi {roi:?}, {regrown} of {cut} cut-out brain voxels back");
     assert_eq!(kept, outside, "the saved label stays outside the region");
+    // MONAI Label's `roi`: the client's box instead of one around the clicks.
+    let asked = json!([20, 100, 30, 130, 40, 140]);
+    let (_, params) = segment(
+        &server,
+        "brain_deepgrow",
+        "robex",
+        &json!({"foreground": [centre], "roi": asked}),
+        &out,
+    )
+    .expect("deepgrow in a box");
+    assert_eq!(params["roi"], asked);
     assert!(cut > 10_000 && regrown * 10 > cut * 9, "{regrown} of {cut}");
 }
 

@@ -237,8 +237,8 @@ impl Transform for AddGuidance {
 }
 
 /// `SpatialCropGuidanced` (DeepGrow 3-D): crops `size` voxels (less where the image is
-/// smaller) centred on the box around the clicks, on the grid as it is now (place it right
-/// after [`super::EnsureType`]). The crop, in the input's IJK, goes into the result as
+/// smaller) centred on the box around the clicks, or the request's `roi` when it sends one,
+/// on the grid as it is now (place it right after [`super::EnsureType`]). The crop, in the input's IJK, goes into the result as
 /// `roi` `[i0, i1, j0, j1, k0, k1]` (end exclusive). At least one click is needed.
 pub struct CropAroundClicks {
     /// Channel names whose clicks count (label names, `background` included).
@@ -272,26 +272,42 @@ impl Transform for CropAroundClicks {
             ));
         }
         let shape = d.spatial_shape(self.name())?;
+        let source = source_shape(d, self.name())?;
         let (mut start, mut end) = ([0i64; 3], [0i64; 3]);
-        for a in 0..3 {
-            let lo = points.iter().map(|p| p[a]).fold(f64::INFINITY, f64::min);
-            let hi = points
-                .iter()
-                .map(|p| p[a])
-                .fold(f64::NEG_INFINITY, f64::max);
-            let size = self.size[a].clamp(1, shape[a]);
-            let centre = ((lo + hi) / 2.0).round() as i64;
-            start[a] = (centre - size / 2).clamp(0, shape[a] - size);
-            end[a] = start[a] + size;
+        let axes = |a: usize| {
+            d.orientation
+                .map_or((a, false), |o| (o.source_axis[a], o.flipped[a]))
+        };
+        if let Some(roi) = requested_roi(&d.request, source)? {
+            // The client's box, in the input's voxel axes, onto the RAS grid.
+            for a in 0..3 {
+                let (axis, flipped) = axes(a);
+                let (s, e) = (roi[2 * axis], roi[2 * axis + 1]);
+                let (s, e) = if flipped {
+                    (source[axis] - e, source[axis] - s)
+                } else {
+                    (s, e)
+                };
+                (start[a], end[a]) = (s as i64, e as i64);
+            }
+        } else {
+            for a in 0..3 {
+                let lo = points.iter().map(|p| p[a]).fold(f64::INFINITY, f64::min);
+                let hi = points
+                    .iter()
+                    .map(|p| p[a])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let size = self.size[a].clamp(1, shape[a]);
+                let centre = ((lo + hi) / 2.0).round() as i64;
+                start[a] = (centre - size / 2).clamp(0, shape[a] - size);
+                end[a] = start[a] + size;
+            }
         }
         // The region in the input's voxel axes, for the client and for merging back.
-        let source = source_shape(d, self.name())?;
         let mut roi = [0usize; 6];
         for a in 0..3 {
             let (s, e) = (start[a] as usize, end[a] as usize);
-            let (axis, flipped) = d
-                .orientation
-                .map_or((a, false), |o| (o.source_axis[a], o.flipped[a]));
+            let (axis, flipped) = axes(a);
             let (s, e) = if flipped {
                 (source[axis] - e, source[axis] - s)
             } else {
@@ -304,6 +320,32 @@ impl Transform for CropAroundClicks {
         d.result.insert("roi".into(), json!(roi));
         Ok(())
     }
+}
+
+/// MONAI Label's `roi` param, `[i0, i1, j0, j1, k0, k1]` (end exclusive) in the input's
+/// voxels; `None` when absent or empty, refused (HTTP 400) when not a box inside the image.
+fn requested_roi(request: &Map<String, Value>, shape: [usize; 3]) -> Result<Option<[usize; 6]>> {
+    let v = match request.get("roi") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(a)) if a.is_empty() => return Ok(None),
+        Some(v) => v,
+    };
+    let bad = || {
+        Error::invalid_input(format!(
+            "roi must be [i0, i1, j0, j1, k0, k1] with i0 < i1 inside the image {shape:?}, got {v}"
+        ))
+    };
+    let r: Vec<usize> = v
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|x| x.as_u64().map(|x| x as usize).ok_or_else(bad))
+        .collect::<Result<_>>()?;
+    let r = <[usize; 6]>::try_from(r).map_err(|_| bad())?;
+    if (0..3).any(|a| r[2 * a] >= r[2 * a + 1] || r[2 * a + 1] > shape[a]) {
+        return Err(bad());
+    }
+    Ok(Some(r))
 }
 
 #[cfg(test)]
@@ -339,6 +381,28 @@ mod tests {
         assert!(Clicks::from_request(&req(json!({})), &labels, shape)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn a_requested_roi_must_be_a_box_inside_the_image() {
+        let shape = [10, 20, 30];
+        let roi = |v: Value| requested_roi(&req(json!({ "roi": v })), shape);
+        assert_eq!(roi(json!([])).unwrap(), None);
+        assert_eq!(roi(Value::Null).unwrap(), None);
+        assert_eq!(
+            roi(json!([0, 10, 5, 6, 1, 30])).unwrap(),
+            Some([0, 10, 5, 6, 1, 30])
+        );
+        for bad in [
+            json!([0, 11, 0, 1, 0, 1]),
+            json!([3, 3, 0, 1, 0, 1]),
+            json!([0, 1, 0, 1]),
+            json!([0, 1, 0, 1, 0, -1]),
+            json!("0,1"),
+        ] {
+            let e = roi(bad.clone()).unwrap_err();
+            assert_eq!(e.code, crate::sdk::ErrorCode::INVALID_INPUT, "{bad}");
+        }
     }
 
     #[test]
