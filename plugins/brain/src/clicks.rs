@@ -26,7 +26,7 @@ use labelhost_plugin_api::sdk::{
     transforms::keep_largest_and_seeded,
     Error, ErrorCode, Host, InferTaskInfo, InferType, Map, Result, Value,
 };
-use ndarray::Dimension;
+use ndarray::{Ix3, Zip};
 use std::path::PathBuf;
 
 /// The DeepEdit task's (and its trainer's) name.
@@ -259,20 +259,35 @@ impl Transform for KeepPreviousOutside {
             .label
             .as_mut()
             .ok_or_else(|| Error::app("KeepPreviousOutside: no label yet"))?;
-        if previous.shape() != label.shape() || roi.len() != 6 {
+        if roi.len() != 6 {
+            return Err(Error::app(
+                "KeepPreviousOutside: no roi (SpatialCropGuidanced first)",
+            ));
+        }
+        if previous.shape() != label.shape() {
             return Err(Error::invalid_input(format!(
                 "the '{tag}' label's grid {:?} is not the image's {:?}",
                 previous.shape(),
                 label.shape()
             )));
         }
-        let inside = |i: &[usize]| (0..3).all(|a| roi[2 * a] <= i[a] && i[a] < roi[2 * a + 1]);
-        for (index, v) in label.indexed_iter_mut() {
-            let index = index.slice();
-            if !inside(index) {
-                *v = u8::from(previous[index] > 0.5);
-            }
-        }
+        let three = |e: ndarray::ShapeError| Error::app(format!("KeepPreviousOutside: {e}"));
+        let label = label
+            .view_mut()
+            .into_dimensionality::<Ix3>()
+            .map_err(three)?;
+        let previous = previous
+            .view()
+            .into_dimensionality::<Ix3>()
+            .map_err(three)?;
+        let inside = |i: [usize; 3]| (0..3).all(|a| roi[2 * a] <= i[a] && i[a] < roi[2 * a + 1]);
+        Zip::indexed(label)
+            .and(previous)
+            .for_each(|(i, j, k), v, &p| {
+                if !inside([i, j, k]) {
+                    *v = u8::from(p > 0.5);
+                }
+            });
         Ok(())
     }
 }

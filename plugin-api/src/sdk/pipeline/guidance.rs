@@ -238,8 +238,9 @@ impl Transform for AddGuidance {
 
 /// `SpatialCropGuidanced` (DeepGrow 3-D): crops `size` voxels (less where the image is
 /// smaller) centred on the box around the clicks, or the request's `roi` when it sends one,
-/// on the grid as it is now (place it right after [`super::EnsureType`]). The crop, in the input's IJK, goes into the result as
-/// `roi` `[i0, i1, j0, j1, k0, k1]` (end exclusive). At least one click is needed.
+/// on the grid as it is now (place it right after [`super::EnsureType`]). The crop, in
+/// the input's IJK, goes into the result as `roi` `[i0, i1, j0, j1, k0, k1]` (end
+/// exclusive). At least one click is needed.
 pub struct CropAroundClicks {
     /// Channel names whose clicks count (label names, `background` included).
     pub labels: Vec<String>,
@@ -274,20 +275,25 @@ impl Transform for CropAroundClicks {
         let shape = d.spatial_shape(self.name())?;
         let source = source_shape(d, self.name())?;
         let (mut start, mut end) = ([0i64; 3], [0i64; 3]);
-        let axes = |a: usize| {
+        let axis_of = |a: usize| {
             d.orientation
                 .map_or((a, false), |o| (o.source_axis[a], o.flipped[a]))
+        };
+        // A span on RAS axis `a` as a span on the input's axis, and back (the same map: a
+        // flip reverses it).
+        let across = |a: usize, (s, e): (usize, usize)| {
+            let (axis, flipped) = axis_of(a);
+            if flipped {
+                (source[axis] - e, source[axis] - s)
+            } else {
+                (s, e)
+            }
         };
         if let Some(roi) = requested_roi(&d.request, source)? {
             // The client's box, in the input's voxel axes, onto the RAS grid.
             for a in 0..3 {
-                let (axis, flipped) = axes(a);
-                let (s, e) = (roi[2 * axis], roi[2 * axis + 1]);
-                let (s, e) = if flipped {
-                    (source[axis] - e, source[axis] - s)
-                } else {
-                    (s, e)
-                };
+                let axis = axis_of(a).0;
+                let (s, e) = across(a, (roi[2 * axis], roi[2 * axis + 1]));
                 (start[a], end[a]) = (s as i64, e as i64);
             }
         } else {
@@ -306,15 +312,8 @@ impl Transform for CropAroundClicks {
         // The region in the input's voxel axes, for the client and for merging back.
         let mut roi = [0usize; 6];
         for a in 0..3 {
-            let (s, e) = (start[a] as usize, end[a] as usize);
-            let (axis, flipped) = axes(a);
-            let (s, e) = if flipped {
-                (source[axis] - e, source[axis] - s)
-            } else {
-                (s, e)
-            };
-            roi[2 * axis] = s;
-            roi[2 * axis + 1] = e;
+            let axis = axis_of(a).0;
+            (roi[2 * axis], roi[2 * axis + 1]) = across(a, (start[a] as usize, end[a] as usize));
         }
         crop_to(d, self.name(), start, end)?;
         d.result.insert("roi".into(), json!(roi));

@@ -7,7 +7,10 @@
 //! `AddRandomGuidanceDeepEditd`). The step trains on the image with the final guidance.
 //! Validation gives each case one click per label, at the label's deepest voxel.
 
-use super::{dataset::Case, sampler::Batch, sampler::Rng};
+use super::{
+    dataset::Case,
+    sampler::{index, Batch, Rng},
+};
 use crate::sdk::{
     error::{Error, Result},
     host::{Executor, TrainableModel},
@@ -41,12 +44,9 @@ impl Default for ClickSimulation {
     }
 }
 
+/// A voxel's coordinates from its row-major index.
 fn coords(i: usize, shape: [usize; 3]) -> [f64; 3] {
-    [
-        (i / (shape[1] * shape[2])) as f64,
-        (i / shape[2] % shape[1]) as f64,
-        (i % shape[2]) as f64,
-    ]
+    index(shape, i).map(|v| v as f64)
 }
 
 impl ClickSimulation {

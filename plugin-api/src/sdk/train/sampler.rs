@@ -89,7 +89,8 @@ pub(crate) struct Batch {
     pub(crate) label: Vec<u8>,
 }
 
-fn index(shape: [usize; 3], i: usize) -> [usize; 3] {
+/// A voxel's `[z, y, x]` from its row-major index.
+pub(super) fn index(shape: [usize; 3], i: usize) -> [usize; 3] {
     [
         i / (shape[1] * shape[2]),
         i / shape[2] % shape[1],

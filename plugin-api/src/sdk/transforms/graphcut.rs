@@ -283,6 +283,17 @@ impl GridCut {
         Some(d)
     }
 
+    /// The residual capacity of the tree edge between `o` and its neighbour `u` (direction
+    /// `d` from `o`) in `tree`: from `u` to `o` in the source tree, from `o` to `u` in the
+    /// sink tree.
+    fn tree_residual(&self, o: usize, u: usize, d: u8, tree: u8) -> i32 {
+        if tree == SOURCE {
+            self.cap[u][usize::from(opposite(d))]
+        } else {
+            self.cap[o][usize::from(d)]
+        }
+    }
+
     /// Gives each orphan a new parent in its tree, or frees it.
     fn adopt(&mut self) {
         while let Some(o) = self.orphans.pop_front() {
@@ -296,13 +307,7 @@ impl GridCut {
                 if self.tree[u] != mine {
                     continue;
                 }
-                // The edge from the new parent u to o (source tree) or from o to u (sink).
-                let residual = if mine == SOURCE {
-                    self.cap[u][usize::from(opposite(d))]
-                } else {
-                    self.cap[o][usize::from(d)]
-                };
-                if residual <= 0 {
+                if self.tree_residual(o, u, d, mine) <= 0 {
                     continue;
                 }
                 if let Some(dist) = self.origin_distance(u) {
@@ -325,12 +330,7 @@ impl GridCut {
                 if self.tree[u] != mine {
                     continue;
                 }
-                let residual = if mine == SOURCE {
-                    self.cap[u][usize::from(opposite(d))]
-                } else {
-                    self.cap[o][usize::from(d)]
-                };
-                if residual > 0 {
+                if self.tree_residual(o, u, d, mine) > 0 {
                     self.activate(u);
                 }
                 if self.parent[u] == opposite(d) {
