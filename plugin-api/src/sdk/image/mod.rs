@@ -11,20 +11,27 @@
 //! NRRD files (`.nrrd`, `.seg.nrrd`, what 3D Slicer saves) are read into the same
 //! [`Volume`], with their geometry as a NIfTI sform.
 //!
+//! [`inspect`] checks a file as reading it would without keeping its voxels (what a server
+//! does before storing an upload); [`geometry`] reads a volume's grid from its header.
+//!
 //! Labels are written with the reference volume's geometry ([`write_label`],
 //! [`write_label_as`] for MONAI Label's `result_dtype`).
 
 mod affine;
 mod decode;
 mod header;
+mod inspect;
 mod nrrd;
 mod read;
 mod write;
 
 #[cfg(test)]
+mod inspect_tests;
+#[cfg(test)]
 mod tests;
 
 pub use affine::affine;
+pub use inspect::{geometry, inspect, Geometry, MAX_EXTENSION_BYTES, MAX_TRAILING_BYTES};
 pub use read::{read, read_voxels, read_with_limit, ReadOptions};
 pub use write::{write_label, write_label_as, LABEL_DTYPES};
 

@@ -136,7 +136,7 @@ fn tensor_dtype(name: &str) -> Option<DType> {
     })
 }
 
-fn is_nrrd(path: &Path) -> bool {
+pub(super) fn is_nrrd(path: &Path) -> bool {
     name_ends(path, ".nrrd")
 }
 
@@ -186,7 +186,7 @@ fn name_ends(path: &Path, suffix: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn is_gz(path: &Path) -> bool {
+pub(super) fn is_gz(path: &Path) -> bool {
     name_ends(path, ".gz")
 }
 
@@ -221,13 +221,13 @@ fn files(path: &Path) -> (PathBuf, Option<PathBuf>) {
 }
 
 /// A file, read plainly or through gzip.
-enum Source {
+pub(super) enum Source {
     Plain { file: BufReader<File>, len: u64 },
     Gz(Box<MultiGz>),
 }
 
 impl Source {
-    fn open(path: &Path, gz: bool) -> Result<Source> {
+    pub(super) fn open(path: &Path, gz: bool) -> Result<Source> {
         let open = |e: io::Error| {
             Error::invalid_input(format!("cannot open {} as NIfTI: {e}", path.display()))
         };
@@ -241,14 +241,14 @@ impl Source {
         })
     }
 
-    fn reader(&mut self) -> &mut dyn Read {
+    pub(super) fn reader(&mut self) -> &mut dyn Read {
         match self {
             Source::Plain { file, .. } => file,
             Source::Gz(gz) => gz.as_mut(),
         }
     }
 
-    fn error(&self, name: &str, e: io::Error) -> Error {
+    pub(super) fn error(&self, name: &str, e: io::Error) -> Error {
         match self {
             Source::Gz(_) => Error::invalid_input(format!(
                 "cannot decompress {name}: {e} (a truncated or corrupt gzip file)"
@@ -258,7 +258,7 @@ impl Source {
     }
 
     /// Up to the first 348 bytes (fewer only when the file is shorter).
-    fn read_header(&mut self, path: &Path) -> Result<Vec<u8>> {
+    pub(super) fn read_header(&mut self, path: &Path) -> Result<Vec<u8>> {
         let mut head = Vec::with_capacity(HEADER_SIZE);
         let read = self
             .reader()
@@ -312,7 +312,7 @@ impl Source {
 
 /// A gzip reader that goes on through every member of a multi-member file (as Python's
 /// gzip, hence nibabel, does), built on the `nifti` crate's single-member decoder.
-struct MultiGz(Option<GzDecodedFile>);
+pub(super) struct MultiGz(Option<GzDecodedFile>);
 
 impl Read for MultiGz {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

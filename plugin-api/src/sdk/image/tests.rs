@@ -10,7 +10,7 @@ use nifti::NiftiHeader;
 use std::path::Path;
 
 /// A 4x5x3 float32 reference with an sform (code 2) and a qform (code 1, qfac -1).
-fn reference() -> Volume {
+pub(super) fn reference() -> Volume {
     let header = NiftiHeader {
         dim: [3, 4, 5, 3, 1, 1, 1, 1],
         datatype: 16,
@@ -147,7 +147,11 @@ fn writing_refuses_an_unknown_dtype_or_extension_and_another_grid() {
 }
 
 /// Writes the reference as a uint8 `.nii`, edits its bytes, saves them as `name`.
-fn patched(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> std::path::PathBuf {
+pub(super) fn patched(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut Vec<u8>),
+) -> std::path::PathBuf {
     let reference = reference();
     let source = dir.join("source.nii");
     write_label(&source, &reference, &reference.data.mapv(|v| v as u8)).expect("write");
