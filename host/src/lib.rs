@@ -17,6 +17,7 @@ pub mod logs;
 pub mod memory;
 pub mod random;
 pub mod registry;
+pub mod runtime;
 pub mod services;
 pub mod sessions;
 

@@ -29,21 +29,24 @@ fn add(
 
 impl LocalDatastore {
     /// Writes the archive of at most `limit_cases` labelled images (all when `None`) to a
-    /// fresh file in the temp folder (the caller removes it); `NotFound` when no image has
-    /// a final label.
+    /// new scratch file (`crate::runtime`, created exclusively; the caller removes it);
+    /// `NotFound` when no image has a final label.
     pub fn dataset_archive(&self, limit_cases: Option<usize>) -> Result<PathBuf> {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dest =
-            std::env::temp_dir().join(format!("labelhost-dataset-{}-{n}.zip", std::process::id()));
-        let written = self.write_archive(limit_cases, &dest);
+        let (file, dest) = crate::runtime::scratch_file("dataset", ".zip")
+            .map_err(|e| DatastoreError::Io(e.to_string()))?;
+        let written = self.write_archive(limit_cases, file, &dest);
         if written.is_err() {
             let _ = std::fs::remove_file(&dest);
         }
         written
     }
 
-    fn write_archive(&self, limit_cases: Option<usize>, dest: &Path) -> Result<PathBuf> {
+    fn write_archive(
+        &self,
+        limit_cases: Option<usize>,
+        file: File,
+        dest: &Path,
+    ) -> Result<PathBuf> {
         let mut cases = self.get_labeled_images();
         if cases.is_empty() {
             return Err(DatastoreError::NotFound(
@@ -55,8 +58,6 @@ impl LocalDatastore {
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Stored)
             .large_file(true);
-        let file = File::create(dest)
-            .map_err(|e| DatastoreError::Io(format!("cannot create {}: {e}", dest.display())))?;
         let mut zip = ZipWriter::new(file);
         for id in &cases {
             let image = self.get_image_uri(id)?;

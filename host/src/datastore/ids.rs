@@ -44,11 +44,26 @@ fn validate_component(what: &str, value: &str) -> Result<()> {
     if value.contains('\0') {
         return bad("must not contain NUL");
     }
+    if let Some(c) = value
+        .chars()
+        .find(|&c| c.is_control() || is_bidi_control(c))
+    {
+        return bad(&format!(
+            "must not contain control or text-direction characters (U+{:04X})",
+            u32::from(c)
+        ));
+    }
     Ok(())
 }
 
+/// Unicode's explicit direction marks, embeddings, overrides and isolates: invisible, and
+/// able to make a file name read as another.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Validates an image (or label) id: non-empty, at most 255 bytes, no separators,
-/// no NUL, no leading '.', not "." or "..".
+/// no NUL or other control or direction characters, no leading '.', not "." or "..".
 pub(crate) fn validate_id(id: &str) -> Result<()> {
     validate_component("id", id)
 }

@@ -170,15 +170,49 @@ pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// A fresh hidden temp-file path next to `dest` (never matched as an image or label).
+/// How the datastore's temporary files start (`.labelhost-tmp-<pid>-<n>`); leftovers of a
+/// crash are removed when the store opens.
+pub(crate) const TEMP_PREFIX: &str = ".labelhost-tmp-";
+
 fn temp_path(dest: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let base = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = format!(".{base}.tmp-{}-{n}", std::process::id());
-    dest.with_file_name(name)
+    // Not derived from the destination's name: a name near the 255-byte limit plus a
+    // suffix would not fit. Hidden, so the folder scan never takes it for an image.
+    dest.with_file_name(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+}
+
+/// A file that did not exist (never one a planted link points to).
+fn create_new(path: &Path) -> std::io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// Removes the datastore's temporary files in `dir` that a crashed writer left: those of a
+/// process no longer running here, or untouched for 10 minutes (another host's).
+pub(crate) fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let gone = pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 600);
+        if gone || old {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Fsyncs the folder holding `path` so a rename survives a crash (no-op off Unix).
@@ -206,8 +240,7 @@ fn commit(tmp: &Path, dest: &Path) -> Result<()> {
 /// Writes `bytes` to `dest` atomically: temp file in the same folder, fsync, rename, fsync folder.
 pub(crate) fn atomic_write(dest: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(dest);
-    let written =
-        File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let written = create_new(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(io_err("cannot write", &tmp, &e));
@@ -218,7 +251,11 @@ pub(crate) fn atomic_write(dest: &Path, bytes: &[u8]) -> Result<()> {
 /// Copies `src` to `dest` atomically: copy to a temp file next to `dest`, fsync, rename.
 pub(crate) fn atomic_copy(src: &Path, dest: &Path) -> Result<()> {
     let tmp = temp_path(dest);
-    let copied = fs::copy(src, &tmp).and_then(|_| File::open(&tmp).and_then(|f| f.sync_all()));
+    let copied = File::open(src).and_then(|mut from| {
+        let mut to = create_new(&tmp)?;
+        std::io::copy(&mut from, &mut to)?;
+        to.sync_all()
+    });
     if let Err(e) = copied {
         let _ = fs::remove_file(&tmp);
         return Err(io_err(

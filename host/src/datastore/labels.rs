@@ -63,7 +63,9 @@ impl LocalDatastore {
     }
 
     /// Copies `file` to `labels/<tag>/<image_id><ext>` (ext from the source file name),
-    /// removing an older label of that tag with another ext; returns the label id.
+    /// removing an older label of that tag with another ext; returns the label id. The file
+    /// is checked first ([`LocalDatastore::check_label`]: whole, on the image's grid); a
+    /// refused one leaves the store as it was.
     pub fn save_label(
         &self,
         image_id: &str,
@@ -74,6 +76,10 @@ impl LocalDatastore {
         validate_id(image_id)?;
         validate_tag(tag)?;
         let ext = source_name_ext(file)?;
+        super::checks::stored_name(image_id, &ext)?;
+        if self.check_files {
+            self.check_label(image_id, file)?;
+        }
         self.mutate(|idx, dirs| {
             let obj = idx
                 .objects

@@ -5,6 +5,7 @@
 //! the in-memory index is guarded by a mutex and every mutation rewrites the index atomically.
 
 mod archive;
+mod checks;
 mod claims;
 pub use claims::DEFAULT_CLAIM_SECS;
 pub(crate) mod ids;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{atomic::AtomicU64, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use labelhost_plugin_api::sdk::image::ReadOptions;
 use serde_json::{Map, Value};
 
 use ids::{source_name_ext, validate_id};
@@ -65,6 +67,11 @@ pub struct LocalDatastore {
     seen: Mutex<Vec<Option<SystemTime>>>,
     /// Seconds an active-learning claim stays fresh (`claims.rs`).
     claim_secs: AtomicU64,
+    /// The voxel limit stored volumes are checked against (`checks.rs`).
+    max_voxels: AtomicU64,
+    /// Whether files are checked before they are stored (off only in unit tests that
+    /// store stand-in bytes).
+    check_files: bool,
 }
 
 fn image_not_found(id: &str) -> DatastoreError {
@@ -91,6 +98,7 @@ impl LocalDatastore {
         let existed = loaded.is_some();
         let (mut idx, mut mtime) = loaded.unwrap_or_default();
         let dirs = Dirs::create(&root, &idx)?;
+        dirs.remove_stale_temps(&root);
         if reconcile(&mut idx, &dirs)? || !existed {
             mtime = index::save(&index_path, &idx)?;
         }
@@ -105,6 +113,18 @@ impl LocalDatastore {
             state: Mutex::new(state),
             seen: Mutex::new(Vec::new()),
             claim_secs: AtomicU64::new(claims::DEFAULT_CLAIM_SECS),
+            max_voxels: AtomicU64::new(ReadOptions::default().max_voxels),
+            check_files: true,
+        })
+    }
+
+    /// [`LocalDatastore::open`] without checking the files stored (unit tests of the
+    /// index with stand-in bytes).
+    #[cfg(test)]
+    pub(crate) fn open_unchecked(root: &Path) -> Result<Self> {
+        Ok(Self {
+            check_files: false,
+            ..Self::open(root)?
         })
     }
 
@@ -265,9 +285,15 @@ impl LocalDatastore {
 
     /// Copies `file` into the store as `<id><ext>` (ext from the source file name), sets
     /// `info["ts"]` and `info["name"]`, and replaces any image of that id (its labels stay).
+    /// The file is checked first ([`LocalDatastore::check_image`]); a refused one leaves
+    /// the store as it was.
     pub fn add_image(&self, id: &str, file: &Path, info: Map<String, Value>) -> Result<String> {
         validate_id(id)?;
         let ext = source_name_ext(file)?;
+        checks::stored_name(id, &ext)?;
+        if self.check_files {
+            self.check_image(file)?;
+        }
         self.mutate(|idx, dirs| {
             let dest = dirs.image(id, &ext);
             check_dest(&dest, &self.index_path)?;

@@ -32,6 +32,18 @@ impl Dirs {
         Ok(dirs)
     }
 
+    /// Removes crash leftovers ([`super::index::remove_stale_temps`]) from the studies
+    /// folder (the index's), the image folder and every label tag's folder.
+    pub(crate) fn remove_stale_temps(&self, root: &Path) {
+        let mut dirs = vec![root.to_path_buf(), self.images.clone()];
+        if let Ok(tags) = fs::read_dir(&self.labels) {
+            dirs.extend(tags.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+        for dir in dirs {
+            super::index::remove_stale_temps(&dir);
+        }
+    }
+
     /// Path of the image `<id><ext>`.
     pub(crate) fn image(&self, id: &str, ext: &str) -> PathBuf {
         self.images.join(format!("{id}{ext}"))

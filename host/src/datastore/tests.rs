@@ -10,6 +10,7 @@ use tempfile::tempdir;
 
 use super::{DatastoreError, LocalDatastore};
 
+mod checks;
 mod validation;
 
 fn put(path: &Path, bytes: &[u8]) {
@@ -60,7 +61,7 @@ fn monai_index_round_trips_with_unknown_fields() {
     put(&root.join("datastore_v2.json"), MONAI_INDEX.as_bytes());
     let original: Value = serde_json::from_str(MONAI_INDEX).expect("parse");
 
-    let ds = LocalDatastore::open(root).expect("open");
+    let ds = LocalDatastore::open_unchecked(root).expect("open");
     assert_eq!(ds.json(), original);
     assert_eq!(
         read_index(root).1,
@@ -87,7 +88,7 @@ fn monai_index_round_trips_with_unknown_fields() {
 fn fresh_store_has_defaults_and_two_space_index() {
     let dir = tempdir().expect("tempdir");
     let root = dir.path().join("studies");
-    let ds = LocalDatastore::open(&root).expect("open");
+    let ds = LocalDatastore::open_unchecked(&root).expect("open");
     assert!(root.join("labels").is_dir());
     assert_eq!(ds.name(), "new-dataset");
     assert_eq!(ds.description(), "New Dataset");
@@ -102,7 +103,12 @@ fn fresh_store_has_defaults_and_two_space_index() {
     assert_eq!(value["images_dir"], ".");
     assert_eq!(value["labels_dir"], "labels");
     assert_eq!(value["objects"], json!({}));
-    assert_eq!(LocalDatastore::open(&root).expect("reopen").name(), "mine");
+    assert_eq!(
+        LocalDatastore::open_unchecked(&root)
+            .expect("reopen")
+            .name(),
+        "mine"
+    );
     let temps = fs::read_dir(&root).expect("ls").flatten();
     assert!(temps
         .into_iter()
@@ -112,7 +118,7 @@ fn fresh_store_has_defaults_and_two_space_index() {
 #[test]
 fn add_and_remove_image() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("src"));
-    let ds = LocalDatastore::open(dir.path()).expect("open");
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
     let file = source(src.path(), "upload.nii.gz", b"IMG");
     let id = ds
         .add_image("img1", &file, map(json!({"user": "bob"})))
@@ -151,7 +157,7 @@ fn add_and_remove_image() {
 #[test]
 fn save_label_replaces_other_extension() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("src"));
-    let ds = LocalDatastore::open(dir.path()).expect("open");
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
     ds.add_image("ct", &source(src.path(), "ct.nii.gz", b"I"), Map::new())
         .expect("add");
 
@@ -196,7 +202,7 @@ fn save_label_replaces_other_extension() {
 #[test]
 fn labeled_unlabeled_status_and_datalist() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("src"));
-    let ds = LocalDatastore::open(dir.path()).expect("open");
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
     let img = source(src.path(), "i.png", b"I");
     let lab = source(src.path(), "l.png", b"L");
     for id in ["c", "a", "b"] {
@@ -236,7 +242,7 @@ fn labeled_unlabeled_status_and_datalist() {
 fn refresh_picks_up_and_drops_hand_made_changes() {
     let dir = tempdir().expect("tempdir");
     let root = dir.path();
-    let ds = LocalDatastore::open(root).expect("open");
+    let ds = LocalDatastore::open_unchecked(root).expect("open");
     put(&root.join("new.nii.gz"), b"N");
     put(&root.join("notes.txt"), b"x");
     put(&root.join(".hidden.nii"), b"x");
@@ -271,7 +277,7 @@ fn refresh_picks_up_and_drops_hand_made_changes() {
 #[test]
 fn refresh_reloads_index_edited_on_disk() {
     let dir = tempdir().expect("tempdir");
-    let ds = LocalDatastore::open(dir.path()).expect("open");
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
     let path = dir.path().join("datastore_v2.json");
     let (_, mut value) = read_index(dir.path());
     value["name"] = json!("edited");
@@ -290,7 +296,7 @@ fn refresh_reloads_index_edited_on_disk() {
 #[test]
 fn update_image_info_is_a_shallow_merge() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("src"));
-    let ds = LocalDatastore::open(dir.path()).expect("open");
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
     let file = source(src.path(), "i.jpg", b"I");
     ds.add_image("i", &file, map(json!({"a": 1, "b": {"x": 1}})))
         .expect("add");
@@ -302,7 +308,7 @@ fn update_image_info_is_a_shallow_merge() {
         (json!(1), json!({"y": 2}), json!(3))
     );
     assert_eq!(info["name"], "i.jpg");
-    let reopened = LocalDatastore::open(dir.path()).expect("reopen");
+    let reopened = LocalDatastore::open_unchecked(dir.path()).expect("reopen");
     assert_eq!(reopened.get_image_info("i").expect("info")["c"], 3);
     let e = ds.update_image_info("nope", Map::new());
     assert!(matches!(e, Err(DatastoreError::NotFound(_))));
@@ -311,7 +317,7 @@ fn update_image_info_is_a_shallow_merge() {
 #[test]
 fn concurrent_adds_are_all_kept() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("src"));
-    let ds = Arc::new(LocalDatastore::open(dir.path()).expect("open"));
+    let ds = Arc::new(LocalDatastore::open_unchecked(dir.path()).expect("open"));
     let file = source(src.path(), "i.png", b"I");
     let handles: Vec<_> = (0..4)
         .map(|t| {
@@ -341,11 +347,11 @@ fn two_processes_writing_at_once_lose_no_update() {
     // Two instances on one folder stand for two processes: each has its own in-memory
     // index, and the `.lock` file (flock per open file) serialises them.
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = LocalDatastore::open(dir.path()).expect("open a");
+    let a = LocalDatastore::open_unchecked(dir.path()).expect("open a");
     let img = dir.path().join("src.nii.gz");
     std::fs::write(&img, b"not really an image").expect("write");
     a.add_image("x", &img, Map::new()).expect("add");
-    let b = LocalDatastore::open(dir.path()).expect("open b");
+    let b = LocalDatastore::open_unchecked(dir.path()).expect("open b");
     std::thread::scope(|s| {
         for (store, who) in [(&a, "a"), (&b, "b")] {
             s.spawn(move || {
@@ -357,7 +363,7 @@ fn two_processes_writing_at_once_lose_no_update() {
             });
         }
     });
-    let fresh = LocalDatastore::open(dir.path()).expect("reopen");
+    let fresh = LocalDatastore::open_unchecked(dir.path()).expect("reopen");
     let info = fresh.get_image_info("x").expect("info");
     for who in ["a", "b"] {
         for i in 0..40 {

@@ -13,7 +13,7 @@ use super::{put, read_index, source};
 fn bad_ids_and_tags_are_rejected() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("src"));
     let root = dir.path().join("studies");
-    let ds = LocalDatastore::open(&root).expect("open");
+    let ds = LocalDatastore::open_unchecked(&root).expect("open");
     let file = source(src.path(), "f.nii", b"F");
     ds.add_image("ok", &file, Map::new()).expect("add");
     let long = "x".repeat(256);
@@ -59,7 +59,7 @@ fn bad_ids_and_tags_are_rejected() {
 #[test]
 fn unknown_image_or_label_is_not_found() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("src"));
-    let ds = LocalDatastore::open(dir.path()).expect("open");
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
     let file = source(src.path(), "l.nrrd", b"L");
     let e = ds.save_label("ghost", &file, "final", Map::new());
     assert!(matches!(e, Err(DatastoreError::NotFound(_))), "{e:?}");
@@ -85,13 +85,13 @@ fn unsafe_index_entries_are_refused() {
     let evil = json!({"objects": {"a": {"image": {"ext": ".nii", "info": {}},
         "labels": {"final": {"ext": "/../../../a.nii", "info": {}}}}}});
     put(&root.join("datastore_v2.json"), evil.to_string().as_bytes());
-    let ds = LocalDatastore::open(&root).expect("open");
+    let ds = LocalDatastore::open_unchecked(&root).expect("open");
     assert!(ds.get_labels_by_image_id("a").expect("labels").is_empty());
     put(
         &root.join("datastore_v2.json"),
         br#"{"images_dir": "../out"}"#,
     );
-    let e = LocalDatastore::open(&root);
+    let e = LocalDatastore::open_unchecked(&root);
     assert!(matches!(e, Err(DatastoreError::InvalidInput(_))));
 }
 
