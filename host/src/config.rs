@@ -41,7 +41,8 @@ pub struct ServeArgs {
     /// App configuration, KEY=VALUE (repeatable; the variable takes a comma-separated list).
     #[arg(long = "conf", env = "LABELHOST_CONF", value_delimiter = ',')]
     pub conf: Vec<String>,
-    /// Where bundles are staged for loading (default: a fresh folder in the temp dir).
+    /// Where bundles are staged for loading and uploads received: a folder only this user
+    /// can write (default: a fresh one in the temp dir, removed at exit).
     #[arg(long, env = "LABELHOST_RUNTIME_DIR")]
     pub runtime_dir: Option<PathBuf>,
     /// How many requests may wait in each device's queue before new ones get 503.
@@ -60,6 +61,23 @@ pub struct ServeArgs {
     /// clients are not served it meanwhile. 0 turns claims off.
     #[arg(long, env = "LABELHOST_CLAIM_SECONDS", default_value_t = crate::datastore::DEFAULT_CLAIM_SECS)]
     pub claim_seconds: u64,
+    /// The most voxels a stored or read volume may have (uploads over it are refused; apps
+    /// read the same variable).
+    #[arg(long, env = "LABELHOST_MAX_VOXELS", default_value_t = labelhost_plugin_api::sdk::image::ReadOptions::DEFAULT_MAX_VOXELS)]
+    pub max_voxels: u64,
+    /// An origin web pages may call the API from (`https://host:port`, or `*` for any);
+    /// repeatable. Without one, browsers get no cross-origin access.
+    #[arg(
+        long = "cors-origin",
+        env = "LABELHOST_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Tell clients the server's file paths (`path` in samples, image info, sessions and
+    /// the training list), for a 3D Slicer on this machine or one sharing the studies
+    /// mount. Off: `path` is the API route that serves the file.
+    #[arg(long, env = "LABELHOST_SHARE_PATHS")]
+    pub share_paths: bool,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -95,8 +113,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// `--conf` settings.
     pub conf: BTreeMap<String, String>,
-    /// Absolute staging folder.
-    pub runtime_dir: PathBuf,
+    /// The configured runtime folder (checked private at start); `None`: a fresh one.
+    pub runtime_dir: Option<PathBuf>,
     /// Waiting requests per device queue.
     pub queue_capacity: usize,
     /// Running requests per device (0 = chosen per device, see `executor::default_workers`).
@@ -105,6 +123,10 @@ pub struct ServerConfig {
     pub datastore_poll_ms: u64,
     /// Seconds an active-learning claim stays fresh (0: no claims).
     pub claim_seconds: u64,
+    /// The voxel limit of stored and read volumes.
+    pub max_voxels: u64,
+    /// CORS and path exposure.
+    pub access: crate::api::Access,
 }
 
 fn absolute(p: &std::path::Path, what: &str) -> Result<PathBuf> {
@@ -130,8 +152,8 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             conf.insert(k.trim().to_owned(), v.trim().to_owned());
         }
         let runtime_dir = match &a.runtime_dir {
-            Some(d) => absolute(d, "--runtime-dir")?,
-            None => std::env::temp_dir().join(format!("labelhost-{}", std::process::id())),
+            Some(d) => Some(absolute(d, "--runtime-dir")?),
+            None => None,
         };
         Ok(ServerConfig {
             plugins,
@@ -144,6 +166,12 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             device_workers: a.device_workers,
             datastore_poll_ms: a.datastore_poll_ms.max(50),
             claim_seconds: a.claim_seconds,
+            max_voxels: a.max_voxels,
+            access: crate::api::Access {
+                cors_origins: crate::api::Access::parse_origins(&a.cors_origins)
+                    .map_err(Error::BadRequest)?,
+                share_paths: a.share_paths,
+            },
         })
     }
 }

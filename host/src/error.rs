@@ -24,6 +24,9 @@ pub enum Error {
     /// FastAPI's validation answers it.
     #[error("{0}")]
     Unprocessable(String),
+    /// The route exists but not with this method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The request clashes with the server's state, e.g. an app already loaded (409).
     #[error("{0}")]
     Conflict(String),
@@ -51,6 +54,7 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PluginLoad(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,6 +74,7 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::Unprocessable(_) => "INVALID_INPUT",
             Error::NotFound(_) => "NOT_FOUND",
+            Error::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             Error::Conflict(_) => "CONFLICT",
             Error::PluginLoad(_) => "APP_INIT_ERROR",
             Error::Overloaded(_) => "OVERLOADED",
@@ -94,10 +99,10 @@ impl IntoResponse for Error {
         } else {
             tracing::debug!(code = self.code(), "{self}");
         }
-        let detail = match &self {
+        let detail = redact_paths(&match &self {
             Error::Plugin(e) => e.message.to_string(),
             other => other.to_string(),
-        };
+        });
         let mut response =
             (status, Json(json!({"detail": detail, "code": self.code()}))).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -107,6 +112,39 @@ impl IntoResponse for Error {
         }
         response
     }
+}
+
+/// `text` with the folders of every absolute server path taken out
+/// (`/srv/studies/a.nii.gz` → `…/a.nii.gz`): answers name the file a client sent or asked
+/// for, never where the server keeps it. A path counts when its first folder exists on
+/// this machine (so API routes such as `/datastore/image` stay). The log keeps the whole
+/// message.
+pub(crate) fn redact_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('/') {
+        let starts_path = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || "\"'`(=:,[{<".contains(c));
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || "\"'`),]}>".contains(c))
+            .map_or(rest.len(), |n| at + n);
+        let token = &rest[at..end];
+        out.push_str(&rest[..at]);
+        let top = token[1..].split('/').next().unwrap_or_default();
+        let on_server = !top.is_empty() && std::path::Path::new("/").join(top).exists();
+        match token.rfind('/') {
+            Some(last) if starts_path && on_server && last > 0 => {
+                out.push('…');
+                out.push_str(&token[last..]);
+            }
+            _ => out.push_str(token),
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl From<crate::datastore::DatastoreError> for Error {
@@ -137,3 +175,26 @@ rejections!(
     axum::extract::rejection::PathRejection,
     axum::extract::rejection::BytesRejection
 );
+
+#[cfg(test)]
+mod tests {
+    use super::redact_paths;
+
+    #[test]
+    fn answers_lose_server_folders_but_keep_routes_and_names() {
+        let tmp = std::env::temp_dir();
+        let file = tmp.join("labelhost-upload-1-0.nii.gz");
+        let text = format!(
+            "cannot open {} as NIfTI: (\"{}\")",
+            file.display(),
+            file.display()
+        );
+        assert_eq!(
+            redact_paths(&text),
+            "cannot open …/labelhost-upload-1-0.nii.gz as NIfTI: (\"…/labelhost-upload-1-0.nii.gz\")"
+        );
+        let route = "no route for GET /datastore/imagez and a/b/c or 3/4";
+        assert_eq!(redact_paths(route), route);
+        assert_eq!(redact_paths("x=/usr/lib/libtorch.so"), "x=…/libtorch.so");
+    }
+}

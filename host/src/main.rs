@@ -48,8 +48,13 @@ fn init_logging(json: bool) {
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging(args.json_logs);
     let config = ServerConfig::try_from(&args)?;
-    std::fs::create_dir_all(&config.runtime_dir)
-        .map_err(|e| Error::Internal(format!("{}: {e}", config.runtime_dir.display())))?;
+    // Apps read the limit from the environment (ReadOptions::default); set before any
+    // thread starts.
+    std::env::set_var(
+        labelhost_plugin_api::sdk::image::ReadOptions::MAX_VOXELS_ENV,
+        config.max_voxels.to_string(),
+    );
+    let runtime = labelhost::runtime::RuntimeDir::open(config.runtime_dir.as_deref())?;
     let executor = Arc::new(TorchExecutor::with_queues(
         config.queue_capacity,
         config.device_workers,
@@ -62,8 +67,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     );
     let datastore = LocalDatastore::open(&config.studies)?;
     datastore.set_claim_secs(config.claim_seconds);
+    datastore.set_max_voxels(config.max_voxels);
     let shared = Shared::new(datastore, executor, config.conf.clone());
-    let registry = Registry::new(&config.plugins, &config.runtime_dir, shared.clone());
+    let registry = Registry::new(&config.plugins, runtime.path(), shared.clone());
     for (bundle, error) in registry.load_all() {
         tracing::warn!(bundle, "bundle skipped: {error}");
     }
@@ -76,6 +82,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         registry,
         shared,
         sessions,
+        access: config.access.clone(),
     });
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
     let runtime = tokio::runtime::Runtime::new()
@@ -132,7 +139,12 @@ fn pack(args: PackArgs) -> Result<()> {
     let library = std::path::absolute(&args.library)
         .map_err(|e| Error::BadRequest(format!("{}: {e}", args.library.display())))?;
     // Open a private copy: the path stays free for the next build of the plugin.
-    let probe = std::env::temp_dir().join(format!("labelhost-pack-{}.so", std::process::id()));
+    // A private folder with a random name, removed when it is dropped.
+    let scratch = tempfile::Builder::new()
+        .prefix("labelhost-pack-")
+        .tempdir()
+        .map_err(|e| Error::Internal(format!("cannot make a scratch folder: {e}")))?;
+    let probe = scratch.path().join("probe.so");
     std::fs::copy(&library, &probe)
         .map_err(|e| Error::BadRequest(format!("{}: {e}", library.display())))?;
     let opened = loader::open(&probe);
@@ -156,7 +168,7 @@ fn pack(args: PackArgs) -> Result<()> {
         })
         .collect();
     let (written, path) = if args.archive {
-        let staging = std::env::temp_dir().join(format!("labelhost-pack-{}", std::process::id()));
+        let staging = scratch.path().join("bundle");
         let packed = bundle::pack(&library, &assets, &staging, &manifest);
         let path = PathBuf::from(format!("{}.tar.gz", args.out.display()));
         let archived = packed.and_then(|m| bundle::write_archive(&staging, &path).map(|()| m));

@@ -13,7 +13,9 @@ fn monai_label_python_client_drives_labelhost() {
     );
     let ws = Workspace::new(1, 16);
     pack_first_party(&ws.plugins());
-    let server = ws.serve(&[]);
+    // The client checks the sample's path on disk: a client on the server's machine,
+    // which is what --share-paths is for.
+    let server = ws.serve_with(&[], &["--share-paths"]);
     let image = ws.dir.path().join("to-upload.nii.gz");
     write_volume(&image, 16, 150.0);
     let work = ws.dir.path().join("client");

@@ -82,8 +82,11 @@ fn images_upload_list_download_check_and_delete() {
     );
     assert!(ws.studies().join("x.nii.gz").is_file());
 
-    // Bigger than axum's default 2 MiB body limit; stored and served back whole.
-    let big: Vec<u8> = (0..5u32 << 20).map(|i| (i * 31 % 251) as u8).collect();
+    // Bigger than axum's default 2 MiB body limit (128³ float32, 8 MiB); stored and served
+    // back whole.
+    let big_path = ws.dir.path().join("big-source.nii");
+    write_volume(&big_path, 128, 150.0);
+    let big = std::fs::read(&big_path).expect("read volume");
     let form = upload_form("file", &big, "big.nii", None);
     assert_eq!(
         put_form(&server, "/datastore/image", form),
@@ -145,7 +148,7 @@ fn images_upload_list_download_check_and_delete() {
 
     let info = get_json(&server, "/datastore/image/info?image=x");
     assert_eq!(info["source"], "scanner");
-    assert!(info["path"].as_str().expect("path").ends_with("x.nii.gz"));
+    assert_eq!(info["path"], "/datastore/image?image=x");
     let r = c
         .put(server.at("/datastore/image/info?image=x"))
         .form(&[("info", r#"{"reviewed": true}"#)])
@@ -185,15 +188,19 @@ fn labels_save_download_info_and_delete() {
     let ws = Workspace::new(1, 8);
     let server = ws.serve(&[]);
     let c = client();
-    let label = b"NRRD0004 stand-in label bytes".to_vec();
+    let label_path = ws.dir.path().join("label.nii.gz");
+    crate::support::write_label(&ws.studies().join("img00.nii.gz"), &label_path, |v| {
+        u8::from(v > 100.0)
+    });
+    let label = std::fs::read(&label_path).expect("read label");
 
     let params = json!({"label_info": [{"name": "brain", "idx": 1}], "client_id": "t"});
-    let form = upload_form("label", &label, "label.seg.nrrd", Some(params));
+    let form = upload_form("label", &label, "label.nii.gz", Some(params));
     assert_eq!(
         put_form(&server, "/datastore/label?image=img00", form),
         json!({"image": "img00", "label": "img00"})
     );
-    assert!(ws.studies().join("labels/final/img00.seg.nrrd").is_file());
+    assert!(ws.studies().join("labels/final/img00.nii.gz").is_file());
 
     let r = c
         .get(server.at("/datastore/label?label=img00&tag=final"))
@@ -202,7 +209,7 @@ fn labels_save_download_info_and_delete() {
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-disposition"],
-        "attachment; filename=\"img00.seg.nrrd\""
+        "attachment; filename=\"img00.nii.gz\""
     );
     assert_eq!(r.bytes().expect("bytes").as_ref(), label.as_slice());
 
@@ -212,14 +219,9 @@ fn labels_save_download_info_and_delete() {
     let train = get_json(&server, "/datastore/?output=train");
     let rows = train.as_array().expect("datalist");
     assert_eq!(rows.len(), 1);
-    assert!(rows[0]["image"]
-        .as_str()
-        .expect("image")
-        .ends_with("img00.nii.gz"));
-    assert!(rows[0]["label"]
-        .as_str()
-        .expect("label")
-        .ends_with("labels/final/img00.seg.nrrd"));
+    // Without --share-paths: the routes that serve them, not the server's paths.
+    assert_eq!(rows[0]["image"], "/datastore/image?image=img00");
+    assert_eq!(rows[0]["label"], "/datastore/label?label=img00&tag=final");
 
     let head = |tag: &str| {
         c.head(server.at(&format!("/datastore/label?image=img00&tag={tag}")))
@@ -377,10 +379,11 @@ fn sessions_and_uploaded_files_are_inferred_like_stored_images() {
     assert_eq!(r.status(), 200);
     let created: serde_json::Value = r.json().expect("json");
     let id = created["session_id"].as_str().expect("id").to_owned();
-    assert!(created["session_info"]["image"]
-        .as_str()
-        .expect("image")
-        .ends_with("upload.nii.gz"));
+    // Without --share-paths: where the API serves it, not where the server keeps it.
+    assert_eq!(
+        created["session_info"]["image"],
+        format!("/session/{id}?image=true")
+    );
     let info = crate::support::get_json(&server, &format!("/session/{id}?update_ts=true"));
     assert_eq!(info["name"], id.as_str());
     let bytes = crate::support::client()

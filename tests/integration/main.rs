@@ -37,5 +37,7 @@ mod training;
 mod abi_versions;
 // Panics and bad input: typed JSON errors, the server keeps serving.
 mod failures;
+// Refused uploads and ids, private paths and log, CORS, the private runtime folder.
+mod safety;
 // The `cargo generate` app template.
 mod template;

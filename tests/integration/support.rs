@@ -177,7 +177,7 @@ impl Server {
             .arg("--runtime-dir")
             .arg(ws.dir.path().join("runtime"))
             .args(["--port", "0"])
-            .env("RUST_LOG", "labelhost=info")
+            .env("RUST_LOG", "labelhost=info,tower_http=info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
         for c in conf {

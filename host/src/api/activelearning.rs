@@ -75,6 +75,9 @@ pub(super) async fn next_sample(
         .await?;
         // Another client claimed it between the listing and now: ask again.
         let Some((info, path)) = claim else { continue };
+        let path = state
+            .access
+            .path(&path, super::access::image_route(&id_of(&sample)));
         sample.insert("path".into(), json!(path));
         for (k, v) in info {
             sample.entry(k).or_insert(v);
@@ -83,4 +86,13 @@ pub(super) async fn next_sample(
     }
     tracing::warn!(%strategy, "every answer of the strategy was claimed by another client");
     Ok((headers, Json(json!({}))))
+}
+
+/// The sample's image id (checked present above).
+fn id_of(sample: &Map<String, Value>) -> String {
+    sample
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }

@@ -34,7 +34,8 @@ fn describe(g: &AppGeneration) -> Value {
         .collect();
     json!({
         "name": g.name, "version": g.version, "plugin_api": g.plugin_api, "bundle": g.bundle,
-        "file": g.file, "sha256": g.sha256, "loaded_at": g.loaded_at,
+        // The library's name in its bundle, not where the server staged it.
+        "file": g.file.file_name().map(|n| n.to_string_lossy()), "sha256": g.sha256, "loaded_at": g.loaded_at,
         "generation": g.generation, "tasks": tasks,
         "live_tensors": g.scope.live_tensors(), "live_trainers": g.scope.live_trainers(),
     })

@@ -14,9 +14,14 @@ use labelhost_plugin_api::abi::TaskKind;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-/// The images asked for: `images` = `all` | `labeled` | `unlabeled` | a list of ids,
-/// sorted, cut to `max_batch_size` when that is above 0.
-pub(super) fn select(state: &AppState, request: &Value) -> Result<Vec<String>> {
+/// The images asked for (`images` = `all` | `labeled` | `unlabeled` | a list of ids,
+/// sorted, cut to `max_batch_size` when that is above 0) and the tag their labels are
+/// saved under (`label_tag`, `original` by default; `None` when `save_label` is false).
+pub(super) fn select(state: &AppState, request: &Value) -> Result<(Vec<String>, Option<String>)> {
+    let fields = request.as_object().cloned().unwrap_or_default();
+    let tag = super::text_param(&fields, "label_tag", "original")?;
+    crate::datastore::ids::validate_tag(&tag)?;
+    let tag = super::flag(&fields, "save_label", true)?.then_some(tag);
     let store = &state.shared.datastore;
     let mut images = match request.get("images").unwrap_or(&json!("all")) {
         Value::String(s) if s == "all" => store.list_images(),
@@ -44,7 +49,7 @@ pub(super) fn select(state: &AppState, request: &Value) -> Result<Vec<String>> {
     if max > 0 {
         images.truncate(usize::try_from(max).unwrap_or(usize::MAX));
     }
-    Ok(images)
+    Ok((images, tag))
 }
 
 /// Runs the batch; answers `{image id: {"label", "tag", "params"} | {"detail", "code"}}`.
@@ -54,17 +59,7 @@ pub(super) async fn run(
     request: &Value,
     job: Option<&str>,
 ) -> Result<Value> {
-    let images = select(state, request)?;
-    let tag = request
-        .get("label_tag")
-        .and_then(Value::as_str)
-        .unwrap_or("original")
-        .to_owned();
-    crate::datastore::ids::validate_tag(&tag)?;
-    let save = request
-        .get("save_label")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+    let (images, tag) = select(state, request)?;
     let (total, mut failed) = (images.len(), 0);
     let mut out = Map::new();
     for (done, id) in images.into_iter().enumerate() {
@@ -73,8 +68,7 @@ pub(super) async fn run(
         if job.is_some_and(|job| !state.shared.jobs.progress(job, progress)) {
             break;
         }
-        let tag = save.then(|| tag.clone());
-        let one = match infer_one(state, model, request, &id, tag).await {
+        let one = match infer_one(state, model, request, &id, tag.clone()).await {
             Ok(v) => v,
             Err(e) => {
                 failed += 1;

@@ -91,15 +91,8 @@ pub(super) async fn infer(
         ));
     }
     let mut params = body.params.clone();
-    let save = params
-        .get("save_label")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    let tag = params
-        .get("label_tag")
-        .and_then(Value::as_str)
-        .unwrap_or("original")
-        .to_owned();
+    let save = super::flag(&params, "save_label", true)?;
+    let tag = super::text_param(&params, "label_tag", "original")?;
     crate::datastore::ids::validate_tag(&tag)?;
     let generation = owner(&state, TaskKind::INFER, &model)?;
     let headers = generation_headers(&generation);

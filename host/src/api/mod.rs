@@ -3,6 +3,7 @@
 //! Handlers validate input, pick the owning app generation from the registry, run the
 //! plugin on a blocking thread and map every failure through [`crate::Error`].
 
+mod access;
 mod activelearning;
 mod apps;
 mod batch;
@@ -33,7 +34,9 @@ use axum::{
 use labelhost_plugin_api::abi::{PluginResult, TaskKind};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tower_http::{cors::CorsLayer, trace::TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+pub use access::Access;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -43,6 +46,8 @@ pub struct AppState {
     pub shared: Shared,
     /// Uploaded-once images (`/session/`).
     pub sessions: crate::sessions::Sessions,
+    /// CORS and what answers reveal.
+    pub access: Access,
 }
 
 /// Shared handler state.
@@ -50,7 +55,8 @@ pub type State = axum::extract::State<Arc<AppState>>;
 
 /// The whole HTTP surface.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let cors = state.access.cors();
+    let router = Router::new()
         .route("/health", get(health))
         .route("/info/", get(info::info))
         .route("/info", get(info::info))
@@ -112,16 +118,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi::spec))
         .route("/docs", get(openapi::docs))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // The span names the route, not the URI: query strings and path ids (sessions,
+        // clients, images) stay out of the log that `/logs/` serves.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req
                 .extensions()
                 .get::<MatchedPath>()
                 .map(MatchedPath::as_str);
-            tracing::info_span!("request", method = %req.method(), uri = %req.uri(),
-                    route = path.unwrap_or("-"))
-        }))
-        .layer(CorsLayer::permissive())
-        .with_state(state)
+            tracing::info_span!("request", method = %req.method(), route = path.unwrap_or("-"))
+        })
+        // One access-log line per answer: status and latency under the span's route.
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)));
+    match cors {
+        Some(cors) => router.layer(cors).with_state(state),
+        None => router.with_state(state),
+    }
 }
 
 #[utoipa::path(get, path = "/health", tag = "labelhost", responses((status = 200, description = "Liveness and the number of loaded apps")))]
@@ -133,6 +145,14 @@ async fn health(state: State) -> Json<Value> {
 async fn not_found(req: Request) -> Error {
     Error::NotFound(format!(
         "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> Error {
+    Error::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
         req.method(),
         req.uri().path()
     ))
@@ -209,6 +229,40 @@ pub(crate) fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>>
         Ok(_) => Err(Error::BadRequest("the body must be a JSON object".into())),
         Err(e) => Err(Error::BadRequest(format!(
             "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+/// A yes/no request parameter: a JSON boolean, or the text `true`/`false` (any case; forms
+/// send text; MONAI Label took any non-empty text, so `"false"` meant yes). Absent or
+/// `null` is `default`; anything else is 400 naming the parameter.
+pub(crate) fn flag(
+    params: &serde_json::Map<String, Value>,
+    key: &str,
+    default: bool,
+) -> Result<bool> {
+    match params.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(Error::BadRequest(format!(
+            "'{key}' must be true or false, not {other}"
+        ))),
+    }
+}
+
+/// A text request parameter; absent or `null` is `default`, another type is 400.
+pub(crate) fn text_param(
+    params: &serde_json::Map<String, Value>,
+    key: &str,
+    default: &str,
+) -> Result<String> {
+    match params.get(key) {
+        None | Some(Value::Null) => Ok(default.to_owned()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(Error::BadRequest(format!(
+            "'{key}' must be a string, not {other}"
         ))),
     }
 }

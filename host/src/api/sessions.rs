@@ -35,8 +35,17 @@ pub(super) struct GetQuery {
     image: bool,
 }
 
-fn info_json(info: &SessionInfo) -> Value {
-    serde_json::to_value(info).unwrap_or(Value::Null)
+/// A session's info as answered: its folder and image as the server's paths only when
+/// paths are shared, else as the routes that serve them.
+fn info_json(access: &super::Access, info: &SessionInfo) -> Value {
+    let mut answer = serde_json::to_value(info).unwrap_or(Value::Null);
+    let route = format!("/session/{}", super::access::query_value(&info.name));
+    answer["path"] = json!(access.path(std::path::Path::new(&info.path), route.clone()));
+    answer["image"] = json!(access.path(
+        std::path::Path::new(&info.image),
+        format!("{route}?image=true")
+    ));
+    answer
 }
 
 /// `PUT /session/`: multipart `files` (one image, or several files of a series).
@@ -85,7 +94,7 @@ pub(super) async fn create(
     })
     .await?;
     Ok(Json(
-        json!({"session_id": id, "session_info": info_json(&info)}),
+        json!({"session_id": id, "session_info": info_json(&state.access, &info)}),
     ))
 }
 
@@ -102,7 +111,7 @@ pub(super) async fn get(
     if q.image {
         return send_file(Ok(info.image.into()), "Session image not found").await;
     }
-    Ok(Json(info_json(&info)).into_response())
+    Ok(Json(info_json(&state.access, &info)).into_response())
 }
 
 /// `DELETE /session/{id}`.
@@ -114,5 +123,5 @@ pub(super) async fn remove(
     let Path(id) = id?;
     let st = state.0.clone();
     let info = blocking(move || st.sessions.remove(&id)).await?;
-    Ok(Json(info_json(&info)))
+    Ok(Json(info_json(&state.access, &info)))
 }

@@ -27,6 +27,7 @@ fn app(dir: &tempfile::TempDir) -> Router {
         registry,
         shared,
         sessions,
+        access: Default::default(),
     }))
 }
 

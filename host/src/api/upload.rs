@@ -12,7 +12,6 @@ use axum::{
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upload bytes are gathered into blocks of this size before each write.
 /// Largest accepted request body on the routes that take files (4 GiB).
@@ -121,7 +120,7 @@ pub(super) async fn read_upload(
     Ok((upload.ok_or_else(missing)?, params))
 }
 
-/// Streams one file part to a fresh temp file named with the client's extension (MONAI
+/// Streams one file part to a fresh scratch file (`crate::runtime`) named with the client's extension (MONAI
 /// Label's default `.nii.gz` when the part has no file name).
 pub(super) async fn receive(field: &mut axum::extract::multipart::Field<'_>) -> Result<Upload> {
     let file_name = field.file_name().map(str::to_owned);
@@ -134,7 +133,8 @@ pub(super) async fn receive(field: &mut axum::extract::multipart::Field<'_>) -> 
             "unsupported file name {file_name:?}"
         )));
     }
-    let (file, path) = super::blocking(move || create_temp(&ext)).await?;
+    let (file, path) =
+        super::blocking(move || crate::runtime::scratch_file("upload", &ext)).await?;
     let upload = Upload { path, file_name };
     let mut out = (file, Vec::with_capacity(WRITE_BLOCK));
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -145,30 +145,6 @@ pub(super) async fn receive(field: &mut axum::extract::multipart::Field<'_>) -> 
     }
     write_block(out, &upload).await?;
     Ok(upload)
-}
-
-/// Creates `labelhost-upload-<pid>-<n><ext>` in the temp folder, never reusing a file.
-fn create_temp(ext: &str) -> Result<(std::fs::File, PathBuf)> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir();
-    loop {
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("labelhost-upload-{}-{n}{ext}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => return Ok((file, path)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "cannot create {}: {e}",
-                    path.display()
-                )))
-            }
-        }
-    }
 }
 
 /// Appends the gathered bytes to the temp file on a blocking thread; hands both back.

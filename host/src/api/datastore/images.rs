@@ -4,6 +4,7 @@
 use super::{
     blocking, form_json, info_or_empty, read_upload, required, send_file, stem, DatastoreQuery,
 };
+use crate::api::access::{image_route, label_route};
 use crate::api::State;
 use crate::datastore::ids::validate_id;
 use crate::{Error, Result};
@@ -29,6 +30,7 @@ pub(in crate::api) async fn list(
 ) -> Result<Json<Value>> {
     let Query(q) = q?;
     let output = q.output.unwrap_or_default();
+    let access = state.access.clone();
     let answer = blocking(&state.shared.datastore, move |ds| match output.as_str() {
         "" | "stats" => Ok(ds.status()),
         "all" => {
@@ -38,7 +40,13 @@ pub(in crate::api) async fn list(
             }
             Ok(all)
         }
-        "train" => Ok(Value::from(ds.datalist())),
+        "train" if access.share_paths => Ok(Value::from(ds.datalist())),
+        "train" => Ok(Value::from(
+            ds.get_labeled_images()
+                .iter()
+                .map(|id| json!({"image": image_route(id), "label": label_route(id, "final")}))
+                .collect::<Vec<_>>(),
+        )),
         other => Err(Error::BadRequest(format!(
             "output must be stats, all or train, not '{other}'"
         ))),
@@ -142,10 +150,16 @@ pub(in crate::api) async fn info(
     q: Result<Query<DatastoreQuery>, QueryRejection>,
 ) -> Result<Json<Map<String, Value>>> {
     let image = required(q?.0.image, "image")?;
-    let info = blocking(&state.shared.datastore, move |ds| {
+    let id = image.clone();
+    let mut info = blocking(&state.shared.datastore, move |ds| {
         info_or_empty(ds.get_image_info(&image))
     })
     .await?;
+    if let Some(Value::String(path)) = info.get_mut("path") {
+        *path = state
+            .access
+            .path(Path::new(path.as_str()), image_route(&id));
+    }
     Ok(Json(info))
 }
 
