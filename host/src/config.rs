@@ -21,6 +21,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Make an app bundle from a plugin library and its assets.
     Pack(PackArgs),
+    /// Make a new API token: prints the token (give it to its user) and the entry for the
+    /// `tokens` list of the auth config file (it holds only the token's SHA-256).
+    Token(TokenArgs),
+}
+
+/// `labelhost token` flags.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Who the token is for.
+    #[arg(long)]
+    pub username: String,
+    /// A role it carries: user, annotator, reviewer or admin (repeatable).
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<String>,
 }
 
 /// `labelhost serve` flags; each also reads an environment variable.
@@ -78,6 +92,10 @@ pub struct ServeArgs {
     /// mount. Off: `path` is the API route that serves the file.
     #[arg(long, env = "LABELHOST_SHARE_PATHS")]
     pub share_paths: bool,
+    /// Turn on authentication with this file (JSON: static tokens by SHA-256, JWT keys;
+    /// see the README). Off: every route is open, and app management only on loopback.
+    #[arg(long, env = "LABELHOST_AUTH_CONFIG")]
+    pub auth_config: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -171,6 +189,13 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 cors_origins: crate::api::Access::parse_origins(&a.cors_origins)
                     .map_err(Error::BadRequest)?,
                 share_paths: a.share_paths,
+                auth: match &a.auth_config {
+                    Some(path) => Some(std::sync::Arc::new(
+                        crate::auth::AuthConfig::load(path).map_err(Error::BadRequest)?,
+                    )),
+                    None => None,
+                },
+                loopback_only: a.host.is_loopback(),
             },
         })
     }

@@ -24,6 +24,12 @@ pub enum Error {
     /// FastAPI's validation answers it.
     #[error("{0}")]
     Unprocessable(String),
+    /// No valid credentials (401 with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the role the route needs (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The route exists but not with this method (405).
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -54,6 +60,8 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PluginLoad(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -74,6 +82,8 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::Unprocessable(_) => "INVALID_INPUT",
             Error::NotFound(_) => "NOT_FOUND",
+            Error::Unauthorized(_) => "UNAUTHORIZED",
+            Error::Forbidden(_) => "FORBIDDEN",
             Error::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             Error::Conflict(_) => "CONFLICT",
             Error::PluginLoad(_) => "APP_INIT_ERROR",
@@ -109,6 +119,11 @@ impl IntoResponse for Error {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

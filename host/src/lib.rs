@@ -6,6 +6,7 @@
 //! maps the result or error to HTTP.
 
 pub mod api;
+pub mod auth;
 pub mod bundle;
 pub mod config;
 pub mod datastore;

@@ -4,7 +4,7 @@ use clap::Parser;
 use labelhost::{
     api::{self, AppState},
     bundle,
-    config::{Cli, Command, PackArgs, ServeArgs, ServerConfig},
+    config::{Cli, Command, PackArgs, ServeArgs, ServerConfig, TokenArgs},
     datastore::LocalDatastore,
     executor::TorchExecutor,
     loader,
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Pack(args) => pack(args),
+        Command::Token(args) => token(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -133,6 +134,25 @@ async fn shutdown() {
         }
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+fn token(args: TokenArgs) -> Result<()> {
+    for role in &args.roles {
+        if labelhost::auth::Role::parse(role).is_none() {
+            return Err(Error::BadRequest(format!(
+                "--role {role}: expected user, annotator, reviewer or admin"
+            )));
+        }
+    }
+    let token = labelhost::auth::new_token();
+    let entry = serde_json::json!({
+        "username": args.username,
+        "roles": args.roles,
+        "sha256": labelhost::auth::digest(&token),
+    });
+    println!("token: {token}");
+    println!("auth config entry: {entry}");
+    Ok(())
 }
 
 fn pack(args: PackArgs) -> Result<()> {

@@ -1,8 +1,17 @@
-//! What reaches the server from a browser and what answers reveal about it: the CORS
-//! allow-list (no cross-origin access unless origins are configured) and whether clients
-//! are told server file paths (only when the operator shares the studies folder with them).
+//! Who may call what, from where, and what answers reveal: the auth guard (a bearer token
+//! and the role each route needs, `crate::auth`), app management kept to loopback when auth
+//! is off, the CORS allow-list (no cross-origin access unless origins are configured) and
+//! whether clients are told server file paths (only when the operator shares them).
 
-use axum::http::{HeaderValue, Method};
+use crate::auth::{routes::Need, AuthConfig, Identity};
+use crate::Error;
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{header, HeaderMap, HeaderValue, Method},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use std::sync::Arc;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 /// The server's exposure settings.
@@ -14,6 +23,10 @@ pub struct Access {
     /// a 3D Slicer on the same machine or a shared mount), instead of the API route that
     /// serves the file.
     pub share_paths: bool,
+    /// Authentication, when configured (`--auth-config`).
+    pub auth: Option<Arc<AuthConfig>>,
+    /// Whether the server listens on a loopback address only.
+    pub loopback_only: bool,
 }
 
 impl Access {
@@ -74,6 +87,73 @@ impl Access {
         } else {
             route
         }
+    }
+}
+
+impl Access {
+    /// Lets a request through when its caller may use its route; the identity, when auth
+    /// is on, goes into the request's extensions.
+    fn admit(&self, need: Need, headers: &HeaderMap) -> Result<Option<Identity>, Error> {
+        let Some(auth) = &self.auth else {
+            if need == Need::ManageApps && !self.loopback_only {
+                return Err(Error::Forbidden(
+                    "app management loads native code: it needs authentication \
+                     (--auth-config) when the server listens beyond loopback"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if need == Need::Public {
+            return Ok(None);
+        }
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let unauthorized = || Error::Unauthorized("Could not validate credentials".into());
+        let who = match token {
+            Some(token) => auth.authenticate(token).map_err(|e| {
+                tracing::info!("credentials refused: {e}");
+                unauthorized()
+            })?,
+            None => return Err(unauthorized()),
+        };
+        let role = match need {
+            Need::Role(role) => Some(role),
+            Need::ManageApps => Some(crate::auth::Role::Admin),
+            Need::Public | Need::Bearer => None,
+        };
+        match role {
+            Some(role) if !who.has(role) => Err(Error::Forbidden(format!(
+                "Role \"{role}\" is required to perform this action"
+            ))),
+            _ => Ok(Some(who)),
+        }
+    }
+}
+
+/// The middleware on every route: what the route needs (`crate::auth::routes`) checked
+/// against the request's credentials before the handler runs.
+pub(super) async fn guard(
+    State(state): State<Arc<super::AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
+    let need = crate::auth::routes::required(req.method(), route);
+    match state.access.admit(need, req.headers()) {
+        Ok(who) => {
+            if let Some(who) = who {
+                req.extensions_mut().insert(who);
+            }
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
     }
 }
 

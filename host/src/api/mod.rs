@@ -6,6 +6,7 @@
 mod access;
 mod activelearning;
 mod apps;
+mod auth;
 mod batch;
 mod datastore;
 mod infer;
@@ -117,6 +118,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/logs/gpu", get(logs::gpu))
         .route("/openapi.json", get(openapi::spec))
         .route("/docs", get(openapi::docs))
+        .route("/auth/", get(auth::status))
+        .route("/auth", get(auth::status))
+        .route("/auth/token", post(auth::token))
+        .route("/auth/token/valid", get(auth::valid))
+        // Every route above, after matching: its role checked against the credentials.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // The span names the route, not the URI: query strings and path ids (sessions,

@@ -1,7 +1,7 @@
 //! The OpenAPI description, generated from the handlers' `#[utoipa::path]` attributes, and
 //! a docs page rendering it (`/openapi.json`, `/docs`).
 
-use super::{activelearning, apps, datastore, infer, info, jobs, logs, model, sessions};
+use super::{activelearning, apps, auth, datastore, infer, info, jobs, logs, model, sessions};
 use axum::{response::Html, Json};
 use utoipa::OpenApi;
 
@@ -55,6 +55,9 @@ use utoipa::OpenApi;
         model::immutable,
         logs::tail,
         logs::gpu,
+        auth::status,
+        auth::token,
+        auth::valid,
     )
 )]
 pub(super) struct ApiDoc;
