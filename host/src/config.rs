@@ -96,6 +96,17 @@ pub struct ServeArgs {
     /// see the README). Off: every route is open, and app management only on loopback.
     #[arg(long, env = "LABELHOST_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
+    /// Seconds an inference may run before it is answered 504 and its work stopped
+    /// (MONAI Label's MONAI_LABEL_INFER_TIMEOUT default).
+    #[arg(long, env = "LABELHOST_INFER_TIMEOUT", default_value_t = 600.0)]
+    pub infer_timeout: f64,
+    /// A task's own limit, TASK=SECONDS (repeatable; the variable takes a comma list).
+    #[arg(
+        long = "task-timeout",
+        env = "LABELHOST_TASK_TIMEOUTS",
+        value_delimiter = ','
+    )]
+    pub task_timeouts: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -145,6 +156,57 @@ pub struct ServerConfig {
     pub max_voxels: u64,
     /// CORS and path exposure.
     pub access: crate::api::Access,
+    /// Time limits of inference requests.
+    pub timeouts: Timeouts,
+}
+
+/// How long an inference may run: a default and per-task limits.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// The limit of tasks not listed.
+    pub default: std::time::Duration,
+    /// Per task name.
+    pub tasks: BTreeMap<String, std::time::Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            default: std::time::Duration::from_secs(600),
+            tasks: BTreeMap::new(),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The limit of task `name`.
+    pub fn for_task(&self, name: &str) -> std::time::Duration {
+        self.tasks.get(name).copied().unwrap_or(self.default)
+    }
+
+    fn parse(default: f64, tasks: &[String]) -> Result<Self> {
+        let secs = |what: &str, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                Err(Error::BadRequest(format!(
+                    "{what}: {v} is not a number of seconds from 0 to 86400"
+                )))
+            }
+        };
+        let mut out = Timeouts {
+            default: secs("--infer-timeout", default)?,
+            tasks: BTreeMap::new(),
+        };
+        for item in tasks.iter().filter(|s| !s.is_empty()) {
+            let bad = || Error::BadRequest(format!("--task-timeout {item}: expected TASK=SECONDS"));
+            let (task, v) = item.split_once('=').ok_or_else(bad)?;
+            let v: f64 = v.trim().parse().map_err(|_| bad())?;
+            out.tasks
+                .insert(task.trim().to_owned(), secs("--task-timeout", v)?);
+        }
+        Ok(out)
+    }
 }
 
 fn absolute(p: &std::path::Path, what: &str) -> Result<PathBuf> {
@@ -197,6 +259,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 },
                 loopback_only: a.host.is_loopback(),
             },
+            timeouts: Timeouts::parse(a.infer_timeout, &a.task_timeouts)?,
         })
     }
 }

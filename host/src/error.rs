@@ -48,6 +48,9 @@ pub enum Error {
     /// A work queue is full (503 with Retry-After).
     #[error("{0}")]
     Overloaded(String),
+    /// A task ran past its time limit (504).
+    #[error("{0}")]
+    Timeout(String),
     /// A failure of the host itself (500, `SERVER_ERROR`).
     #[error("{0}")]
     Internal(String),
@@ -67,6 +70,7 @@ impl Error {
             Error::PluginLoad(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Plugin(e) => match e.code {
                 ErrorCode::INVALID_INPUT => StatusCode::BAD_REQUEST,
@@ -89,6 +93,7 @@ impl Error {
             Error::PluginLoad(_) => "APP_INIT_ERROR",
             Error::Overloaded(_) => "OVERLOADED",
             Error::TooManyRequests(_) => "ALREADY_RUNNING",
+            Error::Timeout(_) => "TIMEOUT",
             Error::Internal(_) => "SERVER_ERROR",
             Error::Plugin(e) => e.code.as_str(),
         }

@@ -84,6 +84,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         shared,
         sessions,
         access: config.access.clone(),
+        timeouts: config.timeouts.clone(),
     });
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
     let runtime = tokio::runtime::Runtime::new()

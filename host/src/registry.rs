@@ -60,6 +60,9 @@ pub struct AppGeneration {
     pub app: AppBox,
     /// Its handles on the executor (live tensors, models in training).
     pub scope: Arc<crate::executor::ExecutorScope>,
+    /// The folders whose files it may hand the host (its staged bundle, its work dir, its
+    /// published models), resolved.
+    roots: Vec<PathBuf>,
     /// Removes the staged copy and work dir; declared after `app` so it runs after the
     /// plugin's objects are gone.
     _files: StagedFiles,
@@ -279,6 +282,17 @@ impl Registry {
         std::fs::create_dir_all(&work)
             .map_err(|e| Error::Internal(format!("{}: {e}", work.display())))?;
         files.0.push(work.clone());
+        let models = self
+            .shared
+            .datastore
+            .root()
+            .join(".labelhost/models")
+            .join(&bm.name);
+        let roots = [&staged.dir, &work]
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .chain(std::iter::once(models))
+            .collect();
         let ctx = HostContext::new(&bm.name, self.shared.clone(), staged.dir.clone(), work);
         let scope = ctx.scope().clone();
         let app = (library.module.new_app())(ctx.into_abi())
@@ -308,8 +322,30 @@ impl Registry {
             tasks,
             app,
             scope,
+            roots,
             _files: files,
         })
+    }
+}
+
+impl AppGeneration {
+    /// `path` resolved (links followed) when it is a file inside one of the generation's
+    /// own folders; a plugin's answer naming any other file (the host would read it, serve
+    /// it or delete it) is an error naming the plugin.
+    pub fn own_file(&self, path: &std::path::Path) -> Result<PathBuf> {
+        let refused = || {
+            Error::Internal(format!(
+                "app '{}' named a file outside its bundle, work and model folders",
+                self.name
+            ))
+        };
+        let real = std::fs::canonicalize(path).map_err(|_| refused())?;
+        if real.is_file() && self.roots.iter().any(|root| real.starts_with(root)) {
+            Ok(real)
+        } else {
+            tracing::warn!(app = %self.name, path = %path.display(), "refused a plugin's file");
+            Err(refused())
+        }
     }
 }
 

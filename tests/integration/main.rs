@@ -37,6 +37,8 @@ mod training;
 mod abi_versions;
 // Panics and bad input: typed JSON errors, the server keeps serving.
 mod failures;
+// Time limits, cancelled work, sliding-window bounds.
+mod limits;
 // Tokens, JWTs and MONAI Label's roles on every route.
 mod auth;
 // Refused uploads and ids, private paths and log, CORS, the private runtime folder.

@@ -4,7 +4,9 @@
 //! make the server use a runtime folder others can write. Every refusal is a typed 4xx and
 //! leaves the datastore as it was.
 
-use crate::support::{binary, client, get_json, pack_first_party, write_volume, Server, Workspace};
+use crate::support::{
+    binary, client, get_json, pack, pack_first_party, write_volume, Server, Workspace,
+};
 use flate2::{write::GzEncoder, Compression};
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::{json, Value};
@@ -368,4 +370,35 @@ fn the_runtime_folder_is_private_and_a_crashs_leftovers_go() {
         assert!(!file.exists(), "{} survived the start", file.display());
     }
     assert!(!runtime.join("brain-4000000000-0").exists());
+}
+
+#[test]
+fn a_plugin_cannot_make_the_host_read_serve_or_delete_files_it_does_not_own() {
+    let ws = Workspace::new(1, 8);
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let server = ws.serve(&[]);
+    // A file of the studies folder and one outside: neither read back nor deleted.
+    let outside = ws.dir.path().join("precious.txt");
+    std::fs::write(&outside, b"keep me").expect("write");
+    let image = ws.studies().join("img00.nii.gz");
+    for target in [outside.clone(), image.clone()] {
+        let r = client()
+            .post(server.at("/infer/stray_infer?image=img00"))
+            .json(&json!({"label_at": target}))
+            .send()
+            .expect("infer");
+        assert_eq!(r.status(), 500, "{}", target.display());
+        let body: Value = r.json().expect("typed JSON");
+        assert!(body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("outside its bundle"));
+        assert!(target.is_file(), "{} was deleted", target.display());
+    }
+    assert_eq!(std::fs::read(&outside).expect("read"), b"keep me");
+    let r = client()
+        .get(server.at("/model/stray_infer"))
+        .send()
+        .expect("model");
+    assert_eq!(r.status(), 404, "/etc/hostname was served");
 }

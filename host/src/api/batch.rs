@@ -110,7 +110,14 @@ async fn infer_one(
     params.insert("image".into(), json!(path));
     // The generation stays held until the label is taken: its work dir holds the file.
     let answer = async {
-        let (result, label) = run_task(generation.clone(), model, params, Priority::Batch).await?;
+        let (result, label) = run_task(
+            generation.clone(),
+            model,
+            params,
+            Priority::Batch,
+            crate::executor::cancel::Cancel::new(),
+        )
+        .await?;
         let saved = match label {
             Some(file) => {
                 let save_as = tag.clone().map(|t| (id.to_owned(), t));

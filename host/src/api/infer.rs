@@ -10,6 +10,7 @@ use super::{
     upload::{content_type, json_field, multipart_error, receive, small_field, Upload},
     State,
 };
+use crate::executor::cancel::{with_cancel, Cancel, StopOnDrop, Why};
 use crate::executor::Priority;
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
@@ -97,6 +98,11 @@ pub(super) async fn infer(
     let generation = owner(&state, TaskKind::INFER, &model)?;
     let headers = generation_headers(&generation);
     let st = state.0.clone();
+    let limit = state.timeouts.for_task(&model);
+    // If the client goes away, its work is marked to stop (the executor fails the plugin's
+    // next call); past the task's time limit the same, and the answer is 504.
+    let cancel = Cancel::new();
+    let stop_if_dropped = StopOnDrop::new(cancel.clone());
     // The rest runs as its own task: if the client goes away mid-inference, the queue slot
     // is still held until the plugin returns and the result and upload files are cleaned up.
     let work = tokio::spawn(async move {
@@ -143,7 +149,22 @@ pub(super) async fn infer(
         })?;
         params.insert("image".into(), json!(image_path));
         // The generation stays held until the answer is built: its work dir holds the result.
-        let out = run_task(generation.clone(), &model, params, Priority::Interactive).await;
+        let running = run_task(
+            generation.clone(),
+            &model,
+            params,
+            Priority::Interactive,
+            cancel.clone(),
+        );
+        let Ok(out) = tokio::time::timeout(limit, running).await else {
+            // The slot goes back now; the plugin's thread stops at its next executor call.
+            cancel.stop(Why::TimedOut);
+            drop(permit);
+            return Err(Error::Timeout(format!(
+                "model '{model}' did not answer within {} s (its time limit)",
+                limit.as_secs_f64()
+            )));
+        };
         drop(permit);
         tokio::task::spawn_blocking(crate::memory::release_free_heap);
         let (result, label_file) = out?;
@@ -161,9 +182,10 @@ pub(super) async fn infer(
         release(generation);
         Ok::<_, Error>((result, label_bytes, file_name))
     });
-    let (result, label_bytes, file_name) = work
-        .await
-        .map_err(|e| Error::Internal(format!("inference did not complete: {e}")))??;
+    let done = work.await;
+    stop_if_dropped.disarm();
+    let (result, label_bytes, file_name) =
+        done.map_err(|e| Error::Internal(format!("inference did not complete: {e}")))??;
     Ok(respond(&output, headers, result, label_bytes, &file_name))
 }
 
@@ -174,23 +196,27 @@ pub(super) async fn run_task(
     model: &str,
     mut params: Map<String, Value>,
     priority: Priority,
+    cancel: std::sync::Arc<Cancel>,
 ) -> Result<(Value, Option<std::path::PathBuf>)> {
     params.insert("model".into(), json!(model));
     let text = Value::Object(params).to_string();
     let name = model.to_owned();
-    let out = call(generation, move |g| {
-        crate::executor::with_priority(priority, || {
-            g.app
-                .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
+    let out = call(generation.clone(), move |g| {
+        with_cancel(cancel, || {
+            crate::executor::with_priority(priority, || {
+                g.app
+                    .infer(RStr::from(name.as_str()), RStr::from(text.as_str()))
+            })
         })
     })
     .await?;
     let result: Value = serde_json::from_str(out.params_json.as_str())
         .map_err(|e| Error::Internal(format!("model '{model}' returned bad JSON: {e}")))?;
-    let label = out
-        .label_path
-        .into_option()
-        .map(|p| std::path::PathBuf::from(p.as_str()));
+    // The host reads and then deletes this file: only one of the generation's own.
+    let label = match out.label_path.into_option() {
+        Some(p) => Some(generation.own_file(std::path::Path::new(p.as_str()))?),
+        None => None,
+    };
     Ok((result, label))
 }
 

@@ -49,6 +49,8 @@ pub struct AppState {
     pub sessions: crate::sessions::Sessions,
     /// CORS and what answers reveal.
     pub access: Access,
+    /// Time limits of inference requests.
+    pub timeouts: crate::config::Timeouts,
 }
 
 /// Shared handler state.

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 async fn model_file(state: &State, model: &str) -> Result<PathBuf> {
     let generation = owner(state, TaskKind::INFER, model)?;
     let name = model.to_owned();
-    let path = super::call(generation, move |g| {
+    let path = super::call(generation.clone(), move |g| {
         let path = g
             .app
             .tasks()
@@ -30,7 +30,12 @@ async fn model_file(state: &State, model: &str) -> Result<PathBuf> {
         abi_stable::std_types::ROk(path)
     })
     .await?;
-    path.ok_or_else(|| Error::NotFound(format!("Model File NOT Found for {model}")))
+    let path = path.ok_or_else(|| Error::NotFound(format!("Model File NOT Found for {model}")))?;
+    // Served to clients: only a file of the generation's own.
+    generation.own_file(&path).map_err(|e| {
+        tracing::warn!("model '{model}': {e}");
+        Error::NotFound(format!("Model File NOT Found for {model}"))
+    })
 }
 
 /// `GET /model/{model}`: the weights file, named `{model}{ext}`.

@@ -28,6 +28,7 @@ fn app(dir: &tempfile::TempDir) -> Router {
         shared,
         sessions,
         access: Default::default(),
+        timeouts: Default::default(),
     }))
 }
 

@@ -8,6 +8,7 @@
 //! and TorchScript modules are trained there (`train.rs`).
 
 mod cache;
+pub mod cancel;
 pub mod compute;
 mod dropout;
 #[cfg(test)]

@@ -229,7 +229,9 @@ impl ExecutorScope {
     }
 
     /// Runs `f` under the compute lock of `device` (see [`super::DeviceQueue::compute`]).
-    fn compute<T>(&self, device: &str, f: impl FnOnce() -> T) -> T {
+    /// Refused at once when the thread's request was cancelled (`cancel.rs`).
+    fn compute<T>(&self, device: &str, f: impl FnOnce() -> Res<T>) -> Res<T> {
+        super::cancel::check()?;
         match self.exec.queue(device) {
             Ok(queue) => queue.compute(f),
             Err(_) => f(),
@@ -380,6 +382,7 @@ impl abi::Executor for ScopeHandle {
         args: RStr<'_>,
     ) -> PluginResult<RVec<TensorId>> {
         host_guard(|| {
+            super::cancel::check()?;
             let args: Value = serde_json::from_str(args.as_str())
                 .map_err(|e| err(ErrorCode::INVALID_INPUT, format!("op args: {e}")))?;
             let inputs: Vec<Tensor> = inputs

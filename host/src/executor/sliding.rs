@@ -12,6 +12,15 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 
 type Res<T> = Result<T, PluginError>;
 
+/// The most windows one call may run (a 512³ volume in 64³ windows at overlap 0.5 is
+/// 3,375): beyond it, too small a `roi_size` with too high an overlap would hold a device
+/// for hours.
+pub(super) const MAX_WINDOWS: usize = 20_000;
+
+/// The most voxels one batch of windows may hold (`sw_batch_size` × the ROI's voxels):
+/// two 256³ windows. Memory grows with it (and the network's activations with that).
+pub(super) const MAX_BATCH_VOXELS: i64 = 2 << 24;
+
 /// Parsed `params` of a sliding-window call.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Params {
@@ -53,6 +62,14 @@ impl Params {
             return Err(bad(
                 "sliding_window: roi_size > 0, 0 <= overlap < 1, 1 <= sw_batch_size <= 1024",
             ));
+        }
+        let voxels = roi.iter().product::<i64>().saturating_mul(batch as i64);
+        if voxels > MAX_BATCH_VOXELS {
+            return Err(bad(format!(
+                "sliding_window: sw_batch_size {batch} × roi_size {roi:?} is {voxels} voxels \
+                 per batch, over the limit of {MAX_BATCH_VOXELS}: use a smaller roi_size or \
+                 sw_batch_size"
+            )));
         }
         if !matches!(mode, "constant" | "gaussian") {
             return Err(bad(format!(
@@ -186,7 +203,18 @@ pub(super) fn infer(module: &CModule, x: &Tensor, params: &Value) -> Res<Tensor>
     let grid: Vec<Vec<i64>> = (0..3)
         .map(|i| starts(size[2 + i], p.roi[i], p.overlap))
         .collect();
-    let mut windows = Vec::new();
+    let count: usize = grid.iter().map(Vec::len).product();
+    if count > MAX_WINDOWS {
+        return Err(bad(format!(
+            "sliding_window: roi_size {:?} with overlap {} makes {} windows over a {:?} image, \
+             over the limit of {MAX_WINDOWS}: use a larger roi_size or a smaller sw_overlap",
+            p.roi,
+            p.overlap,
+            count,
+            &shape[2..]
+        )));
+    }
+    let mut windows = Vec::with_capacity(count);
     for &a in &grid[0] {
         for &b in &grid[1] {
             for &c in &grid[2] {
@@ -203,6 +231,7 @@ pub(super) fn infer(module: &CModule, x: &Tensor, params: &Value) -> Res<Tensor>
     };
     let (mut output, mut count): (Option<Tensor>, Option<Tensor>) = (None, None);
     for group in windows.chunks(p.batch) {
+        super::cancel::check()?;
         let crops: Vec<Tensor> = group
             .iter()
             .map(|s| window(&padded, s))

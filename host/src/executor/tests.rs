@@ -184,16 +184,30 @@ fn sliding_window_refuses_bad_parameters() {
     let flat = ex
         .tensor_from(floats(&[0.0; 8], &[8]), RStr::from("cpu"))
         .unwrap();
-    for (input, params) in [
-        (x, r#"{"roi_size": [2, 2]}"#),
-        (x, r#"{"roi_size": [2, 2, 2], "overlap": 1.0}"#),
-        (x, r#"{"roi_size": [2, 2, 2], "mode": "median"}"#),
-        (flat, r#"{"roi_size": [2, 2, 2]}"#),
+    // 40³ voxels in 2³ windows at overlap 0.5: 39³ = 59,319 windows, over the limit.
+    let cube = ex
+        .tensor_from(
+            floats(&[0.0; 64_000], &[1, 1, 40, 40, 40]),
+            RStr::from("cpu"),
+        )
+        .unwrap();
+    for (input, params, words) in [
+        (x, r#"{"roi_size": [2, 2]}"#, "roi_size"),
+        (x, r#"{"roi_size": [2, 2, 2], "overlap": 1.0}"#, "overlap"),
+        (x, r#"{"roi_size": [2, 2, 2], "mode": "median"}"#, "median"),
+        (flat, r#"{"roi_size": [2, 2, 2]}"#, "[N, C, D, H, W]"),
+        (
+            cube,
+            r#"{"roi_size": [2, 2, 2], "overlap": 0.5}"#,
+            "59319 windows",
+        ),
+        (x, r#"{"roi_size": [384, 384, 384]}"#, "over the limit"),
     ] {
         let e = ex
             .sliding_window(model, input, RStr::from(params))
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::INVALID_INPUT, "{params}");
+        assert!(e.message.contains(words), "{e:?} lacks {words}");
     }
 }
 

@@ -145,7 +145,7 @@ impl Uncertainty {
         if let Method::Epistemic { network } = &self.method {
             net = exec.mc_dropout(net, network)?;
         }
-        let params = sliding_window_params(&request, self.roi);
+        let params = sliding_window_params(&request, self.roi)?;
         let voxels = usize::try_from(a * b * c).map_err(|_| Error::app("bad shape"))?;
         let mut sums: Option<Sums> = None;
         for k in 0..self.passes.max(2) {

@@ -161,7 +161,7 @@ impl Pipeline for ClickTask {
                 ),
             )
         })?;
-        let params = sliding_window_params(&d.request, [crate::unet::PATCH as i64; 3]);
+        let params = sliding_window_params(&d.request, [crate::unet::PATCH as i64; 3])?;
         sliding_window_inferer(d, &path, &params)
     }
 

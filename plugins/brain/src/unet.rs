@@ -87,7 +87,7 @@ impl Pipeline for BrainUNet {
                 ),
             )
         })?;
-        let params = sliding_window_params(&d.request, [PATCH as i64; 3]);
+        let params = sliding_window_params(&d.request, [PATCH as i64; 3])?;
         sliding_window_inferer(d, &path, &params)?;
         d.result
             .insert("model".into(), json!(path.to_string_lossy()));

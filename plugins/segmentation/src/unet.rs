@@ -102,11 +102,12 @@ fn roi(request: &Map<String, Value>) -> Result<[i64; 3]> {
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
         .unwrap_or_default();
+    // The UNet halves the grid four times: each side a multiple of 16; at most 256.
     match <[i64; 3]>::try_from(r) {
-        Ok(r) if r.iter().all(|d| *d > 0 && d % 4 == 0) => Ok(r),
-        _ => Err(Error::invalid_input(
-            "roi_size must be three positive multiples of 4",
-        )),
+        Ok(r) if r.iter().all(|d| (16..=256).contains(d) && d % 16 == 0) => Ok(r),
+        _ => Err(Error::invalid_input(format!(
+            "roi_size must be three multiples of 16 from 16 to 256, not {v}"
+        ))),
     }
 }
 
@@ -136,7 +137,7 @@ impl Pipeline for UNet {
     }
 
     fn inferer(&self, d: &mut Data) -> Result<()> {
-        let params = sliding_window_params(&d.request, roi(&d.request)?);
+        let params = sliding_window_params(&d.request, roi(&d.request)?)?;
         sliding_window_inferer(d, &self.current_model(), &params)?;
         d.result.insert("sliding_window".into(), params);
         Ok(())

@@ -1,0 +1,139 @@
+//! Requests that would hold the server: a task that hangs is answered 504 at its time limit
+//! and its device slot goes back; a client that leaves has its work stopped; sliding-window
+//! parameters that would take hours or exhaust memory are refused with 400 naming them.
+
+use crate::support::{cache_dir, client, pack, pack_first_party, Server, Workspace};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn infer(server: &Server, model: &str, params: Value) -> reqwest::blocking::Response {
+    client()
+        .post(server.at(&format!("/infer/{model}?image=img00&output=json")))
+        .json(&params)
+        .send()
+        .expect("infer")
+}
+
+/// Waits up to a minute for `words` in the server's log.
+fn log_says(server: &Server, words: &str) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if server.log().contains(words) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn a_hanging_task_is_answered_504_and_its_slot_goes_back() {
+    let ws = Workspace::new(1, 16);
+    pack_first_party(&ws.plugins());
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let server = ws.serve_with(
+        &[],
+        &["--device-workers", "1", "--task-timeout", "slow_infer=1"],
+    );
+    // An hour of sleep in plugin code: no executor call can stop it, the answer still comes.
+    let r = infer(&server, "slow_infer", json!({"ms": 3_600_000}));
+    assert_eq!(r.status(), 504);
+    let body: Value = r.json().expect("typed JSON");
+    assert_eq!(body["code"], "TIMEOUT");
+    assert!(body["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("slow_infer"));
+    // The one device slot is free again: another model answers while the sleeper sleeps.
+    // (The sleeper sleeps at most 10 s: a held slot would make this wait past 6 s.)
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(6))
+        .build()
+        .expect("client");
+    let r = quick
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("answered while the hung task still runs");
+    assert_eq!(r.status(), 200);
+    assert_eq!(crate::support::get_json(&server, "/health")["status"], "ok");
+}
+
+#[test]
+fn work_stops_when_its_client_leaves_or_its_time_is_up() {
+    let ws = Workspace::new(1, 64);
+    let unet = cache_dir().join("models/segmentation/unet.pt");
+    pack(
+        &ws.plugins(),
+        "segmentation",
+        "labelhost_app_segmentation",
+        &[format!("{}=models/unet.pt", unet.display())],
+    );
+    let server = ws.serve_with(
+        &[],
+        &[
+            "--device-workers",
+            "1",
+            "--task-timeout",
+            "segmentation_unet=2",
+        ],
+    );
+    // 16³ windows at overlap 0.75 over 64³: 2,197 UNet passes, far longer than 2 s.
+    let slow = json!({"roi_size": [16, 16, 16], "sw_overlap": 0.75, "sw_batch_size": 1});
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let gone = impatient
+        .post(server.at("/infer/segmentation_unet?image=img00&output=json"))
+        .json(&slow)
+        .send();
+    assert!(gone.is_err(), "the client gave up");
+    assert!(
+        log_says(&server, "work cancelled: its client went away"),
+        "{}",
+        server.log()
+    );
+    let r = infer(&server, "segmentation_unet", slow);
+    assert_eq!(r.status(), 504);
+    assert!(
+        log_says(&server, "work cancelled: it ran past its time limit"),
+        "{}",
+        server.log()
+    );
+    // Both stopped: the one worker answers a normal request.
+    let r = infer(&server, "segmentation_unet", json!({}));
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn sliding_window_parameters_out_of_bounds_are_refused_by_name() {
+    // 64³: 16³ windows at overlap 0.99 would be 49³ = 117,649 passes.
+    let ws = Workspace::new(1, 64);
+    let unet = cache_dir().join("models/segmentation/unet.pt");
+    pack(
+        &ws.plugins(),
+        "segmentation",
+        "labelhost_app_segmentation",
+        &[format!("{}=models/unet.pt", unet.display())],
+    );
+    let server = ws.serve(&[]);
+    for (params, words) in [
+        (json!({"roi_size": [384, 384, 384]}), "roi_size"),
+        (json!({"roi_size": [4, 4, 4]}), "roi_size"),
+        (
+            json!({"sw_overlap": 0.99, "roi_size": [16, 16, 16]}),
+            "sw_overlap",
+        ),
+        (json!({"sw_overlap": 1.5}), "sw_overlap"),
+        (json!({"sw_batch_size": 0}), "sw_batch_size"),
+        (json!({"sw_batch_size": "lots"}), "sw_batch_size"),
+        (json!({"sw_mode": "median"}), "sw_mode"),
+    ] {
+        let r = infer(&server, "segmentation_unet", params.clone());
+        assert_eq!(r.status(), 400, "{params}");
+        let body: Value = r.json().expect("typed JSON");
+        let detail = body["detail"].as_str().expect("detail");
+        assert!(detail.contains(words), "{params}: {detail}");
+    }
+    assert_eq!(infer(&server, "segmentation_unet", json!({})).status(), 200);
+}
