@@ -107,6 +107,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub task_timeouts: Vec<String>,
+    /// The most plugin libraries the server maps: each new build an app is reloaded to
+    /// maps one until restart (an unchanged build reuses its mapping). Past it, loads are
+    /// refused with 409.
+    #[arg(long, env = "LABELHOST_MAX_LIBRARIES", default_value_t = crate::registry::DEFAULT_MAX_LIBRARIES)]
+    pub max_libraries: u64,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -158,6 +163,8 @@ pub struct ServerConfig {
     pub access: crate::api::Access,
     /// Time limits of inference requests.
     pub timeouts: Timeouts,
+    /// The cap on mapped plugin libraries.
+    pub max_libraries: u64,
 }
 
 /// How long an inference may run: a default and per-task limits.
@@ -260,6 +267,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 loopback_only: a.host.is_loopback(),
             },
             timeouts: Timeouts::parse(a.infer_timeout, &a.task_timeouts)?,
+            max_libraries: a.max_libraries,
         })
     }
 }

@@ -70,7 +70,8 @@ fn serve(args: ServeArgs) -> Result<()> {
     datastore.set_claim_secs(config.claim_seconds);
     datastore.set_max_voxels(config.max_voxels);
     let shared = Shared::new(datastore, executor, config.conf.clone());
-    let registry = Registry::new(&config.plugins, runtime.path(), shared.clone());
+    let registry = Registry::new(&config.plugins, runtime.path(), shared.clone())
+        .with_max_libraries(config.max_libraries);
     for (bundle, error) in registry.load_all() {
         tracing::warn!(bundle, "bundle skipped: {error}");
     }

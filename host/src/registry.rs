@@ -116,7 +116,17 @@ pub struct Registry {
     shared: Shared,
     staged: AtomicU64,
     mapped: AtomicU64,
+    /// Libraries loaded, by their file's SHA-256: a reload of an unchanged build reuses
+    /// its mapping instead of mapping another copy.
+    libraries: Mutex<HashMap<String, loader::PluginLibrary>>,
+    /// The most libraries this process maps ([`DEFAULT_MAX_LIBRARIES`] unless set).
+    max_libraries: u64,
 }
+
+/// How many plugin libraries a process maps by default. None is ever unmapped (a plugin's
+/// code may still run in a retiring generation's threads), so each new build of an app
+/// costs its code's memory until the server restarts.
+pub const DEFAULT_MAX_LIBRARIES: u64 = 64;
 
 fn poisoned() -> Error {
     Error::Internal("registry lock poisoned".into())
@@ -154,7 +164,42 @@ impl Registry {
             shared,
             staged: AtomicU64::new(0),
             mapped: AtomicU64::new(0),
+            libraries: Mutex::new(HashMap::new()),
+            max_libraries: DEFAULT_MAX_LIBRARIES,
         }
+    }
+
+    /// The same registry mapping at most `n` libraries; a load that would map another is
+    /// refused with 409.
+    pub fn with_max_libraries(mut self, n: u64) -> Self {
+        self.max_libraries = n;
+        self
+    }
+
+    /// The library of a staged bundle: the one already mapped for the same file contents,
+    /// else the staged file opened (counted against the cap).
+    fn library(&self, staged: &StagedBundle) -> Result<loader::PluginLibrary> {
+        let mut libraries = self.libraries.lock().map_err(|_| poisoned())?;
+        if let Some(library) = libraries.get(&staged.library_sha256) {
+            return Ok(*library);
+        }
+        let mapped = self.mapped.load(Ordering::Relaxed);
+        if mapped >= self.max_libraries {
+            return Err(Error::Conflict(format!(
+                "{mapped} plugin libraries are mapped, the cap (--max-libraries {}): a new \
+                 build is not loaded until the server restarts (which unmaps the old ones)",
+                self.max_libraries
+            )));
+        }
+        let library = loader::open(&staged.library).map_err(|e| {
+            if e.mapped() {
+                self.mapped.fetch_add(1, Ordering::Relaxed);
+            }
+            Error::PluginLoad(e.to_string())
+        })?;
+        self.mapped.fetch_add(1, Ordering::Relaxed);
+        libraries.insert(staged.library_sha256.clone(), library);
+        Ok(library)
     }
 
     /// The current snapshot.
@@ -162,7 +207,7 @@ impl Registry {
         self.current.load_full()
     }
 
-    /// Libraries mapped so far (each load maps one; none is ever unmapped).
+    /// Libraries mapped so far (each new build maps one; none is ever unmapped).
     pub fn libraries_mapped(&self) -> u64 {
         self.mapped.load(Ordering::Relaxed)
     }
@@ -255,13 +300,7 @@ impl Registry {
         mut files: StagedFiles,
         generation: u64,
     ) -> Result<AppGeneration> {
-        let library = loader::open(&staged.library).map_err(|e| {
-            if e.mapped() {
-                self.mapped.fetch_add(1, Ordering::Relaxed);
-            }
-            Error::PluginLoad(e.to_string())
-        })?;
-        self.mapped.fetch_add(1, Ordering::Relaxed);
+        let library = self.library(&staged)?;
         let m = library.manifest();
         let bm = &staged.manifest;
         if m.name.as_str() != bm.name

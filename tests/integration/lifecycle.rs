@@ -121,7 +121,8 @@ fn hot_swap_under_load_loses_no_request() {
     assert!(last.into_iter().all(|a| a.generation == RELOADS + 1));
     let apps = get_json(&server, "/apps");
     assert_eq!(apps["apps"][0]["generation"], RELOADS + 1);
-    assert_eq!(apps["libraries_mapped"], RELOADS + 1);
+    // Every reload was of the same build: its one mapping is reused.
+    assert_eq!(apps["libraries_mapped"], 1);
 
     // Retired generations leave no staged copies behind: only the serving one remains.
     let runtime = ws.dir.path().join("runtime");
@@ -358,4 +359,46 @@ fn retiring_waits_for_in_flight_requests_then_calls_on_retire() {
         "retired"
     );
     assert!(app_names(&server).is_empty());
+}
+
+#[test]
+fn unchanged_builds_reuse_their_mapping_and_new_ones_stop_at_the_cap() {
+    let ws = Workspace::new(1, 8);
+    crate::support::pack_first_party(&ws.plugins());
+    crate::support::pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    std::fs::rename(ws.plugins().join("panicky"), ws.dir.path().join("panicky"))
+        .expect("keep panicky aside");
+    let server = ws.serve_with(&[], &["--max-libraries", "2"]);
+    let c = crate::support::client();
+    for _ in 0..5 {
+        let r = c
+            .post(server.at("/apps/brain/reload"))
+            .send()
+            .expect("reload");
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(get_json(&server, "/apps")["libraries_mapped"], 2);
+    // A third library would pass the cap.
+    std::fs::rename(ws.dir.path().join("panicky"), ws.plugins().join("panicky"))
+        .expect("bring panicky in");
+    let r = c
+        .post(server.at("/apps"))
+        .json(&serde_json::json!({"bundle": "panicky"}))
+        .send()
+        .expect("load");
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().expect("typed JSON");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("--max-libraries 2"),
+        "{body}"
+    );
+    assert_eq!(get_json(&server, "/apps")["libraries_mapped"], 2);
+    let r = c
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200, "the loaded apps still serve");
 }
