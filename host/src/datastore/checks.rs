@@ -1,7 +1,7 @@
 //! What the datastore lets in: a file in a supported format, checked whole before it is
 //! stored (a volume decoded to its last byte within the voxel limit, a 2-D image by its
-//! signature), a label on its image's voxel grid, and a stored name that maps back to
-//! exactly its id, so no id can overwrite or delete another's file.
+//! signature), a label on its image's voxel grid, a stored name that maps back to exactly
+//! its id (so no id can overwrite or delete another's file), and info of bounded size.
 
 use std::io::Read;
 use std::path::Path;
@@ -13,6 +13,21 @@ use super::{DatastoreError, LocalDatastore, Result};
 
 /// The longest stored file name (a common file-system limit).
 const MAX_NAME: usize = 255;
+
+/// The most bytes of JSON one image's or label's info may hold: clients merge into it, and
+/// the whole index is rewritten on each change, so it may not grow without bound.
+pub(crate) const MAX_INFO_BYTES: usize = 256 << 10;
+
+/// Refuses an info over [`MAX_INFO_BYTES`] (as JSON).
+pub(crate) fn info_size(info: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let size = serde_json::to_vec(info).map_or(usize::MAX, |v| v.len());
+    if size > MAX_INFO_BYTES {
+        return Err(invalid(format!(
+            "the info would be {size} bytes of JSON, over the limit of {MAX_INFO_BYTES}"
+        )));
+    }
+    Ok(())
+}
 
 /// How a stored file is checked, by its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -77,6 +77,7 @@ impl LocalDatastore {
         validate_tag(tag)?;
         let ext = source_name_ext(file)?;
         super::checks::stored_name(image_id, &ext)?;
+        super::checks::info_size(&info)?;
         if self.check_files {
             self.check_label(image_id, file)?;
         }
@@ -154,7 +155,7 @@ impl LocalDatastore {
                 .and_then(|obj| obj.labels.get_mut(tag))
                 .ok_or_else(|| label_not_found(label_id, tag))?;
             label.info.extend(info);
-            Ok(())
+            super::checks::info_size(&label.info)
         })
     }
 }

@@ -291,6 +291,7 @@ impl LocalDatastore {
         validate_id(id)?;
         let ext = source_name_ext(file)?;
         checks::stored_name(id, &ext)?;
+        checks::info_size(&info)?;
         if self.check_files {
             self.check_image(file)?;
         }
@@ -330,7 +331,7 @@ impl LocalDatastore {
         self.mutate(|idx, _| {
             let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
             obj.image.info.extend(info);
-            Ok(())
+            checks::info_size(&obj.image.info)
         })
     }
 

@@ -167,3 +167,34 @@ fn crash_leftovers_are_removed_at_open() {
         .exists());
     assert!(live.exists());
 }
+
+#[test]
+fn info_cannot_grow_past_its_limit_and_a_refused_merge_changes_nothing() {
+    let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("tempdir"));
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
+    let image = source(src.path(), "a.nii.gz", b"stand-in");
+    ds.add_image("a", &image, Map::new()).expect("add");
+    let chunk = |k: &str| map(json!({ k: "x".repeat(100 << 10) }));
+    ds.update_image_info("a", chunk("one")).expect("100 KiB");
+    ds.update_image_info("a", chunk("two")).expect("200 KiB");
+    let (before, _) = read_index(dir.path());
+    match ds.update_image_info("a", chunk("three")) {
+        Err(DatastoreError::InvalidInput(m)) => assert!(m.contains("over the limit"), "{m}"),
+        other => panic!("a 300 KiB info was kept: {other:?}"),
+    }
+    assert_eq!(read_index(dir.path()).0, before, "the index is unchanged");
+    assert!(ds.get_image_info("a").expect("info").get("three").is_none());
+    refused(
+        ds.save_label(
+            "a",
+            &image,
+            "final",
+            chunk("big")
+                .into_iter()
+                .chain(chunk("bigger"))
+                .chain(chunk("biggest"))
+                .collect(),
+        ),
+        "over the limit",
+    );
+}
