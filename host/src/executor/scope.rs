@@ -2,7 +2,7 @@
 
 use super::{train::Trainer, Priority};
 use super::{Precision, TorchExecutor};
-use crate::services::host_guard;
+use crate::services::{host_guard, shielded};
 use abi_stable::std_types::{RSlice, RStr, RString, RVec};
 use labelhost_plugin_api::abi::{
     self, DType, ErrorCode, ModelId, PluginError, PluginResult, TensorData, TensorId,
@@ -261,12 +261,14 @@ pub(crate) struct ScopeHandle(pub(crate) Arc<ExecutorScope>);
 
 impl abi::Executor for ScopeHandle {
     fn devices(&self) -> RVec<RString> {
-        self.0
-            .exec
-            .devices()
-            .into_iter()
-            .map(RString::from)
-            .collect()
+        shielded("devices", RVec::new, || {
+            self.0
+                .exec
+                .devices()
+                .into_iter()
+                .map(RString::from)
+                .collect()
+        })
     }
 
     fn load_model(&self, path: RStr<'_>, device: RStr<'_>) -> PluginResult<ModelId> {
@@ -395,11 +397,17 @@ impl abi::Executor for ScopeHandle {
     }
 
     fn release(&self, tensors: RSlice<'_, TensorId>) {
-        if let Ok(mut map) = self.0.tensors.lock() {
-            for id in tensors.iter() {
-                map.remove(&id.0);
-            }
-        }
+        shielded(
+            "release",
+            || (),
+            || {
+                if let Ok(mut map) = self.0.tensors.lock() {
+                    for id in tensors.iter() {
+                        map.remove(&id.0);
+                    }
+                }
+            },
+        )
     }
 
     fn trainable(

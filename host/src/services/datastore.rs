@@ -1,6 +1,6 @@
 //! The datastore as an ABI service: [`LocalDatastore`] behind `abi::Datastore`.
 
-use super::host_guard;
+use super::{host_guard, shielded};
 use crate::datastore::{DatastoreError, LocalDatastore};
 use abi_stable::std_types::{ROption, RStr, RString, RVec};
 use labelhost_plugin_api::abi::{self, ErrorCode, PluginError, PluginResult};
@@ -51,13 +51,13 @@ fn path(p: std::path::PathBuf) -> RString {
 
 impl abi::Datastore for DatastoreService {
     fn name(&self) -> RString {
-        self.0.name().into()
+        shielded("name", RString::new, || self.0.name().into())
     }
     fn set_name(&self, name: RStr<'_>) -> PluginResult<()> {
         host_guard(|| Ok(self.0.set_name(name.as_str())?))
     }
     fn description(&self) -> RString {
-        self.0.description().into()
+        shielded("description", RString::new, || self.0.description().into())
     }
     fn set_description(&self, d: RStr<'_>) -> PluginResult<()> {
         host_guard(|| Ok(self.0.set_description(d.as_str())?))
@@ -66,7 +66,7 @@ impl abi::Datastore for DatastoreService {
         host_guard(|| Ok(text(self.0.datalist())))
     }
     fn list_images(&self) -> RVec<RString> {
-        ids(self.0.list_images())
+        shielded("list_images", RVec::new, || ids(self.0.list_images()))
     }
     fn get_image(&self, id: RStr<'_>) -> PluginResult<RVec<u8>> {
         host_guard(|| Ok(self.0.get_image(id.as_str())?.into()))
@@ -87,19 +87,29 @@ impl abi::Datastore for DatastoreService {
         host_guard(|| Ok(text(self.0.get_label_info(id.as_str(), tag.as_str())?)))
     }
     fn get_label_by_image_id(&self, id: RStr<'_>, tag: RStr<'_>) -> ROption<RString> {
-        self.0
-            .get_label_by_image_id(id.as_str(), tag.as_str())
-            .map(RString::from)
-            .into()
+        shielded(
+            "get_label_by_image_id",
+            || ROption::RNone,
+            || {
+                self.0
+                    .get_label_by_image_id(id.as_str(), tag.as_str())
+                    .map(RString::from)
+                    .into()
+            },
+        )
     }
     fn get_labels_by_image_id(&self, id: RStr<'_>) -> PluginResult<RString> {
         host_guard(|| Ok(text(self.0.get_labels_by_image_id(id.as_str())?)))
     }
     fn get_labeled_images(&self) -> RVec<RString> {
-        ids(self.0.get_labeled_images())
+        shielded("get_labeled_images", RVec::new, || {
+            ids(self.0.get_labeled_images())
+        })
     }
     fn get_unlabeled_images(&self) -> RVec<RString> {
-        ids(self.0.get_unlabeled_images())
+        shielded("get_unlabeled_images", RVec::new, || {
+            ids(self.0.get_unlabeled_images())
+        })
     }
     fn add_image(&self, id: RStr<'_>, file: RStr<'_>, info: RStr<'_>) -> PluginResult<RString> {
         host_guard(|| {
@@ -145,13 +155,13 @@ impl abi::Datastore for DatastoreService {
         })
     }
     fn status(&self) -> RString {
-        text(self.0.status())
+        shielded("status", RString::new, || text(self.0.status()))
     }
     fn refresh(&self) -> PluginResult<()> {
         host_guard(|| Ok(self.0.refresh()?))
     }
     fn json(&self) -> RString {
-        text(self.0.json())
+        shielded("json", RString::new, || text(self.0.json()))
     }
     fn get_dataset_archive(&self, limit_cases: u32) -> PluginResult<RString> {
         host_guard(|| {

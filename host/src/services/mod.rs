@@ -38,6 +38,16 @@ pub(crate) fn host_guard<T>(f: impl FnOnce() -> Result<T, PluginError>) -> Plugi
     }
 }
 
+/// Runs host code called from a plugin whose ABI method cannot return an error: a panic
+/// is logged and answered with `fallback()` instead of unwinding into the plugin (which
+/// would abort the process).
+pub(crate) fn shielded<T>(what: &str, fallback: impl FnOnce() -> T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::error!("host service {what} panicked; answered with an empty value");
+        fallback()
+    })
+}
+
 /// What the host shares with every app.
 #[derive(Clone)]
 pub struct Shared {
@@ -106,6 +116,8 @@ impl HostContext {
 }
 
 impl abi::Host for HostContext {
+    // Constructing the boxes allocates and cannot panic short of an allocation failure
+    // (which aborts regardless); every other method is guarded.
     fn datastore(&self) -> DatastoreBox {
         Datastore_TO::from_value(DatastoreService(self.shared.datastore.clone()), TD_Opaque)
     }
@@ -116,46 +128,60 @@ impl abi::Host for HostContext {
     }
 
     fn bundle_dir(&self) -> RString {
-        self.bundle_dir.to_string_lossy().as_ref().into()
+        shielded("bundle_dir", RString::new, || {
+            self.bundle_dir.to_string_lossy().as_ref().into()
+        })
     }
 
     fn work_dir(&self) -> RString {
-        self.work_dir.to_string_lossy().as_ref().into()
+        shielded("work_dir", RString::new, || {
+            self.work_dir.to_string_lossy().as_ref().into()
+        })
     }
 
     fn conf(&self, key: RStr<'_>) -> ROption<RString> {
-        self.shared
-            .conf
-            .get(key.as_str())
-            .map(|v| RString::from(v.as_str()))
-            .into()
+        shielded(
+            "conf",
+            || ROption::RNone,
+            || {
+                self.shared
+                    .conf
+                    .get(key.as_str())
+                    .map(|v| RString::from(v.as_str()))
+                    .into()
+            },
+        )
     }
 
     fn log(&self, level: LogLevel, message: RStr<'_>) -> PluginResult<()> {
-        let (app, msg) = (self.app.as_str(), message.as_str());
-        match level {
-            LogLevel::ERROR => tracing::error!(app, "{msg}"),
-            LogLevel::WARN => tracing::warn!(app, "{msg}"),
-            LogLevel::INFO => tracing::info!(app, "{msg}"),
-            _ => tracing::debug!(app, "{msg}"),
-        }
-        ROk(())
+        host_guard(|| {
+            let (app, msg) = (self.app.as_str(), message.as_str());
+            match level {
+                LogLevel::ERROR => tracing::error!(app, "{msg}"),
+                LogLevel::WARN => tracing::warn!(app, "{msg}"),
+                LogLevel::INFO => tracing::info!(app, "{msg}"),
+                _ => tracing::debug!(app, "{msg}"),
+            }
+            Ok(())
+        })
     }
 
     fn model_dir(&self) -> RString {
-        self.model_dir
-            .get_or_init(|| {
-                let root = self.shared.datastore.root().join(".labelhost");
-                let dir = root.join("models").join(&self.app);
-                match std::fs::create_dir_all(&dir) {
-                    Ok(()) => dir.to_string_lossy().as_ref().into(),
-                    Err(e) => {
-                        tracing::warn!(app = %self.app, "model dir {}: {e}", dir.display());
-                        RString::new()
+        shielded("model_dir", RString::new, || {
+            self.model_dir
+                .get_or_init(|| {
+                    let root = self.shared.datastore.root().join(".labelhost");
+                    let dir = root.join("models").join(&self.app);
+                    match std::fs::create_dir_all(&dir) {
+                        Ok(()) => dir.to_string_lossy().as_ref().into(),
+                        Err(e) => {
+                            tracing::warn!(app = %self.app, "model dir {}: {e}", dir.display());
+                            RString::new()
+                        }
                     }
-                }
-            })
-            .clone()
+                })
+                .clone()
+        })
     }
 
     fn job_progress(&self, job: RStr<'_>, progress: RStr<'_>) -> PluginResult<bool> {
@@ -166,5 +192,25 @@ impl abi::Host for HostContext {
                 })?;
             Ok(self.shared.jobs.progress(job.as_str(), progress))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{host_guard, shielded};
+    use labelhost_plugin_api::abi::{ErrorCode, PluginError};
+
+    #[test]
+    fn a_host_panic_becomes_an_error_or_the_fallback_never_an_unwind() {
+        let r = host_guard::<u8>(|| panic!("boom"));
+        let e = r.into_result().expect_err("an error");
+        assert_eq!(e.code, ErrorCode::SERVER_ERROR);
+        let r = host_guard(|| Err::<u8, _>(PluginError::new(ErrorCode::NOT_FOUND, "x")));
+        assert_eq!(
+            r.into_result().expect_err("passed on").code,
+            ErrorCode::NOT_FOUND
+        );
+        assert_eq!(shielded("t", || 7, || panic!("boom")), 7);
+        assert_eq!(shielded("t", || 7, || 3), 3);
     }
 }
