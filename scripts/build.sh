@@ -13,3 +13,7 @@ cargo build --workspace "${profile[@]}"
 for fixture in legacy_app previous_app future_app; do
     cargo build "${profile[@]}" --manifest-path tests/fixtures/abi_variants/Cargo.toml -p "$fixture"
 done
+# Only the final crate is built with panic = "abort" (what a plugin author's profile
+# setting does to the code the SDK's macro expands in it).
+cargo rustc "${profile[@]}" --manifest-path tests/fixtures/abi_variants/Cargo.toml -p abort_app \
+    --lib -- -C panic=abort

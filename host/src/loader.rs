@@ -5,6 +5,8 @@
 //! plugin's types have fewer fields), so the direction is chosen here: a plugin built
 //! against an older-or-equal minor must be a prefix of the host's layout; a newer one the
 //! reverse. Another major is refused with one line; full layout reports go to the log.
+//! A plugin built with `panic = "abort"` (its `LABELHOST_PANIC_UNWIND` symbol is 0) is
+//! refused before its root module runs: its first panic would abort the server.
 
 use abi_stable::{
     abi_stability::abi_checking::check_layout_compatibility,
@@ -50,6 +52,12 @@ pub enum LoadError {
         /// The host's plugin-api version.
         host: String,
     },
+    /// The plugin was built with `panic = "abort"`.
+    #[error("{path}: built with panic = \"abort\": its first panic would abort the server; build it with panic = \"unwind\" (Cargo's default)")]
+    PanicAbort {
+        /// The library file.
+        path: String,
+    },
     /// The root module's constructor failed or panicked.
     #[error("{path}: root module failed to initialise: {reason}")]
     Init {
@@ -88,6 +96,19 @@ pub fn host_version() -> Version {
     Version::parse(ABI_VERSION).unwrap_or_else(|_| Version::new(0, 0, 0))
 }
 
+/// Whether the library at `path` unwinds on panic, from the symbol `export_app!` exports
+/// (`None`: a plugin built before the SDK exported it).
+fn unwinds(path: &Path) -> Option<bool> {
+    // SAFETY: the library is already loaded (lib_header_from_path opened it and never
+    // closes it), so this dlopen runs no initialiser and returns the same handle; the
+    // symbol is a `u8` static the SDK's macro defines, read once while the handle lives.
+    unsafe {
+        let lib = libloading::Library::new(path).ok()?;
+        let flag = lib.get::<*const u8>(b"LABELHOST_PANIC_UNWIND\0").ok()?;
+        Some(**flag != 0)
+    }
+}
+
 /// Opens `path` (absolute, never opened before: dlopen reuses a path it has seen) and
 /// checks version and layout.
 pub fn open(path: &Path) -> Result<PluginLibrary, LoadError> {
@@ -97,6 +118,9 @@ pub fn open(path: &Path) -> Result<PluginLibrary, LoadError> {
         reason: first_line(&e.to_string()),
     })?;
     check(header, &shown)?;
+    if unwinds(path) == Some(false) {
+        return Err(LoadError::PanicAbort { path: shown });
+    }
     // SAFETY: `check` verified the layout in the direction the versions allow; prefix
     // getters check each optional field's presence at run time.
     let module = unsafe { header.init_root_module_with_unchecked_layout::<AppModuleRef>() }

@@ -1,5 +1,6 @@
 //! Plugin-api versioning: an older minor loads into this host, another major is refused
-//! with one line naming both versions, and the other apps keep serving.
+//! with one line naming both versions, and the other apps keep serving. A plugin built
+//! with `panic = "abort"` is refused the same way.
 
 use crate::support::{client, get_json, pack, pack_first_party, Workspace};
 use serde_json::{json, Value};
@@ -42,16 +43,7 @@ fn a_plugin_built_against_the_first_revision_loads_and_serves() {
 fn another_major_is_refused_with_one_line_and_the_others_serve() {
     let ws = Workspace::new(1, 8);
     pack_first_party(&ws.plugins());
-    // `labelhost pack` itself refuses the library, so write its bundle by hand.
-    let lib = crate::support::library("future_app");
-    let dir = ws.plugins().join("future");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::copy(&lib, dir.join("libfuture_app.so")).expect("copy");
-    let sha = sha256(&dir.join("libfuture_app.so"));
-    let manifest = json!({"name": "future", "version": "0.1.0", "plugin_api": "2.0.0",
-        "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
-        "library": "libfuture_app.so", "files": [{"path": "libfuture_app.so", "sha256": sha}]});
-    std::fs::write(dir.join("labelhost-bundle.json"), manifest.to_string()).expect("manifest");
+    hand_bundle(&ws.plugins(), "future", "future_app", "2.0.0");
 
     let server = ws.serve(&[]);
     let apps = get_json(&server, "/apps");
@@ -84,6 +76,59 @@ fn another_major_is_refused_with_one_line_and_the_others_serve() {
         .send()
         .expect("infer");
     assert_eq!(r.status(), 200);
+}
+
+/// Writes bundle `name` of fixture library `lib` by hand (`labelhost pack` itself refuses
+/// the libraries these tests load).
+fn hand_bundle(plugins: &std::path::Path, name: &str, lib: &str, plugin_api: &str) {
+    let file = format!("lib{lib}.so");
+    let dir = plugins.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(crate::support::library(lib), dir.join(&file)).expect("copy");
+    let sha = sha256(&dir.join(&file));
+    let manifest = json!({"name": name, "version": "0.1.0", "plugin_api": plugin_api,
+        "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+        "library": file, "files": [{"path": file, "sha256": sha}]});
+    std::fs::write(dir.join("labelhost-bundle.json"), manifest.to_string()).expect("manifest");
+}
+
+#[test]
+fn a_plugin_built_with_panic_abort_is_refused_with_one_line() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    hand_bundle(&ws.plugins(), "panicky", "abort_app", "1.2.0");
+    let server = ws.serve(&[]);
+    assert_eq!(
+        get_json(&server, "/apps")["apps"]
+            .as_array()
+            .expect("apps")
+            .len(),
+        2
+    );
+    let r = client()
+        .post(server.at("/apps"))
+        .json(&json!({"bundle": "panicky"}))
+        .send()
+        .expect("load");
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().expect("json");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(!detail.contains('\n'), "one line: {detail}");
+    assert!(detail.contains("panic = \"abort\""), "{detail}");
+    // The same source built to unwind loads, and its panics are errors.
+    pack(&ws.plugins(), "unwinding", "panic_app", &[]);
+    let r = client()
+        .post(server.at("/apps"))
+        .json(&json!({"bundle": "unwinding"}))
+        .send()
+        .expect("load");
+    assert_eq!(r.status(), 201);
+    let r = client()
+        .post(server.at("/infer/panic_infer?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 500);
+    assert_eq!(get_json(&server, "/health")["status"], "ok");
 }
 
 fn sha256(path: &std::path::Path) -> String {

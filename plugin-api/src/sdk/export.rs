@@ -14,6 +14,12 @@ macro_rules! export_app {
     ($app:ty) => {
         #[allow(missing_docs)]
         const _: () = {
+            /// 1 when the plugin unwinds on panic (the SDK then turns a panic into an
+            /// error), 0 when built with `panic = "abort"` (the host refuses to load it:
+            /// its first panic would abort the server).
+            #[unsafe(no_mangle)]
+            pub static LABELHOST_PANIC_UNWIND: u8 = if cfg!(panic = "unwind") { 1 } else { 0 };
+
             #[::abi_stable::export_root_module]
             pub fn labelhost_root_module() -> $crate::abi::AppModuleRef {
                 use ::abi_stable::prefix_type::PrefixTypeTrait;
