@@ -43,7 +43,7 @@ fn a_plugin_built_against_the_first_revision_loads_and_serves() {
 fn another_major_is_refused_with_one_line_and_the_others_serve() {
     let ws = Workspace::new(1, 8);
     pack_first_party(&ws.plugins());
-    hand_bundle(&ws.plugins(), "future", "future_app", "2.0.0");
+    crate::support::hand_bundle(&ws.plugins(), "future", "future_app", "2.0.0");
 
     let server = ws.serve(&[]);
     let apps = get_json(&server, "/apps");
@@ -78,25 +78,11 @@ fn another_major_is_refused_with_one_line_and_the_others_serve() {
     assert_eq!(r.status(), 200);
 }
 
-/// Writes bundle `name` of fixture library `lib` by hand (`labelhost pack` itself refuses
-/// the libraries these tests load).
-fn hand_bundle(plugins: &std::path::Path, name: &str, lib: &str, plugin_api: &str) {
-    let file = format!("lib{lib}.so");
-    let dir = plugins.join(name);
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::copy(crate::support::library(lib), dir.join(&file)).expect("copy");
-    let sha = sha256(&dir.join(&file));
-    let manifest = json!({"name": name, "version": "0.1.0", "plugin_api": plugin_api,
-        "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
-        "library": file, "files": [{"path": file, "sha256": sha}]});
-    std::fs::write(dir.join("labelhost-bundle.json"), manifest.to_string()).expect("manifest");
-}
-
 #[test]
 fn a_plugin_built_with_panic_abort_is_refused_with_one_line() {
     let ws = Workspace::new(1, 8);
     pack_first_party(&ws.plugins());
-    hand_bundle(&ws.plugins(), "panicky", "abort_app", "1.2.0");
+    crate::support::hand_bundle(&ws.plugins(), "panicky", "abort_app", "1.2.0");
     let server = ws.serve(&[]);
     assert_eq!(
         get_json(&server, "/apps")["apps"]
@@ -129,16 +115,4 @@ fn a_plugin_built_with_panic_abort_is_refused_with_one_line() {
         .expect("infer");
     assert_eq!(r.status(), 500);
     assert_eq!(get_json(&server, "/health")["status"], "ok");
-}
-
-fn sha256(path: &std::path::Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("hash")
-        .to_owned()
 }

@@ -216,3 +216,77 @@ fn the_server_log_is_served_as_text_and_html() {
     );
     assert!(html.matches('\n').count() <= 5, "at most 5 lines");
 }
+
+#[test]
+fn a_library_that_is_not_a_plugin_is_refused_with_one_line() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    crate::support::hand_bundle(&ws.plugins(), "stranger", "not_a_plugin", "1.2.0");
+    let server = ws.serve(&[]);
+    let r = client()
+        .post(server.at("/apps"))
+        .json(&serde_json::json!({"bundle": "stranger"}))
+        .send()
+        .expect("load");
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().expect("typed JSON");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("not a loadable labelhost plugin"),
+        "{detail}"
+    );
+    assert!(!detail.contains('\n'), "one line: {detail}");
+    assert_eq!(get_json(&server, "/health")["apps"], 2);
+}
+
+#[test]
+fn a_panic_in_new_tasks_drop_or_on_retire_is_contained() {
+    for site in ["new", "tasks", "drop", "on_retire"] {
+        let ws = Workspace::new(1, 8);
+        pack_first_party(&ws.plugins());
+        pack(&ws.plugins(), "panicky", "panic_app", &[]);
+        let mut server = ws.serve(&[&format!("panicky_panic_in={site}")]);
+        let loaded = crate::support::app_names(&server).contains(&"panicky".to_owned());
+        match site {
+            // Construction panicked: the bundle is skipped with a line, a load is a 422.
+            "new" | "tasks" => {
+                assert!(!loaded, "{site}");
+                let r = client()
+                    .post(server.at("/apps"))
+                    .json(&serde_json::json!({"bundle": "panicky"}))
+                    .send()
+                    .expect("load");
+                assert_eq!(r.status(), 422, "{site}");
+                let body: Value = r.json().expect("typed JSON");
+                let detail = body["detail"].as_str().expect("detail");
+                assert!(
+                    detail.contains(&format!("deliberate panic in {site}")),
+                    "{detail}"
+                );
+            }
+            // Loaded and serving; retiring runs the panicking code and still drains.
+            _ => {
+                assert!(loaded, "{site}");
+                let r = client()
+                    .delete(server.at("/apps/panicky"))
+                    .send()
+                    .expect("retire");
+                assert_eq!(r.status(), 200, "{site}");
+                assert_eq!(r.json::<Value>().expect("json")["drained"], true);
+                // The panic happened (the default hook printed it) and was caught.
+                let said = format!("deliberate panic in {site}");
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !server.log().contains(&said) && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                assert!(server.log().contains(&said), "{site}: {}", server.log());
+            }
+        }
+        assert!(server.alive(), "{site} took the server down");
+        let r = client()
+            .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+            .send()
+            .expect("infer");
+        assert_eq!(r.status(), 200, "after a panic in {site}");
+    }
+}

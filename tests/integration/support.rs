@@ -343,3 +343,30 @@ pub(crate) fn write_like(src: &Path, dst: &Path, voxels: &ArrayD<u8>) {
         .write_nifti(voxels)
         .expect("write volume");
 }
+
+/// Writes bundle `name` of fixture library `lib` by hand (`labelhost pack` itself refuses
+/// the libraries these tests load).
+pub(crate) fn hand_bundle(plugins: &std::path::Path, name: &str, lib: &str, plugin_api: &str) {
+    let file = format!("lib{lib}.so");
+    let dir = plugins.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::copy(crate::support::library(lib), dir.join(&file)).expect("copy");
+    let sha = sha256_file(&dir.join(&file));
+    let manifest = serde_json::json!({"name": name, "version": "0.1.0", "plugin_api": plugin_api,
+        "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+        "library": file, "files": [{"path": file, "sha256": sha}]});
+    std::fs::write(dir.join("labelhost-bundle.json"), manifest.to_string()).expect("manifest");
+}
+
+/// A file's SHA-256 (hex), by `sha256sum`.
+pub(crate) fn sha256_file(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("hash")
+        .to_owned()
+}

@@ -27,7 +27,11 @@ fn app(dir: &tempfile::TempDir) -> Router {
         registry,
         shared,
         sessions,
-        access: Default::default(),
+        // In process, as a server on loopback would be.
+        access: crate::api::Access {
+            loopback_only: true,
+            ..Default::default()
+        },
         timeouts: Default::default(),
     }))
 }
