@@ -112,6 +112,18 @@ pub struct ServeArgs {
     /// refused with 409.
     #[arg(long, env = "LABELHOST_MAX_LIBRARIES", default_value_t = crate::registry::DEFAULT_MAX_LIBRARIES)]
     pub max_libraries: u64,
+    /// The most open connections; one more is closed at once.
+    #[arg(long, env = "LABELHOST_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers; also how long a connection may
+    /// sit idle between requests.
+    #[arg(long, env = "LABELHOST_HEADER_TIMEOUT", default_value_t = 30.0)]
+    pub header_timeout: f64,
+    /// Read images and labels that are symbolic links in the studies folder (a linked
+    /// dataset). Off: such files stay indexed but are refused, since a planted link could
+    /// point at any file the server can read.
+    #[arg(long, env = "LABELHOST_FOLLOW_SYMLINKS")]
+    pub follow_symlinks: bool,
     /// Log as JSON lines.
     #[arg(long, env = "LABELHOST_JSON_LOGS")]
     pub json_logs: bool,
@@ -165,6 +177,10 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     /// The cap on mapped plugin libraries.
     pub max_libraries: u64,
+    /// Connection limits.
+    pub connections: crate::serve::ConnLimits,
+    /// Whether the datastore reads symbolic links.
+    pub follow_symlinks: bool,
 }
 
 /// How long an inference may run: a default and per-task limits.
@@ -268,6 +284,20 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             },
             timeouts: Timeouts::parse(a.infer_timeout, &a.task_timeouts)?,
             max_libraries: a.max_libraries,
+            follow_symlinks: a.follow_symlinks,
+            connections: crate::serve::ConnLimits {
+                max_connections: a.max_connections.max(1),
+                header_timeout: match a.header_timeout {
+                    t if t.is_finite() && t > 0.0 && t <= 3600.0 => {
+                        std::time::Duration::from_secs_f64(t)
+                    }
+                    t => {
+                        return Err(Error::BadRequest(format!(
+                            "--header-timeout {t}: expected seconds from 0 to 3600"
+                        )))
+                    }
+                },
+            },
         })
     }
 }

@@ -69,6 +69,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let datastore = LocalDatastore::open(&config.studies)?;
     datastore.set_claim_secs(config.claim_seconds);
     datastore.set_max_voxels(config.max_voxels);
+    datastore.set_follow_links(config.follow_symlinks);
     let shared = Shared::new(datastore, executor, config.conf.clone());
     let registry = Registry::new(&config.plugins, runtime.path(), shared.clone())
         .with_max_libraries(config.max_libraries);
@@ -118,10 +119,8 @@ fn serve(args: ServeArgs) -> Result<()> {
                 }
             }
         });
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown())
-            .await
-            .map_err(|e| Error::Internal(format!("server: {e}")))
+        labelhost::serve::serve(listener, api::router(state), config.connections, shutdown()).await;
+        Ok(())
     })
 }
 

@@ -137,3 +137,51 @@ fn sliding_window_parameters_out_of_bounds_are_refused_by_name() {
     }
     assert_eq!(infer(&server, "segmentation_unet", json!({})).status(), 200);
 }
+
+#[test]
+fn idle_half_open_and_surplus_connections_are_closed() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let ws = Workspace::new(1, 8);
+    let server = ws.serve_with(&[], &["--max-connections", "64", "--header-timeout", "1"]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    // 300 connections that never send a byte: past the cap (64) they are closed at once,
+    // the others when the header timeout (1 s) passes. Each read ends: nothing is held.
+    let mut idle: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    for (i, conn) in idle.iter_mut().enumerate() {
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        let read = conn.read(&mut buf);
+        assert!(
+            matches!(read, Ok(0))
+                || read
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "idle connection {i} stayed open: {read:?}"
+        );
+    }
+    // Half a request's headers: the server ends the connection instead of waiting.
+    let mut half = TcpStream::connect(&addr).expect("connect");
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    half.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut rest = Vec::new();
+    let ended = half.read_to_end(&mut rest);
+    assert!(
+        ended.is_ok()
+            || ended
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the server kept a half-sent request open: {ended:?}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("200 OK"),
+        "{rest:?}"
+    );
+    // Real clients are served as before.
+    assert_eq!(crate::support::get_json(&server, "/health")["status"], "ok");
+}
