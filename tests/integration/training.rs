@@ -385,12 +385,33 @@ fn bad_train_requests_and_bad_labels_get_clear_answers() {
 
     // img00's label is on another grid, img01's holds a value the task does not know:
     // both are skipped with a line naming them, and with nothing left the job fails
-    // naming both. The saved labels are untouched.
+    // naming both. The saved labels are untouched. (An upload on another grid is refused;
+    // this one is put into the folder by hand, where the store finds it.)
     let other = ws.dir.path().join("other.nii.gz");
     write_volume(&other, 16, 100.0);
     let small = ws.dir.path().join("small.nii.gz");
     write_mask(&other, &small, 1);
-    put_label(&server, "img00", "final", &small);
+    let part = reqwest::blocking::multipart::Part::bytes(std::fs::read(&small).expect("read"))
+        .file_name("small.nii.gz");
+    let r = client()
+        .put(server.at("/datastore/label?image=img00"))
+        .multipart(reqwest::blocking::multipart::Form::new().part("label", part))
+        .send()
+        .expect("label");
+    assert_eq!(r.status(), 400, "an upload on another grid");
+    std::fs::create_dir_all(ws.studies().join("labels/final")).expect("mkdir");
+    std::fs::copy(&small, ws.studies().join("labels/final/img00.nii.gz")).expect("by hand");
+    let found = |server: &crate::support::Server| {
+        client()
+            .head(server.at("/datastore/label?image=img00&tag=final"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !found(&server) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(found(&server), "the hand-placed label is indexed");
     let src = ws.studies().join("img01.nii.gz");
     let two = ws.dir.path().join("two.nii.gz");
     write_mask(&src, &two, 2);

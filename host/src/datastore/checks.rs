@@ -4,7 +4,7 @@
 //! its id (so no id can overwrite or delete another's file), and info of bounded size.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use labelhost_plugin_api::sdk::image::{self, ReadOptions};
 
@@ -96,6 +96,30 @@ fn format_of(file: &Path) -> Result<(String, Format)> {
 }
 
 impl LocalDatastore {
+    /// Whether files that are symbolic links (or in a linked label folder) are read.
+    pub fn set_follow_links(&self, follow: bool) {
+        self.follow_links
+            .store(follow, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `path` (an indexed image or label) when the store may read it: a link planted in
+    /// the studies folder could point anywhere the server can read, so links are refused
+    /// unless the operator allowed them. The index keeps the entry either way.
+    pub(crate) fn readable(&self, what: &str, path: PathBuf) -> Result<PathBuf> {
+        if self.follow_links.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(path);
+        }
+        let linked =
+            |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+        if linked(&path) || path.parent().is_some_and(linked) {
+            return Err(invalid(format!(
+                "{what} is a symbolic link in the studies folder: the server reads links only \
+                 when started with --follow-symlinks"
+            )));
+        }
+        Ok(path)
+    }
+
     /// The voxel limit uploads are checked against.
     pub fn set_max_voxels(&self, max_voxels: u64) {
         self.max_voxels

@@ -24,9 +24,10 @@ impl LocalDatastore {
         Ok((label.clone(), st.dirs.label(tag, label_id, &label.ext)))
     }
 
-    /// Absolute path of a label.
+    /// Absolute path of a label (refused when it is a link the store does not follow).
     pub fn get_label_uri(&self, label_id: &str, tag: &str) -> Result<PathBuf> {
-        Ok(self.label_entry(label_id, tag)?.1)
+        let path = self.label_entry(label_id, tag)?.1;
+        self.readable(&format!("label {label_id:?} ({tag})"), path)
     }
 
     /// Bytes of a label.

@@ -72,6 +72,8 @@ pub struct LocalDatastore {
     /// Whether files are checked before they are stored (off only in unit tests that
     /// store stand-in bytes).
     check_files: bool,
+    /// Whether symbolic links in the studies folder are read (`checks.rs`).
+    follow_links: std::sync::atomic::AtomicBool,
 }
 
 fn image_not_found(id: &str) -> DatastoreError {
@@ -115,6 +117,7 @@ impl LocalDatastore {
             claim_secs: AtomicU64::new(claims::DEFAULT_CLAIM_SECS),
             max_voxels: AtomicU64::new(ReadOptions::default().max_voxels),
             check_files: true,
+            follow_links: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -208,7 +211,8 @@ impl LocalDatastore {
         })
     }
 
-    /// `[{"image": abs path, "label": abs path}]` for images with a "final" label, sorted by id.
+    /// `[{"image": abs path, "label": abs path}]` for images with a "final" label, sorted by id
+    /// (without those the store may not read: links it does not follow).
     pub fn datalist(&self) -> Vec<Value> {
         let st = self.lock();
         st.index
@@ -218,6 +222,8 @@ impl LocalDatastore {
                 let label = obj.labels.get(FINAL_TAG)?;
                 let image = st.dirs.image(id, &obj.image.ext);
                 let label = st.dirs.label(FINAL_TAG, id, &label.ext);
+                let image = self.readable(id, image).ok()?;
+                let label = self.readable(id, label).ok()?;
                 Some(serde_json::json!({
                     "image": image.to_string_lossy(),
                     "label": label.to_string_lossy(),
@@ -231,16 +237,19 @@ impl LocalDatastore {
         self.lock().index.objects.keys().cloned().collect()
     }
 
-    /// Absolute path of an image.
+    /// Absolute path of an image (refused when it is a link the store does not follow).
     pub fn get_image_uri(&self, id: &str) -> Result<PathBuf> {
         validate_id(id)?;
-        let st = self.lock();
-        let obj = st
-            .index
-            .objects
-            .get(id)
-            .ok_or_else(|| image_not_found(id))?;
-        Ok(st.dirs.image(id, &obj.image.ext))
+        let path = {
+            let st = self.lock();
+            let obj = st
+                .index
+                .objects
+                .get(id)
+                .ok_or_else(|| image_not_found(id))?;
+            st.dirs.image(id, &obj.image.ext)
+        };
+        self.readable(&format!("image {id:?}"), path)
     }
 
     /// Bytes of an image.

@@ -198,3 +198,35 @@ fn info_cannot_grow_past_its_limit_and_a_refused_merge_changes_nothing() {
         "over the limit",
     );
 }
+
+#[test]
+fn links_in_the_studies_folder_are_indexed_but_not_read_unless_followed() {
+    let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("tempdir"));
+    let secret = source(src.path(), "secret.txt", b"not for clients");
+    std::os::unix::fs::symlink(&secret, dir.path().join("evil.nii.gz")).expect("link");
+    let outside = src.path().join("tags");
+    put(&outside.join("plain.nii.gz"), b"label bytes");
+    put(&dir.path().join("plain.nii.gz"), b"image bytes");
+    fs::create_dir_all(dir.path().join("labels")).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, dir.path().join("labels/linked")).expect("link");
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
+    assert!(
+        ds.list_images().contains(&"evil".to_owned()),
+        "the index keeps it"
+    );
+    match ds.get_image("evil") {
+        Err(DatastoreError::InvalidInput(m)) => assert!(m.contains("--follow-symlinks"), "{m}"),
+        other => panic!("a planted link was read: {other:?}"),
+    }
+    assert!(
+        ds.get_label_uri("plain", "linked").is_err(),
+        "a linked label folder"
+    );
+    assert_eq!(ds.get_image("plain").expect("a plain file"), b"image bytes");
+    ds.set_follow_links(true);
+    assert_eq!(ds.get_image("evil").expect("followed"), b"not for clients");
+    assert_eq!(
+        ds.get_label("plain", "linked").expect("followed"),
+        b"label bytes"
+    );
+}
