@@ -144,6 +144,17 @@ fn refused_uploads_and_ids_leave_the_datastore_as_it_was() {
         "control",
     );
 
+    // A part whose headers would be buffered whole: a 1 MiB file name.
+    let name = format!("{}.nii.gz", "n".repeat(1 << 20));
+    refused(
+        &server,
+        image,
+        "file",
+        &name,
+        &gz,
+        "headers are over 65536 bytes",
+    );
+
     // Labels: whole, a volume, on the image's grid.
     let label = "/datastore/label?image=img00";
     refused(

@@ -17,7 +17,7 @@ use abi_stable::std_types::RStr;
 use axum::{
     extract::{
         rejection::{PathRejection, QueryRejection},
-        FromRequest, Multipart, Path, Query, Request,
+        Path, Query, Request,
     },
     http::{header, HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
@@ -56,9 +56,7 @@ async fn read_body(req: Request) -> Result<InferBody> {
         body.params = json_object(&bytes)?;
         return Ok(body);
     }
-    let mut form = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| Error::BadRequest(e.body_text()))?;
+    let mut form = super::multipart::open(req).await?;
     while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("params") => body.params = json_field("params", &small_field(&mut field).await?)?,

@@ -14,6 +14,7 @@ mod info;
 mod jobs;
 mod logs;
 mod model;
+mod multipart;
 mod openapi;
 mod sessions;
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::{sessions::SessionInfo, Error, Result};
 use axum::{
     extract::{
         rejection::{PathRejection, QueryRejection},
-        FromRequest, Multipart, Path, Query, Request,
+        Path, Query, Request,
     },
     response::{IntoResponse, Response},
     Json,
@@ -61,9 +61,7 @@ pub(super) async fn create(
             "uncompress=true (archives) is not supported by this server".into(),
         ));
     }
-    let mut form = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| Error::BadRequest(e.body_text()))?;
+    let mut form = super::multipart::open(req).await?;
     let mut files: Vec<Upload> = Vec::new();
     while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
         if field.name() == Some("files") {

@@ -5,7 +5,7 @@
 use crate::datastore::ids::ext_of;
 use crate::{Error, Result};
 use axum::{
-    extract::{multipart::MultipartError, FromRequest, Multipart, Request},
+    extract::{multipart::MultipartError, Request},
     http::{header, HeaderValue},
     response::{IntoResponse, Response},
 };
@@ -61,8 +61,20 @@ pub(super) fn json_field(name: &str, text: &[u8]) -> Result<Map<String, Value>> 
     }
 }
 
+/// A multipart failure as a 400, with the innermost cause (the parser only says "failed to
+/// read stream" when the body's guard stopped it: `multipart.rs`).
 pub(super) fn multipart_error(e: MultipartError) -> Error {
-    Error::BadRequest(format!("bad multipart body: {}", e.body_text()))
+    let mut text = e.body_text();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    let mut deepest = None;
+    while let Some(c) = cause {
+        deepest = Some(c.to_string());
+        cause = c.source();
+    }
+    if let Some(d) = deepest.filter(|d| !text.contains(d.as_str())) {
+        text = format!("{text}: {d}");
+    }
+    Error::BadRequest(format!("bad multipart body: {text}"))
 }
 
 pub(super) fn content_type(req: &Request) -> String {
@@ -97,9 +109,7 @@ pub(super) async fn read_upload(
     if !content_type(&req).starts_with("multipart/form-data") {
         return Err(missing());
     }
-    let mut form = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| Error::BadRequest(e.body_text()))?;
+    let mut form = super::multipart::open(req).await?;
     let (mut upload, mut params) = (None, Map::new());
     while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
         match field.name() {

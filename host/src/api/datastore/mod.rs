@@ -19,9 +19,7 @@ use crate::datastore::{DatastoreError, LocalDatastore};
 use crate::{Error, Result};
 use axum::{
     body::Bytes,
-    extract::{
-        rejection::QueryRejection, DefaultBodyLimit, Form, FromRequest, Multipart, Query, Request,
-    },
+    extract::{rejection::QueryRejection, DefaultBodyLimit, Form, FromRequest, Query, Request},
     response::Response,
     routing::{get, put},
     Router,
@@ -143,9 +141,7 @@ fn info_or_empty(
 async fn form_json(req: Request, name: &str) -> Result<Map<String, Value>> {
     let kind = content_type(&req);
     if kind.starts_with("multipart/form-data") {
-        let mut form = Multipart::from_request(req, &())
-            .await
-            .map_err(|e| Error::BadRequest(e.body_text()))?;
+        let mut form = super::multipart::open(req).await?;
         let mut info = Map::new();
         while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
             if field.name() == Some(name) {
