@@ -76,6 +76,7 @@ impl Error {
                 ErrorCode::INVALID_INPUT => StatusCode::BAD_REQUEST,
                 ErrorCode::NOT_FOUND => StatusCode::NOT_FOUND,
                 ErrorCode::UNSUPPORTED => StatusCode::NOT_IMPLEMENTED,
+                ErrorCode::OUT_OF_MEMORY => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

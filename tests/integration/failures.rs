@@ -290,3 +290,36 @@ fn a_panic_in_new_tasks_drop_or_on_retire_is_contained() {
         assert_eq!(r.status(), 200, "after a panic in {site}");
     }
 }
+
+#[test]
+fn an_allocation_the_device_cannot_make_answers_503_and_the_next_request_works() {
+    let ws = Workspace::new(1, 8);
+    let model = crate::support::repo_root().join("tests/fixtures/models/double.pt");
+    pack(
+        &ws.plugins(),
+        "tensor",
+        "tensor_app",
+        &[format!("{}=models/double.pt", model.display())],
+    );
+    let server = ws.serve(&[]);
+    // 8³ resized 1000 times per axis: 8000³ f32 voxels, 2 TB.
+    let r = client()
+        .post(server.at("/infer/tensor_double?image=img00&output=json"))
+        .json(&serde_json::json!({"upsample": 1000}))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().expect("typed JSON");
+    assert_eq!(body["code"], "OUT_OF_MEMORY", "{body}");
+    let r = client()
+        .post(server.at("/infer/tensor_double?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+    let apps = get_json(&server, "/apps");
+    assert_eq!(
+        apps["apps"][0]["live_tensors"], 0,
+        "the failed request's tensors are freed"
+    );
+}

@@ -45,7 +45,24 @@ pub(super) fn err(code: ErrorCode, msg: impl Into<String>) -> PluginError {
     PluginError::new(code, msg)
 }
 
+/// A LibTorch failure as a typed error: an allocation the device could not make
+/// (`OUT_OF_MEMORY`, answered 503) or a failed computation (`INFERENCE_ERROR`).
 pub(super) fn torch(e: tch::TchError) -> PluginError {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let oom = [
+        "can't allocate memory",
+        "out of memory",
+        "CUDA error: out of memory",
+    ]
+    .iter()
+    .any(|s| text.contains(s));
+    if oom {
+        return err(
+            ErrorCode::OUT_OF_MEMORY,
+            format!("the device could not allocate what this needs: {first}"),
+        );
+    }
     err(ErrorCode::INFERENCE_ERROR, format!("libtorch: {e}"))
 }
 

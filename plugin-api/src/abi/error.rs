@@ -67,6 +67,9 @@ codes! {
     UNSUPPORTED = 13;
     /// Plugin code panicked; the panic was caught at the boundary (labelhost).
     PLUGIN_PANIC = 14;
+    /// The device (CPU or GPU) could not allocate what the work needed; it may succeed
+    /// later or with less (labelhost).
+    OUT_OF_MEMORY = 15;
 }
 
 impl fmt::Debug for ErrorCode {
