@@ -192,6 +192,34 @@ impl Jobs {
         record
     }
 
+    /// Marks every submitted or running job stopped with `why` (a running one is told at
+    /// its next progress report, as a `DELETE` would); answers how many.
+    pub fn stop_all(&self, why: &str) -> usize {
+        let mut n = 0;
+        if let Ok(mut all) = self.records.lock() {
+            for r in all.values_mut().flatten() {
+                if matches!(r.status, Status::Running | Status::Submitted) {
+                    r.status = Status::Stopped;
+                    r.end_ts = Some(timestamp());
+                    r.details.push(why.to_owned());
+                    n += 1;
+                }
+            }
+        }
+        self.save();
+        n
+    }
+
+    /// Waits until no job of any kind runs, at most `limit`; answers whether they all ended.
+    pub async fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let all = async {
+            for gate in self.gates.values() {
+                drop(gate.clone().lock_owned().await);
+            }
+        };
+        tokio::time::timeout(limit, all).await.is_ok()
+    }
+
     /// Changes a record; `None` when it is gone.
     pub fn update(&self, kind: Kind, id: &str, f: impl FnOnce(&mut Record)) -> Option<Record> {
         let updated = self.records.lock().ok().and_then(|mut all| {

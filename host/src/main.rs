@@ -119,7 +119,18 @@ fn serve(args: ServeArgs) -> Result<()> {
                 }
             }
         });
+        let jobs = state.shared.jobs.clone();
         labelhost::serve::serve(listener, api::router(state), config.connections, shutdown()).await;
+        // In-flight requests were answered; background jobs are told to stop and given
+        // a while to (a training loop ends within one step), so their records say so.
+        let stopped = jobs.stop_all("stopped: the server shut down");
+        if stopped > 0 {
+            tracing::info!(jobs = stopped, "stopping background jobs");
+            if !jobs.wait_idle(std::time::Duration::from_secs(60)).await {
+                tracing::warn!("background jobs still running at exit");
+            }
+        }
+        tracing::info!("shut down");
         Ok(())
     })
 }

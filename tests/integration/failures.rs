@@ -323,3 +323,42 @@ fn an_allocation_the_device_cannot_make_answers_503_and_the_next_request_works()
         "the failed request's tensors are freed"
     );
 }
+
+#[test]
+fn sigterm_answers_in_flight_requests_stops_jobs_and_their_records_survive() {
+    let ws = Workspace::new(4, 8);
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let mut server = ws.serve(&[]);
+    // A batch job of four 3-second images, and an inference in flight.
+    let r = client()
+        .post(server.at("/batch/infer/slow_infer"))
+        .json(&serde_json::json!({"ms": 3000}))
+        .send()
+        .expect("batch");
+    assert_eq!(r.status(), 200);
+    let url = server.at("/infer/slow_infer?image=img00&output=json");
+    let in_flight = std::thread::spawn(move || {
+        client()
+            .post(url)
+            .json(&serde_json::json!({"ms": 2000}))
+            .send()
+            .map(|r| r.status().as_u16())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = server.terminate().expect("the server exits");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(in_flight.join().expect("thread").expect("answered"), 200);
+    let log = server.log();
+    assert!(log.contains("stopping background jobs"), "{log}");
+    assert!(log.contains("shut down"), "{log}");
+    // Restarted: the batch record is there, stopped by the shutdown (not "interrupted").
+    let server = ws.serve(&[]);
+    let record = get_json(&server, "/batch/infer");
+    assert_eq!(record["status"], "STOPPED", "{record}");
+    assert!(
+        record["details"]
+            .to_string()
+            .contains("the server shut down"),
+        "{record}"
+    );
+}
