@@ -362,3 +362,56 @@ fn sigterm_answers_in_flight_requests_stops_jobs_and_their_records_survive() {
         "{record}"
     );
 }
+
+#[test]
+fn sigkill_during_label_saves_loses_nothing_acknowledged() {
+    let ws = Workspace::new(2, 8);
+    let label = std::fs::read(ws.studies().join("img00.nii.gz")).expect("read");
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    for round in 0..5 {
+        let mut server = ws.serve(&[]);
+        let url = server.url.clone();
+        let bytes = label.clone();
+        // Saves as fast as they are answered, until the server dies under them.
+        let saver = std::thread::spawn(move || {
+            let mut done = Vec::new();
+            for n in 0.. {
+                let (image, tag) = (format!("img0{}", n % 2), format!("r{round}n{n}"));
+                let part = reqwest::blocking::multipart::Part::bytes(bytes.clone())
+                    .file_name("label.nii.gz");
+                let sent = client()
+                    .put(format!("{url}/datastore/label?image={image}&tag={tag}"))
+                    .multipart(reqwest::blocking::multipart::Form::new().part("label", part))
+                    .send();
+                match sent {
+                    Ok(r) if r.status() == 200 => done.push((image, tag)),
+                    _ => break,
+                }
+            }
+            done
+        });
+        std::thread::sleep(std::time::Duration::from_millis(700 + 300 * round));
+        server.kill();
+        let saved = saver.join().expect("saver");
+        assert!(
+            !saved.is_empty(),
+            "round {round} saved nothing before the kill"
+        );
+        acknowledged.extend(saved);
+    }
+    // After the last kill: the index parses and holds every acknowledged label, whose
+    // file is whole.
+    let server = ws.serve(&[]);
+    let all = get_json(&server, "/datastore/?output=all");
+    for (image, tag) in &acknowledged {
+        let entry = &all["objects"][image]["labels"][tag];
+        assert!(entry.is_object(), "{image}/{tag} lost from the index");
+        let file = ws.studies().join(format!("labels/{tag}/{image}.nii.gz"));
+        assert_eq!(
+            std::fs::read(&file).expect("the label file"),
+            label,
+            "{image}/{tag}"
+        );
+    }
+    assert!(acknowledged.len() >= 5, "{} saves", acknowledged.len());
+}

@@ -217,6 +217,12 @@ impl Server {
         format!("{}{path}", self.url)
     }
 
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (at most two minutes) for the process to exit.
     pub(crate) fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
