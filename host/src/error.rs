@@ -48,6 +48,9 @@ pub enum Error {
     /// A work queue is full (503 with Retry-After).
     #[error("{0}")]
     Overloaded(String),
+    /// The studies folder's disk is full (507); what was saved before is intact.
+    #[error("{0}")]
+    StorageFull(String),
     /// A task ran past its time limit (504).
     #[error("{0}")]
     Timeout(String),
@@ -71,6 +74,7 @@ impl Error {
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Plugin(e) => match e.code {
                 ErrorCode::INVALID_INPUT => StatusCode::BAD_REQUEST,
@@ -95,6 +99,7 @@ impl Error {
             Error::Overloaded(_) => "OVERLOADED",
             Error::TooManyRequests(_) => "ALREADY_RUNNING",
             Error::Timeout(_) => "TIMEOUT",
+            Error::StorageFull(_) => "STORAGE_FULL",
             Error::Internal(_) => "SERVER_ERROR",
             Error::Plugin(e) => e.code.as_str(),
         }
@@ -175,6 +180,7 @@ impl From<crate::datastore::DatastoreError> for Error {
             D::NotFound(m) => Error::NotFound(m),
             D::InvalidInput(m) => Error::BadRequest(m),
             D::Io(m) => Error::Internal(m),
+            D::Full(m) => Error::StorageFull(m),
         }
     }
 }

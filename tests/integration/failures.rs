@@ -415,3 +415,89 @@ fn sigkill_during_label_saves_loses_nothing_acknowledged() {
     }
     assert!(acknowledged.len() >= 5, "{} saves", acknowledged.len());
 }
+
+#[test]
+fn a_full_disk_refuses_the_save_with_507_and_keeps_what_was_saved() {
+    // A 3 MiB tmpfs as the studies folder: needs mount (root here; skipped, saying so,
+    // where the test runs without it).
+    let ws = Workspace::new(1, 8);
+    let small = ws.dir.path().join("small");
+    std::fs::create_dir_all(&small).expect("mkdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let studies = ws.studies();
+    std::fs::rename(&studies, ws.dir.path().join("studies-big")).expect("move aside");
+    std::os::unix::fs::symlink(&small, &studies).expect("studies on the tmpfs");
+    let volume = ws.dir.path().join("noise.nii");
+    crate::support::write_volume(&volume, 48, 150.0); // 48³ float32: 432 KiB, incompressible
+    std::fs::copy(&volume, small.join("img00.nii")).expect("image");
+    let server = ws.serve(&[]);
+    let label = std::fs::read(&volume).expect("read");
+    let mut saved = Vec::new();
+    let mut full = None;
+    for n in 0..20 {
+        let part = reqwest::blocking::multipart::Part::bytes(label.clone()).file_name("l.nii");
+        let r = client()
+            .put(server.at(&format!("/datastore/label?image=img00&tag=t{n}")))
+            .multipart(reqwest::blocking::multipart::Form::new().part("label", part))
+            .send()
+            .expect("save");
+        if r.status() == 200 {
+            saved.push(format!("t{n}"));
+        } else {
+            full = Some((r.status().as_u16(), r.json::<Value>().expect("typed JSON")));
+            break;
+        }
+    }
+    let (status, body) = full.expect("the disk filled up");
+    assert_eq!(
+        (status, &body["code"]),
+        (507, &serde_json::json!("STORAGE_FULL")),
+        "{body}"
+    );
+    assert!(!saved.is_empty());
+    // Everything acknowledged is whole and indexed; no temp file is left behind.
+    let all = get_json(&server, "/datastore/?output=all");
+    for tag in &saved {
+        assert!(
+            all["objects"]["img00"]["labels"][tag].is_object(),
+            "{tag} lost"
+        );
+        let file = small.join(format!("labels/{tag}/img00.nii"));
+        assert_eq!(std::fs::read(&file).expect("label"), label, "{tag}");
+    }
+    let leftovers: Vec<_> = walk(&small)
+        .into_iter()
+        .filter(|p| p.contains(".labelhost-tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(server);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}

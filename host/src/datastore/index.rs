@@ -112,7 +112,13 @@ impl FileEntry {
 
 /// Wraps an I/O error with the path it concerns.
 pub(crate) fn io_err(what: &str, path: &Path, err: &std::io::Error) -> DatastoreError {
-    DatastoreError::Io(format!("{what} {}: {err}", path.display()))
+    let message = format!("{what} {}: {err}", path.display());
+    match err.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            DatastoreError::Full(message)
+        }
+        _ => DatastoreError::Io(message),
+    }
 }
 
 /// Seconds since the Unix epoch for `t` (0 before the epoch).

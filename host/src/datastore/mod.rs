@@ -43,6 +43,9 @@ pub enum DatastoreError {
     /// A filesystem failure; the message names the path.
     #[error("{0}")]
     Io(String),
+    /// The disk (or the user's quota) is full; nothing was changed.
+    #[error("{0}")]
+    Full(String),
 }
 
 /// Result type of the datastore API.
