@@ -185,3 +185,31 @@ fn idle_half_open_and_surplus_connections_are_closed() {
     // Real clients are served as before.
     assert_eq!(crate::support::get_json(&server, "/health")["status"], "ok");
 }
+
+#[test]
+fn a_job_request_kept_in_its_record_is_bounded() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let huge = json!({"note": "x".repeat(100 << 10)});
+    for route in [
+        "/train/segmentation_kmeans",
+        "/scoring/sum",
+        "/batch/infer/brain_otsu",
+    ] {
+        let r = client()
+            .post(server.at(route))
+            .json(&huge)
+            .send()
+            .expect("job");
+        assert_eq!(r.status(), 400, "{route}");
+        let body: Value = r.json().expect("typed JSON");
+        assert!(
+            body["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("at most 65536 bytes"),
+            "{route}: {body}"
+        );
+    }
+}

@@ -102,9 +102,24 @@ async fn start(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>> {
     let (Path(name), Query(q), body) = (name?, query?, body?);
-    launch(&state.0, kind, &name, &q, json_object(&body)?)
+    launch(&state.0, kind, &name, &q, job_request(&body)?)
         .await
         .map(Json)
+}
+
+/// The most bytes of a job's request: it is kept in the job's record (100 per kind, in
+/// `jobs.json`), which may not grow without bound.
+const MAX_JOB_REQUEST: usize = 64 << 10;
+
+/// A job's JSON request, refused past [`MAX_JOB_REQUEST`].
+fn job_request(body: &[u8]) -> Result<serde_json::Map<String, Value>> {
+    if body.len() > MAX_JOB_REQUEST {
+        return Err(Error::BadRequest(format!(
+            "a job's request is at most {MAX_JOB_REQUEST} bytes of JSON, not {}",
+            body.len()
+        )));
+    }
+    json_object(body)
 }
 
 fn task_kind(kind: Kind) -> TaskKind {
@@ -270,7 +285,7 @@ async fn start_all(
 ) -> Result<Json<Value>> {
     let (Query(mut q), body) = (query?, body?);
     q.enqueue = true;
-    let params = json_object(&body)?;
+    let params = job_request(&body)?;
     let names: Vec<String> = state
         .registry
         .snapshot()
