@@ -58,15 +58,7 @@ fn another_major_is_refused_with_one_line_and_the_others_serve() {
         "{line}"
     );
 
-    let r = client()
-        .post(server.at("/apps"))
-        .json(&json!({"bundle": "future"}))
-        .send()
-        .expect("load");
-    assert_eq!(r.status(), 422);
-    let body: Value = r.json().expect("json");
-    let detail = body["detail"].as_str().expect("detail");
-    assert!(!detail.contains('\n'), "one line: {detail}");
+    let detail = crate::support::load_refused(&server, "future");
     assert!(
         detail.contains("2.0.0") && detail.contains("1.2.0"),
         "{detail}"
@@ -91,15 +83,7 @@ fn a_plugin_built_with_panic_abort_is_refused_with_one_line() {
             .len(),
         2
     );
-    let r = client()
-        .post(server.at("/apps"))
-        .json(&json!({"bundle": "panicky"}))
-        .send()
-        .expect("load");
-    assert_eq!(r.status(), 422);
-    let body: Value = r.json().expect("json");
-    let detail = body["detail"].as_str().expect("detail");
-    assert!(!detail.contains('\n'), "one line: {detail}");
+    let detail = crate::support::load_refused(&server, "panicky");
     assert!(detail.contains("panic = \"abort\""), "{detail}");
     // The same source built to unwind loads, and its panics are errors.
     pack(&ws.plugins(), "unwinding", "panic_app", &[]);

@@ -104,13 +104,7 @@ fn two_apps_are_loaded_and_both_answer() {
 #[test]
 fn a_plugin_runs_a_bundled_torchscript_model_on_the_host_executor() {
     let ws = Workspace::new(1, 8);
-    let model = crate::support::repo_root().join("tests/fixtures/models/double.pt");
-    crate::support::pack(
-        &ws.plugins(),
-        "tensor",
-        "tensor_app",
-        &[format!("{}=models/double.pt", model.display())],
-    );
+    crate::support::pack_tensor(&ws.plugins());
     let server = ws.serve(&[]);
     let r = client()
         .post(server.at("/infer/tensor_double?image=img00&output=json"))

@@ -251,14 +251,7 @@ fn a_panic_in_new_tasks_drop_or_on_retire_is_contained() {
             // Construction panicked: the bundle is skipped with a line, a load is a 422.
             "new" | "tasks" => {
                 assert!(!loaded, "{site}");
-                let r = client()
-                    .post(server.at("/apps"))
-                    .json(&serde_json::json!({"bundle": "panicky"}))
-                    .send()
-                    .expect("load");
-                assert_eq!(r.status(), 422, "{site}");
-                let body: Value = r.json().expect("typed JSON");
-                let detail = body["detail"].as_str().expect("detail");
+                let detail = crate::support::load_refused(&server, "panicky");
                 assert!(
                     detail.contains(&format!("deliberate panic in {site}")),
                     "{detail}"
@@ -294,13 +287,7 @@ fn a_panic_in_new_tasks_drop_or_on_retire_is_contained() {
 #[test]
 fn an_allocation_the_device_cannot_make_answers_503_and_the_next_request_works() {
     let ws = Workspace::new(1, 8);
-    let model = crate::support::repo_root().join("tests/fixtures/models/double.pt");
-    pack(
-        &ws.plugins(),
-        "tensor",
-        "tensor_app",
-        &[format!("{}=models/double.pt", model.display())],
-    );
+    crate::support::pack_tensor(&ws.plugins());
     let server = ws.serve(&[]);
     // 8³ resized 1000 times per axis: 8000³ f32 voxels, 2 TB.
     let r = client()

@@ -2,7 +2,7 @@
 //! and its device slot goes back; a client that leaves has its work stopped; sliding-window
 //! parameters that would take hours or exhaust memory are refused with 400 naming them.
 
-use crate::support::{cache_dir, client, pack, pack_first_party, Server, Workspace};
+use crate::support::{client, pack, pack_first_party, Server, Workspace};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -61,13 +61,7 @@ fn a_hanging_task_is_answered_504_and_its_slot_goes_back() {
 #[test]
 fn work_stops_when_its_client_leaves_or_its_time_is_up() {
     let ws = Workspace::new(1, 64);
-    let unet = cache_dir().join("models/segmentation/unet.pt");
-    pack(
-        &ws.plugins(),
-        "segmentation",
-        "labelhost_app_segmentation",
-        &[format!("{}=models/unet.pt", unet.display())],
-    );
+    crate::support::pack_segmentation(&ws.plugins());
     let server = ws.serve_with(
         &[],
         &[
@@ -109,13 +103,7 @@ fn work_stops_when_its_client_leaves_or_its_time_is_up() {
 fn sliding_window_parameters_out_of_bounds_are_refused_by_name() {
     // 64³: 16³ windows at overlap 0.99 would be 49³ = 117,649 passes.
     let ws = Workspace::new(1, 64);
-    let unet = cache_dir().join("models/segmentation/unet.pt");
-    pack(
-        &ws.plugins(),
-        "segmentation",
-        "labelhost_app_segmentation",
-        &[format!("{}=models/unet.pt", unet.display())],
-    );
+    crate::support::pack_segmentation(&ws.plugins());
     let server = ws.serve(&[]);
     for (params, words) in [
         (json!({"roi_size": [384, 384, 384]}), "roi_size"),

@@ -391,3 +391,39 @@ pub(crate) fn sha256_file(path: &Path) -> String {
         .expect("hash")
         .to_owned()
 }
+
+/// Packs the `segmentation` app with its stand-in UNet (made by scripts/setup.sh).
+pub(crate) fn pack_segmentation(plugins: &Path) {
+    let unet = cache_dir().join("models/segmentation/unet.pt");
+    pack(
+        plugins,
+        "segmentation",
+        "labelhost_app_segmentation",
+        &[format!("{}=models/unet.pt", unet.display())],
+    );
+}
+
+/// Packs the `tensor` fixture app with its committed `double.pt`.
+pub(crate) fn pack_tensor(plugins: &Path) {
+    let model = repo_root().join("tests/fixtures/models/double.pt");
+    pack(
+        plugins,
+        "tensor",
+        "tensor_app",
+        &[format!("{}=models/double.pt", model.display())],
+    );
+}
+
+/// `POST /apps {"bundle": NAME}`, asserting a one-line 422; the detail.
+pub(crate) fn load_refused(server: &Server, bundle: &str) -> String {
+    let r = client()
+        .post(server.at("/apps"))
+        .json(&serde_json::json!({"bundle": bundle}))
+        .send()
+        .expect("load");
+    assert_eq!(r.status(), 422, "{bundle}");
+    let body: serde_json::Value = r.json().expect("typed JSON");
+    let detail = body["detail"].as_str().expect("detail").to_owned();
+    assert!(!detail.contains('\n'), "one line: {detail}");
+    detail
+}
