@@ -1,8 +1,10 @@
 //! The server's private runtime folder: bundles staged for loading, app work dirs and
 //! scratch files (uploads, dataset archives). Only the server's user may write there: a
 //! configured folder owned by someone else, writable by others, or a link is refused; the
-//! default is a fresh folder made with a random name. Scratch files are created exclusively
-//! (never through a planted link), and what a crashed server left is removed at start.
+//! default is a fresh folder made with a random name. One server uses a folder at a time
+//! (an exclusive lock on its `.lock`), so what it finds at start is a crashed server's and
+//! is removed: staged bundles and everything under `work/` and `scratch/`. Scratch files
+//! are created exclusively (never through a planted link).
 
 use crate::{Error, Result};
 use std::fs::{self, File};
@@ -16,9 +18,11 @@ const SCRATCH: &str = "scratch";
 
 static SCRATCH_DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// An open runtime folder; a default one is deleted when this is dropped.
+/// An open runtime folder, locked while this lives; a default one is deleted when this
+/// is dropped.
 pub struct RuntimeDir {
     path: PathBuf,
+    _lock: File,
     _fresh: Option<tempfile::TempDir>,
 }
 
@@ -37,6 +41,7 @@ impl RuntimeDir {
                 (fresh.path().to_path_buf(), Some(fresh))
             }
         };
+        let lock = lock(&path)?;
         remove_leftovers(&path);
         let scratch = path.join(SCRATCH);
         fs::create_dir_all(&scratch)
@@ -46,6 +51,7 @@ impl RuntimeDir {
         }
         Ok(RuntimeDir {
             path,
+            _lock: lock,
             _fresh: fresh,
         })
     }
@@ -84,43 +90,51 @@ fn private_dir(dir: &Path) -> Result<PathBuf> {
     std::path::absolute(dir).map_err(|e| refuse(&e.to_string()))
 }
 
-/// The pid in a `<name>-<pid>-<n>` entry name.
-fn pid_of(name: &str) -> Option<u32> {
-    let mut parts = name.rsplitn(3, '-');
-    parts.next()?;
-    parts.next()?.parse().ok()
+/// Takes the folder's `.lock` exclusively without waiting: another live server using the
+/// same folder is refused with one line.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Internal(format!("cannot open the runtime lock: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => Err(Error::BadRequest(format!(
+            "--runtime-dir {}: another labelhost server is using it; give each server its own",
+            dir.display()
+        ))),
+    }
 }
 
-/// Removes staged bundles, work dirs and scratch files whose process is gone (or is this
-/// one, from before a restart that reused its pid).
+/// Removes what a crashed server left (call holding the lock): staged bundles (folders
+/// holding a bundle manifest) and everything in `work/` and `scratch/`. Nothing else in
+/// the folder is touched.
 fn remove_leftovers(root: &Path) {
-    let me = std::process::id();
-    for (dir, strip_ext) in [
-        (root.to_path_buf(), false),
-        (root.join("work"), false),
-        (root.join(SCRATCH), true),
-    ] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
+    let mut doomed: Vec<PathBuf> = Vec::new();
+    if let Ok(entries) = fs::read_dir(root) {
+        doomed.extend(
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .filter(|p| p.join(crate::bundle::MANIFEST_FILE).is_file()),
+        );
+    }
+    for own in ["work", SCRATCH] {
+        if let Ok(entries) = fs::read_dir(root.join(own)) {
+            doomed.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    for path in doomed {
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
         };
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let stem = if strip_ext {
-                name.split('.').next().unwrap_or_default()
-            } else {
-                &name
-            };
-            let Some(pid) = pid_of(stem) else { continue };
-            if pid == me || !Path::new(&format!("/proc/{pid}")).exists() {
-                let path = entry.path();
-                let removed = match entry.file_type() {
-                    Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
-                    _ => fs::remove_file(&path),
-                };
-                if let Err(e) = removed {
-                    tracing::warn!(path = %path.display(), "cannot remove a leftover: {e}");
-                }
-            }
+        if let Err(e) = removed {
+            tracing::warn!(path = %path.display(), "cannot remove a leftover: {e}");
         }
     }
 }

@@ -323,6 +323,32 @@ fn cross_origin_access_only_for_configured_origins() {
     };
     let closed = ws.serve(&[]);
     assert_eq!(preflight(&closed, "https://evil.example"), None);
+    // A page elsewhere cannot even send (a simple POST needs no preflight), and a page
+    // reaching 127.0.0.1 under its own name (DNS rebinding) is refused by its Host.
+    let r = client()
+        .delete(closed.at("/datastore/image?id=img00"))
+        .header("origin", "https://evil.example")
+        .send()
+        .expect("delete");
+    assert_eq!(r.status(), 403);
+    let port = closed.url.rsplit(':').next().expect("port").to_owned();
+    let r = client()
+        .get(closed.at("/datastore/"))
+        .header("host", format!("evil.example:{port}"))
+        .send()
+        .expect("rebound");
+    assert_eq!(r.status(), 403);
+    let own = client()
+        .delete(closed.at("/datastore/label?id=img00&tag=final"))
+        .header("origin", closed.url.clone())
+        .send()
+        .expect("same origin");
+    assert_eq!(own.status(), 200, "the server's own pages");
+    assert_eq!(
+        get_json(&closed, "/datastore/")["total"],
+        1,
+        "img00 is still there"
+    );
     let r = client()
         .get(closed.at("/datastore/"))
         .header("origin", "https://evil.example")
@@ -365,22 +391,32 @@ fn the_runtime_folder_is_private_and_a_crashs_leftovers_go() {
     let out = start(&link);
     assert!(String::from_utf8_lossy(&out.stderr).contains("symbolic link"));
 
-    // What a server with a pid that is no longer running left behind.
+    // What a crashed server left behind, and an operator's own folder.
     let runtime = ws.dir.path().join("runtime");
     let stale = [
         runtime.join("scratch/upload-4000000000-3.nii.gz"),
-        runtime.join("brain-4000000000-0/manifest.json"),
+        runtime.join("brain-4000000000-0/labelhost-bundle.json"),
         runtime.join("work/brain-4000000000-0/out.nii.gz"),
     ];
-    for file in &stale {
+    let mine = runtime.join("backup-2024-05/notes.txt");
+    for file in stale.iter().chain([&mine]) {
         std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
         std::fs::write(file, b"left over").expect("write");
     }
-    let _server = ws.serve(&[]);
+    let server = ws.serve(&[]);
     for file in &stale {
         assert!(!file.exists(), "{} survived the start", file.display());
     }
     assert!(!runtime.join("brain-4000000000-0").exists());
+    assert!(
+        mine.is_file(),
+        "a folder labelhost did not make was removed"
+    );
+    // One server per runtime folder: a second one is refused while the first runs.
+    let out = start(&runtime);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another labelhost server is using it"));
+    drop(server);
 }
 
 #[test]

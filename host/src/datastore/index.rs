@@ -175,47 +175,41 @@ pub(crate) fn modified(path: &Path) -> Option<SystemTime> {
     fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// A fresh hidden temp-file path next to `dest` (never matched as an image or label).
-/// How the datastore's temporary files start (`.labelhost-tmp-<pid>-<n>`); leftovers of a
-/// crash are removed when the store opens.
+/// How the datastore's temporary files start (`.labelhost-tmp-<pid>-<n>`): hidden, so the
+/// folder scan never takes one for an image. Writers create them only while holding the
+/// studies folder's lock, so any found under the lock are a crash's leftovers.
 pub(crate) const TEMP_PREFIX: &str = ".labelhost-tmp-";
 
-fn temp_path(dest: &Path) -> PathBuf {
+/// A new temp file next to `dest`, created exclusively (never through a planted link; a
+/// name already taken, say by a crashed process with the same pid, is skipped). Its name
+/// does not derive from `dest`'s: one near the 255-byte limit plus a suffix would not fit.
+fn create_temp(dest: &Path) -> std::io::Result<(File, PathBuf)> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // Not derived from the destination's name: a name near the 255-byte limit plus a
-    // suffix would not fit. Hidden, so the folder scan never takes it for an image.
-    dest.with_file_name(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+    loop {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = dest.with_file_name(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => return Ok((file, path)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
-/// A file that did not exist (never one a planted link points to).
-fn create_new(path: &Path) -> std::io::Result<File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-}
-
-/// Removes the datastore's temporary files in `dir` that a crashed writer left: those of a
-/// process no longer running here, or untouched for 10 minutes (another host's).
+/// Removes the datastore's temporary files in `dir`; call holding the studies folder's
+/// lock (every temp file then belongs to a writer that crashed).
 pub(crate) fn remove_stale_temps(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
-            continue;
-        };
-        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        let gone = pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > 600);
-        if gone || old {
+        let stale = entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if stale {
             let _ = fs::remove_file(entry.path());
         }
     }
@@ -245,8 +239,8 @@ fn commit(tmp: &Path, dest: &Path) -> Result<()> {
 
 /// Writes `bytes` to `dest` atomically: temp file in the same folder, fsync, rename, fsync folder.
 pub(crate) fn atomic_write(dest: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = temp_path(dest);
-    let written = create_new(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
+    let (mut file, tmp) = create_temp(dest).map_err(|e| io_err("cannot write", dest, &e))?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(io_err("cannot write", &tmp, &e));
@@ -256,12 +250,10 @@ pub(crate) fn atomic_write(dest: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Copies `src` to `dest` atomically: copy to a temp file next to `dest`, fsync, rename.
 pub(crate) fn atomic_copy(src: &Path, dest: &Path) -> Result<()> {
-    let tmp = temp_path(dest);
-    let copied = File::open(src).and_then(|mut from| {
-        let mut to = create_new(&tmp)?;
-        std::io::copy(&mut from, &mut to)?;
-        to.sync_all()
-    });
+    let copy = |e: std::io::Error| io_err(&format!("cannot copy {} to", src.display()), dest, &e);
+    let mut from = File::open(src).map_err(copy)?;
+    let (mut to, tmp) = create_temp(dest).map_err(copy)?;
+    let copied = std::io::copy(&mut from, &mut to).and_then(|_| to.sync_all());
     if let Err(e) = copied {
         let _ = fs::remove_file(&tmp);
         return Err(io_err(

@@ -87,6 +87,19 @@ fn label_not_found(id: &str, tag: &str) -> DatastoreError {
     DatastoreError::NotFound(format!("label {id:?} with tag {tag:?} not found"))
 }
 
+/// Takes `<root>/.lock` exclusively (as MONAI Label's FileLock); released when dropped.
+fn take_lock(root: &Path) -> Result<fs::File> {
+    let path = root.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_err("cannot open", &path, &e))?;
+    file.lock().map_err(|e| io_err("cannot lock", &path, &e))?;
+    Ok(file)
+}
+
 fn now_secs() -> u64 {
     epoch_secs(SystemTime::now())
 }
@@ -103,7 +116,11 @@ impl LocalDatastore {
         let existed = loaded.is_some();
         let (mut idx, mut mtime) = loaded.unwrap_or_default();
         let dirs = Dirs::create(&root, &idx)?;
-        dirs.remove_stale_temps(&root);
+        {
+            // Under the lock no other process is mid-write: every temp file is stale.
+            let _cross_process = take_lock(&root)?;
+            dirs.remove_stale_temps(&root);
+        }
         if reconcile(&mut idx, &dirs)? || !existed {
             mtime = index::save(&index_path, &idx)?;
         }
@@ -172,15 +189,7 @@ impl LocalDatastore {
 
     /// Takes the studies folder's `.lock` exclusively; released when the file is dropped.
     fn file_lock(&self) -> Result<fs::File> {
-        let path = self.root.join(".lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io_err("cannot open", &path, &e))?;
-        file.lock().map_err(|e| io_err("cannot lock", &path, &e))?;
-        Ok(file)
+        take_lock(&self.root)
     }
 
     /// Absolute path of the studies folder.
