@@ -140,14 +140,39 @@ impl IntoResponse for Error {
     }
 }
 
-/// `text` with the folders of every absolute server path taken out
-/// (`/srv/studies/a.nii.gz` → `…/a.nii.gz`): answers name the file a client sent or asked
-/// for, never where the server keeps it. A path counts when its first folder exists on
-/// this machine (so API routes such as `/datastore/image` stay). The log keeps the whole
-/// message.
+/// The server's own folders (studies, plugins, runtime), hidden from answers first.
+static SERVER_ROOTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Names the server's folders for [`redact_paths`] (once, at start).
+pub fn hide_paths(roots: &[&std::path::Path]) {
+    let mut roots: Vec<String> = roots
+        .iter()
+        .map(|r| r.to_string_lossy().trim_end_matches('/').to_owned())
+        .filter(|r| r.len() > 1)
+        .collect();
+    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    let _ = SERVER_ROOTS.set(roots);
+}
+
+/// Top-level folders whose paths are the server's, never an API route.
+const SYSTEM_TOPS: &[&str] = &[
+    "home", "root", "tmp", "var", "srv", "opt", "usr", "etc", "mnt", "media", "data", "work",
+    "nix", "proc", "sys", "run", "dev", "boot", "lib", "lib64", "bin", "sbin", "snap",
+];
+
+/// `text` with server paths taken out: the server's own folders ([`hide_paths`]) become
+/// `…`, and any other absolute path under a system folder loses its folders
+/// (`/srv/studies/a.nii.gz` → `…/a.nii.gz`). Answers name the file a client sent or asked
+/// for, never where the server keeps it; API routes (`/datastore/image`) stay. Nothing is
+/// looked up on disk, so an answer says nothing about which folders exist. The log keeps
+/// the whole message.
 pub(crate) fn redact_paths(text: &str) -> String {
+    let mut text = text.to_owned();
+    for root in SERVER_ROOTS.get().into_iter().flatten() {
+        text = text.replace(&format!("{root}/"), "…/");
+    }
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    let mut rest = text.as_str();
     while let Some(at) = rest.find('/') {
         let starts_path = rest[..at]
             .chars()
@@ -159,9 +184,8 @@ pub(crate) fn redact_paths(text: &str) -> String {
         let token = &rest[at..end];
         out.push_str(&rest[..at]);
         let top = token[1..].split('/').next().unwrap_or_default();
-        let on_server = !top.is_empty() && std::path::Path::new("/").join(top).exists();
         match token.rfind('/') {
-            Some(last) if starts_path && on_server && last > 0 => {
+            Some(last) if starts_path && last > 0 && SYSTEM_TOPS.contains(&top) => {
                 out.push('…');
                 out.push_str(&token[last..]);
             }
@@ -209,8 +233,7 @@ mod tests {
 
     #[test]
     fn answers_lose_server_folders_but_keep_routes_and_names() {
-        let tmp = std::env::temp_dir();
-        let file = tmp.join("labelhost-upload-1-0.nii.gz");
+        let file = std::path::Path::new("/tmp/labelhost-upload-1-0.nii.gz");
         let text = format!(
             "cannot open {} as NIfTI: (\"{}\")",
             file.display(),

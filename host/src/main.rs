@@ -56,6 +56,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.max_voxels.to_string(),
     );
     let runtime = labelhost::runtime::RuntimeDir::open(config.runtime_dir.as_deref())?;
+
     let executor = Arc::new(TorchExecutor::with_queues(
         config.queue_capacity,
         config.device_workers,
@@ -67,6 +68,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         "executor ready"
     );
     let datastore = LocalDatastore::open(&config.studies)?;
+    labelhost::error::hide_paths(&[
+        &config.studies,
+        datastore.root(),
+        &config.plugins,
+        runtime.path(),
+        &std::env::temp_dir(),
+    ]);
     datastore.set_claim_secs(config.claim_seconds);
     datastore.set_max_voxels(config.max_voxels);
     datastore.set_follow_links(config.follow_symlinks);
@@ -91,7 +99,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let addr = std::net::SocketAddr::new(config.host, config.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -132,7 +140,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         tracing::info!("shut down");
         Ok(())
-    })
+    });
+    // A plugin call that never returned (a timed-out task stuck in its own code) must not
+    // keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    served
 }
 
 async fn shutdown() {

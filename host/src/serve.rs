@@ -1,8 +1,10 @@
 //! The HTTP/1.1 accept loop: axum's router on hyper, with what `axum::serve` lacks for a
 //! server on a network: a cap on open connections (one over it is closed at once, so a
-//! flood cannot queue ahead of real clients) and a time limit on reading each request's
-//! headers, which also ends idle keep-alive and half-open connections. Shutdown stops
-//! accepting, lets in-flight requests finish and waits for their connections.
+//! flood cannot queue ahead of real clients), a time limit on reading each request's
+//! headers, which also ends idle keep-alive and half-open connections, and the same limit
+//! between two pieces of a request's body (a trickling upload is ended with 400).
+//! Shutdown stops accepting, lets in-flight requests finish (at most [`DRAIN_LIMIT`]) and
+//! waits for their connections.
 
 use axum::{body::Body, extract::Request, Router};
 use hyper::body::Incoming;
@@ -13,6 +15,9 @@ use hyper_util::{
 use std::{future::Future, pin::pin, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 use tower::ServiceExt;
+
+/// The longest shutdown waits for open connections to finish their requests.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +35,9 @@ pub async fn serve(
     limits: ConnLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.header_timeout,
+    ));
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // Each connection holds a receiver; shutdown is signalled by dropping the sender.
     let (stop_tx, stop_rx) = watch::channel(());
@@ -87,7 +95,11 @@ pub async fn serve(
     drop(stop_rx);
     drop(stop_tx);
     // Every connection task holds a permit until it ends.
-    let _ = open
-        .acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX))
-        .await;
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_LIMIT, open.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {DRAIN_LIMIT:?}; exiting anyway");
+    }
 }

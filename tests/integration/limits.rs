@@ -170,6 +170,30 @@ fn idle_half_open_and_surplus_connections_are_closed() {
         !String::from_utf8_lossy(&rest).contains("200 OK"),
         "{rest:?}"
     );
+    // A body that stops coming: the request ends (400) instead of holding its connection.
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    slow.write_all(
+        b"PUT /datastore/image?image=slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+          Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 100000\r\n\r\n\
+          --xyz\r\n",
+    )
+    .expect("write");
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let ended = slow.read_to_end(&mut answer);
+    assert!(
+        ended.is_ok()
+            || ended
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a stalled upload kept its connection: {ended:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
     // Real clients are served as before.
     assert_eq!(crate::support::get_json(&server, "/health")["status"], "ok");
 }

@@ -94,6 +94,7 @@ impl Access {
     /// Lets a request through when its caller may use its route; the identity, when auth
     /// is on, goes into the request's extensions.
     fn admit(&self, need: Need, headers: &HeaderMap) -> Result<Option<Identity>, Error> {
+        self.check_origin(headers)?;
         let Some(auth) = &self.auth else {
             if need == Need::ManageApps && !self.loopback_only {
                 return Err(Error::Forbidden(
@@ -135,6 +136,55 @@ impl Access {
             _ => Ok(Some(who)),
         }
     }
+}
+
+impl Access {
+    /// Refuses what a web page the annotator happens to open could send: a request from
+    /// another origin not in the CORS allow-list (browsers name it in `Origin`; native
+    /// clients send none), and, on a loopback-only server without auth, a `Host` that is
+    /// not a loopback name (a DNS-rebinding page reaching 127.0.0.1 under its own name).
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Error> {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        // No Host at all is a non-browser client (browsers always send one).
+        let rebinding = !host.is_empty() && !is_loopback_host(host);
+        if self.auth.is_none() && self.loopback_only && rebinding {
+            return Err(Error::Forbidden(format!(
+                "Host {host:?} refused: this server listens on loopback only and answers \
+                 loopback names (localhost, 127.0.0.1, [::1])"
+            )));
+        }
+        let Some(origin) = headers.get(header::ORIGIN) else {
+            return Ok(());
+        };
+        let same_origin = origin.to_str().is_ok_and(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+        });
+        let listed = self.cors_origins.iter().any(|o| o == "*" || o == origin);
+        if same_origin || listed {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "a request from web page origin {origin:?} refused: list the origin with --cors-origin"
+        )))
+    }
+}
+
+/// Whether a `Host` header names this machine's loopback (`localhost`, `127.x.x.x`,
+/// `[::1]`, with any port).
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The middleware on every route: what the route needs (`crate::auth::routes`) checked
@@ -182,4 +232,69 @@ pub(crate) fn label_route(id: &str, tag: &str) -> String {
         query_value(id),
         query_value(tag)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn browsers_from_elsewhere_and_rebound_names_are_refused() {
+        let local = Access {
+            loopback_only: true,
+            ..Default::default()
+        };
+        for ok in [
+            "127.0.0.1:8000",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:8000",
+            "127.1.2.3",
+        ] {
+            assert!(
+                local.check_origin(&headers(&[("host", ok)])).is_ok(),
+                "{ok}"
+            );
+        }
+        assert!(
+            local.check_origin(&HeaderMap::new()).is_ok(),
+            "no Host: not a browser"
+        );
+        assert!(local
+            .check_origin(&headers(&[("host", "evil.example:8000")]))
+            .is_err());
+        let same = headers(&[
+            ("host", "127.0.0.1:8000"),
+            ("origin", "http://127.0.0.1:8000"),
+        ]);
+        assert!(local.check_origin(&same).is_ok(), "the server's own pages");
+        let other = headers(&[
+            ("host", "127.0.0.1:8000"),
+            ("origin", "https://evil.example"),
+        ]);
+        assert!(local.check_origin(&other).is_err());
+        let listed = Access {
+            cors_origins: vec![HeaderValue::from_static("https://viewer.example")],
+            ..local.clone()
+        };
+        let viewer = headers(&[
+            ("host", "127.0.0.1:8000"),
+            ("origin", "https://viewer.example"),
+        ]);
+        assert!(listed.check_origin(&viewer).is_ok());
+        // On a wider address (auth off) names are not checked, origins still are.
+        let wide = Access::default();
+        assert!(wide
+            .check_origin(&headers(&[("host", "annotate.lan:8000")]))
+            .is_ok());
+        assert!(wide.check_origin(&other).is_err());
+    }
 }

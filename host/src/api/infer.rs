@@ -6,9 +6,9 @@
 //! (tag `original`) unless `save_label` is false.
 
 use super::{
-    blocking, call, generation_headers, json_object, owner, release,
+    blocking, call, generation_headers, json_object, owner,
     upload::{content_type, json_field, multipart_error, receive, small_field, Upload},
-    State,
+    Held, State,
 };
 use crate::executor::cancel::{with_cancel, Cancel, StopOnDrop, Why};
 use crate::executor::Priority;
@@ -104,6 +104,7 @@ pub(super) async fn infer(
     // The rest runs as its own task: if the client goes away mid-inference, the queue slot
     // is still held until the plugin returns and the result and upload files are cleaned up.
     let work = tokio::spawn(async move {
+        let held = Held::new(generation);
         let store = st.shared.datastore.clone();
         // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
         let (image_path, image_id) = if let Some(sid) = q.session_id.clone() {
@@ -145,10 +146,17 @@ pub(super) async fn infer(
                 full.waiting
             ))
         })?;
+        if cancel.why().is_some() {
+            return Err(Error::BadRequest("the client left while queued".into()));
+        }
         params.insert("image".into(), json!(image_path));
         // The generation stays held until the answer is built: its work dir holds the result.
+        let generation = held
+            .get()
+            .cloned()
+            .ok_or_else(|| Error::Internal("no generation".into()))?;
         let running = run_task(
-            generation.clone(),
+            generation,
             &model,
             params,
             Priority::Interactive,
@@ -177,7 +185,7 @@ pub(super) async fn infer(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         drop(body);
-        release(generation);
+        drop(held);
         Ok::<_, Error>((result, label_bytes, file_name))
     });
     let done = work.await;

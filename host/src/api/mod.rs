@@ -218,6 +218,30 @@ pub(crate) fn release(generation: Arc<AppGeneration>) {
     tokio::task::spawn_blocking(move || drop(generation));
 }
 
+/// A generation held for a request, let go off the async threads ([`release`]) however
+/// the request ends (early returns included).
+pub(crate) struct Held(Option<Arc<AppGeneration>>);
+
+impl Held {
+    /// Holds `generation`.
+    pub(crate) fn new(generation: Arc<AppGeneration>) -> Self {
+        Held(Some(generation))
+    }
+
+    /// The generation.
+    pub(crate) fn get(&self) -> Option<&Arc<AppGeneration>> {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.take() {
+            release(g);
+        }
+    }
+}
+
 /// Headers naming the app generation that answered.
 pub(crate) fn generation_headers(g: &AppGeneration) -> HeaderMap {
     let mut h = HeaderMap::new();

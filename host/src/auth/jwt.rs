@@ -1,6 +1,6 @@
 //! JWT verification: RS256 or ES256 only (never `none`, never a shared secret), signature
 //! against the configured public keys or JWKS (by `kid` when the token names one), `exp`
-//! required, `iss`/`aud` when configured; then the identity from MONAI Label's claims.
+//! required, `nbf` honoured, `iss`/`aud` when configured; then the identity from MONAI Label's claims.
 
 use super::config::{Claims, JwtEntry};
 use super::{Identity, Rejected, Role};
@@ -112,6 +112,7 @@ impl JwtVerifier {
         }
         let mut validation = Validation::new(header.alg);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         if let Some(iss) = &self.issuer {
             validation.set_issuer(&[iss]);
         }

@@ -63,7 +63,10 @@ impl Params {
                 "sliding_window: roi_size > 0, 0 <= overlap < 1, 1 <= sw_batch_size <= 1024",
             ));
         }
-        let voxels = roi.iter().product::<i64>().saturating_mul(batch as i64);
+        let voxels = roi
+            .iter()
+            .try_fold(batch as i64, |a, &r| a.checked_mul(r))
+            .unwrap_or(i64::MAX);
         if voxels > MAX_BATCH_VOXELS {
             return Err(bad(format!(
                 "sliding_window: sw_batch_size {batch} × roi_size {roi:?} is {voxels} voxels \

@@ -66,10 +66,12 @@ pub(in crate::api) async fn upload(
 ) -> Result<Json<Value>> {
     let Query(q) = q?;
     let named = q.image.filter(|id| !id.is_empty());
+    // The body is received before the id is judged: an answer mid-upload would break the
+    // client's connection before it reads the 400.
+    let (file, params) = read_upload(req, "file").await?;
     if let Some(id) = &named {
         validate_id(id)?;
     }
-    let (file, params) = read_upload(req, "file").await?;
     let id = match named {
         Some(id) => id,
         None => file.file_name().map(stem).ok_or_else(|| {
