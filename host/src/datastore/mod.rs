@@ -251,17 +251,21 @@ impl LocalDatastore {
 
     /// Absolute path of an image (refused when it is a link the store does not follow).
     pub fn get_image_uri(&self, id: &str) -> Result<PathBuf> {
-        validate_id(id)?;
-        let path = {
-            let st = self.lock();
-            let obj = st
-                .index
-                .objects
-                .get(id)
-                .ok_or_else(|| image_not_found(id))?;
-            st.dirs.image(id, &obj.image.ext)
-        };
+        let path = self.with_image(id, |_, path| path)?;
         self.readable(&format!("image {id:?}"), path)
+    }
+
+    /// `f` on an image's index entry and path, under the lock (checked id, 404 when
+    /// unknown); nothing is copied that `f` does not take.
+    fn with_image<T>(&self, id: &str, f: impl FnOnce(&FileEntry, PathBuf) -> T) -> Result<T> {
+        validate_id(id)?;
+        let st = self.lock();
+        let obj = st
+            .index
+            .objects
+            .get(id)
+            .ok_or_else(|| image_not_found(id))?;
+        Ok(f(&obj.image, st.dirs.image(id, &obj.image.ext)))
     }
 
     /// Bytes of an image.
@@ -271,17 +275,11 @@ impl LocalDatastore {
 
     /// Info of an image, plus `"path"` (its absolute path) as MONAI Label adds.
     pub fn get_image_info(&self, id: &str) -> Result<Map<String, Value>> {
-        validate_id(id)?;
-        let st = self.lock();
-        let obj = st
-            .index
-            .objects
-            .get(id)
-            .ok_or_else(|| image_not_found(id))?;
-        let mut info = obj.image.info.clone();
-        let path = st.dirs.image(id, &obj.image.ext);
-        info.insert("path".to_string(), Value::from(path.to_string_lossy()));
-        Ok(info)
+        self.with_image(id, |entry, path| {
+            let mut info = entry.info.clone();
+            info.insert("path".to_string(), Value::from(path.to_string_lossy()));
+            info
+        })
     }
 
     /// Ids of images with a "final" label, sorted.
