@@ -126,9 +126,22 @@ fn sliding_window_parameters_out_of_bounds_are_refused_by_name() {
     assert_eq!(infer(&server, "segmentation_unet", json!({})).status(), 200);
 }
 
+/// What the server sent on `conn` before it ended the connection (by closing or resetting
+/// it); an error when it was still open after 10 s.
+fn read_until_closed(conn: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut sent = Vec::new();
+    match conn.read_to_end(&mut sent) {
+        Ok(_) => Ok(sent),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(sent),
+        Err(e) => Err(e),
+    }
+}
+
 #[test]
 fn idle_half_open_and_surplus_connections_are_closed() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::net::TcpStream;
     let ws = Workspace::new(1, 8);
     let server = ws.serve_with(&[], &["--max-connections", "64", "--header-timeout", "1"]);
@@ -139,33 +152,17 @@ fn idle_half_open_and_surplus_connections_are_closed() {
         .map(|_| TcpStream::connect(&addr).expect("connect"))
         .collect();
     for (i, conn) in idle.iter_mut().enumerate() {
-        conn.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut buf = [0u8; 64];
-        let read = conn.read(&mut buf);
+        let sent = read_until_closed(conn);
         assert!(
-            matches!(read, Ok(0))
-                || read
-                    .as_ref()
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-            "idle connection {i} stayed open: {read:?}"
+            sent.as_ref().is_ok_and(Vec::is_empty),
+            "idle connection {i} stayed open: {sent:?}"
         );
     }
     // Half a request's headers: the server ends the connection instead of waiting.
     let mut half = TcpStream::connect(&addr).expect("connect");
     half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         .expect("write");
-    half.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut rest = Vec::new();
-    let ended = half.read_to_end(&mut rest);
-    assert!(
-        ended.is_ok()
-            || ended
-                .as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-        "the server kept a half-sent request open: {ended:?}"
-    );
+    let rest = read_until_closed(&mut half).expect("the server ends a half-sent request");
     assert!(
         !String::from_utf8_lossy(&rest).contains("200 OK"),
         "{rest:?}"
@@ -178,17 +175,7 @@ fn idle_half_open_and_surplus_connections_are_closed() {
           --xyz\r\n",
     )
     .expect("write");
-    slow.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut answer = Vec::new();
-    let ended = slow.read_to_end(&mut answer);
-    assert!(
-        ended.is_ok()
-            || ended
-                .as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-        "a stalled upload kept its connection: {ended:?}"
-    );
+    let answer = read_until_closed(&mut slow).expect("a stalled upload ends");
     let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
