@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: sets up LibTorch and the data if missing, builds the server and all
 # plugins, checks formatting and lints (warnings are errors), then runs the workspace's
-# unit and end-to-end tests.
+# unit and end-to-end tests, then each fuzz target for FUZZ_SECONDS (30) from its seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,3 +10,4 @@ source scripts/env.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace "$@"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"

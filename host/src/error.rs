@@ -209,6 +209,15 @@ impl From<crate::datastore::DatastoreError> for Error {
     }
 }
 
+impl From<labelhost_wire::Refused> for Error {
+    fn from(e: labelhost_wire::Refused) -> Self {
+        match e {
+            labelhost_wire::Refused::BadRequest(m) => Error::BadRequest(m),
+            labelhost_wire::Refused::Unprocessable(m) => Error::Unprocessable(m),
+        }
+    }
+}
+
 /// axum's extractor rejections (bad query string, path, body) are client errors: answer
 /// them with the same typed JSON as everything else, not axum's plain text.
 macro_rules! rejections {

@@ -158,7 +158,7 @@ async fn launch(
     }
     if kind == Kind::Train {
         if let Some(map) = request.as_object() {
-            super::train_params::validate(map)?;
+            labelhost_wire::train::validate(map)?;
         }
     }
     if q.run_sync {

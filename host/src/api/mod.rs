@@ -19,7 +19,6 @@ mod openapi;
 mod sessions;
 #[cfg(test)]
 mod tests;
-mod train_params;
 mod upload;
 
 use crate::{
@@ -256,50 +255,25 @@ pub(crate) fn generation_headers(g: &AppGeneration) -> HeaderMap {
     h
 }
 
-/// Parses an optional JSON object body; empty means `{}`.
+/// A JSON object from a body or form field (`labelhost_wire::params::json_object`).
 pub(crate) fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::BadRequest("the body must be a JSON object".into())),
-        Err(e) => Err(Error::BadRequest(format!(
-            "the body is not valid JSON: {e}"
-        ))),
-    }
+    Ok(labelhost_wire::params::json_object(body)?)
 }
 
-/// A yes/no request parameter: a JSON boolean, or the text `true`/`false` (any case; forms
-/// send text; MONAI Label took any non-empty text, so `"false"` meant yes). Absent or
-/// `null` is `default`; anything else is 400 naming the parameter.
+/// A yes/no request parameter (`labelhost_wire::params::flag`).
 pub(crate) fn flag(
     params: &serde_json::Map<String, Value>,
     key: &str,
     default: bool,
 ) -> Result<bool> {
-    match params.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Some(other) => Err(Error::BadRequest(format!(
-            "'{key}' must be true or false, not {other}"
-        ))),
-    }
+    Ok(labelhost_wire::params::flag(params, key, default)?)
 }
 
-/// A text request parameter; absent or `null` is `default`, another type is 400.
+/// A text request parameter (`labelhost_wire::params::text_param`).
 pub(crate) fn text_param(
     params: &serde_json::Map<String, Value>,
     key: &str,
     default: &str,
 ) -> Result<String> {
-    match params.get(key) {
-        None | Some(Value::Null) => Ok(default.to_owned()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Err(Error::BadRequest(format!(
-            "'{key}' must be a string, not {other}"
-        ))),
-    }
+    Ok(labelhost_wire::params::text_param(params, key, default)?)
 }

@@ -1,101 +1,14 @@
-//! Opening a multipart body with its part headers bounded: the multipart parser buffers a
-//! part's headers whole until their blank line, so a 200 MiB file name would be held in
-//! memory. The body is scanned as it streams; past [`MAX_PART_HEADERS`] in one part's
-//! headers, the rest of the body is read and dropped (the parser gets no more of it) and the
-//! request ends with 400, which the client then reads (an answer before the upload ends
-//! would break its connection).
+//! Opening a request's multipart form through `labelhost_wire::multipart::guard`, so that no
+//! part's headers can grow past their bound in memory (see that module).
 
 use crate::{Error, Result};
 use axum::{
-    body::{Body, Bytes},
+    body::Body,
     extract::{FromRequest, Multipart, Request},
     http::header,
 };
-use futures_util::{StreamExt, TryStreamExt};
-use memchr::memmem;
-use std::sync::{Arc, Mutex};
 
-/// The most bytes one part's headers may take.
-pub(crate) const MAX_PART_HEADERS: usize = 64 << 10;
-
-/// What the scanner is inside of.
-#[derive(Debug)]
-enum Where {
-    /// A part's data (or the preamble): looking for the next boundary.
-    Data,
-    /// A part's headers, `n` bytes so far: looking for their blank line.
-    Headers(usize),
-}
-
-/// Watches a multipart body for part headers over the limit.
-#[derive(Debug)]
-struct Scanner {
-    delimiter: Vec<u8>,
-    at: Where,
-    /// The end of the previous chunk, so a delimiter split across chunks is seen.
-    tail: Vec<u8>,
-}
-
-impl Scanner {
-    fn new(boundary: &str) -> Self {
-        Scanner {
-            delimiter: format!("--{boundary}").into_bytes(),
-            at: Where::Data,
-            tail: Vec::new(),
-        }
-    }
-
-    /// Scans the next chunk; `Err` when a part's headers pass the limit.
-    fn feed(&mut self, chunk: &[u8]) -> std::result::Result<(), String> {
-        let mut window = std::mem::take(&mut self.tail);
-        window.extend_from_slice(chunk);
-        let mut pos = 0;
-        loop {
-            match self.at {
-                Where::Data => match memmem::find(&window[pos..], &self.delimiter) {
-                    Some(i) => {
-                        pos += i + self.delimiter.len();
-                        self.at = Where::Headers(0);
-                    }
-                    None => break,
-                },
-                Where::Headers(n) => match memmem::find(&window[pos..], b"\r\n\r\n") {
-                    Some(i) => {
-                        if n + i > MAX_PART_HEADERS {
-                            return Err(too_long());
-                        }
-                        pos += i + 4;
-                        self.at = Where::Data;
-                    }
-                    None => {
-                        let seen = n + (window.len() - pos);
-                        if seen > MAX_PART_HEADERS {
-                            return Err(too_long());
-                        }
-                        // Keep the last 3 bytes out of the count: they are scanned again.
-                        let keep = 3.min(window.len() - pos);
-                        self.at = Where::Headers(seen - keep);
-                        pos = window.len() - keep;
-                        break;
-                    }
-                },
-            }
-        }
-        let keep = match self.at {
-            Where::Data => self.delimiter.len().saturating_sub(1),
-            Where::Headers(_) => 3,
-        };
-        let from = window.len().saturating_sub(keep).max(pos);
-        self.tail = window[from..].to_vec();
-        Ok(())
-    }
-}
-
-fn too_long() -> String {
-    format!("a multipart part's headers are over {MAX_PART_HEADERS} bytes")
-}
-
-/// The request's multipart form, its body guarded (see the module docs).
+/// The request's multipart form, its body guarded.
 pub(crate) async fn open(req: Request) -> Result<Multipart> {
     let boundary = req
         .headers()
@@ -103,75 +16,15 @@ pub(crate) async fn open(req: Request) -> Result<Multipart> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| multer::parse_boundary(v).ok());
     let req = match boundary {
-        Some(boundary) => {
-            let mut scanner = Scanner::new(&boundary);
-            let failed: Arc<Mutex<Option<String>>> = Arc::default();
-            let seen = failed.clone();
-            req.map(|body| {
-                let checked = body.into_data_stream().map_ok(move |chunk: Bytes| {
-                    let mut failed = seen.lock().unwrap_or_else(|e| e.into_inner());
-                    if failed.is_some() {
-                        return Bytes::new();
-                    }
-                    match scanner.feed(&chunk) {
-                        Ok(()) => chunk,
-                        Err(why) => {
-                            *failed = Some(why);
-                            Bytes::new()
-                        }
-                    }
-                });
-                let verdict = futures_util::stream::once(async move {
-                    match failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                        Some(why) => Err(axum::Error::new(why)),
-                        None => Ok(Bytes::new()),
-                    }
-                });
-                Body::from_stream(checked.chain(verdict))
-            })
-        }
+        Some(boundary) => req.map(|body| {
+            Body::from_stream(labelhost_wire::multipart::guard(
+                body.into_data_stream(),
+                &boundary,
+            ))
+        }),
         None => req,
     };
     Multipart::from_request(req, &())
         .await
         .map_err(|e| Error::BadRequest(e.body_text()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn feed_all(boundary: &str, chunks: &[&[u8]]) -> std::result::Result<(), String> {
-        let mut s = Scanner::new(boundary);
-        chunks.iter().try_for_each(|c| s.feed(c))
-    }
-
-    #[test]
-    fn ordinary_forms_pass_and_long_part_headers_are_caught_across_chunks() {
-        let form =
-            b"--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue\r\n--xyz--\r\n";
-        assert!(feed_all("xyz", &[form]).is_ok());
-        // Split anywhere, even inside the delimiter and the blank line.
-        for cut in 1..form.len() {
-            assert!(
-                feed_all("xyz", &[&form[..cut], &form[cut..]]).is_ok(),
-                "{cut}"
-            );
-        }
-        let long_name = "n".repeat(MAX_PART_HEADERS + 10);
-        let head = format!(
-            "--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{long_name}"
-        );
-        let bytes = head.as_bytes();
-        assert!(feed_all("xyz", &[bytes]).is_err());
-        let pieces: Vec<&[u8]> = bytes.chunks(1000).collect();
-        assert!(feed_all("xyz", &pieces).is_err(), "caught across chunks");
-        // Large data is not headers.
-        let data = vec![b'x'; 4 * MAX_PART_HEADERS];
-        let mut big = b"--xyz\r\nContent-Disposition: form-data; name=\"f\"\r\n\r\n".to_vec();
-        big.extend_from_slice(&data);
-        big.extend_from_slice(b"\r\n--xyz--\r\n");
-        let pieces: Vec<&[u8]> = big.chunks(777).collect();
-        assert!(feed_all("xyz", &pieces).is_ok());
-    }
 }

@@ -105,3 +105,31 @@ fn a_label_must_lie_on_its_images_grid() {
     let dims = label.mismatch(&image).expect("other dims");
     assert!(dims.contains("[5, 4, 3]"), "{dims}");
 }
+
+/// The fuzz targets' seeds (tests/fuzz/corpus, made by tests/fuzz/make_corpus.py) must be
+/// volumes the check and the reader accept, or fuzzing starts from the refusal paths only.
+#[test]
+fn the_fuzz_seeds_are_accepted_volumes() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/corpus");
+    let mut seen = 0;
+    for (folder, ext) in [("nifti", None), ("nrrd", Some("nrrd"))] {
+        for entry in std::fs::read_dir(corpus.join(folder)).expect("corpus folder") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with("truncated") {
+                refused(&path, "ends before its data");
+                continue;
+            }
+            assert!(ext.is_none_or(|e| name.ends_with(e)), "{name}");
+            let grid = inspect(&path, &ReadOptions::default()).expect(name);
+            let volume = read(&path).expect(name);
+            assert_eq!(volume.data.shape(), &grid.shape[..], "{name}");
+            assert!(volume.data.iter().any(|v| *v != 0.0), "{name} has data");
+            seen += 1;
+        }
+    }
+    assert!(seen >= 9, "{seen} seeds");
+}

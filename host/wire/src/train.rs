@@ -2,7 +2,7 @@
 //! must have its type and range, or the request is answered 422 naming it. Unknown keys
 //! pass through to the trainer (apps add their own).
 
-use crate::{Error, Result};
+use crate::Refused;
 use serde_json::{Map, Value};
 
 /// What a known parameter must be.
@@ -77,15 +77,15 @@ fn check(key: &str, rule: &Rule, v: &Value) -> std::result::Result<(), String> {
 
 /// Checks the known parameters of a train request (`gpus` may be `"all"`, a string of
 /// ids or a list).
-pub(super) fn validate(request: &Map<String, Value>) -> Result<()> {
+pub fn validate(request: &Map<String, Value>) -> Result<(), Refused> {
     for (key, rule) in RULES {
         if let Some(v) = request.get(*key) {
-            check(key, rule, v).map_err(Error::Unprocessable)?;
+            check(key, rule, v).map_err(Refused::Unprocessable)?;
         }
     }
     if let Some(g) = request.get("gpus") {
         if !(g.is_string() || g.as_array().is_some_and(|a| a.iter().all(Value::is_u64))) {
-            return Err(Error::Unprocessable(format!(
+            return Err(Refused::Unprocessable(format!(
                 "gpus must be \"all\", a comma-separated string or a list of ids, got {g}"
             )));
         }
@@ -94,6 +94,7 @@ pub(super) fn validate(request: &Map<String, Value>) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::validate;
     use serde_json::json;
