@@ -10,7 +10,7 @@ profile=()
 [ "${1:-}" = "--release" ] && profile=(--release)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --workspace "${profile[@]}"
-for fixture in legacy_app previous_app future_app not_a_plugin; do
+for fixture in legacy_app previous_app future_app not_a_plugin newer_app mismatch_app root_panic_app; do
     cargo build "${profile[@]}" --manifest-path tests/fixtures/abi_variants/Cargo.toml -p "$fixture"
 done
 # Only the final crate is built with panic = "abort" (what a plugin author's profile

@@ -126,7 +126,7 @@ pub fn open(path: &Path) -> Result<PluginLibrary, LoadError> {
     let module = unsafe { header.init_root_module_with_unchecked_layout::<AppModuleRef>() }
         .map_err(|e| LoadError::Init {
             path: shown,
-            reason: first_line(&e.to_string()),
+            reason: one_line(&e.to_string()),
         })?;
     Ok(PluginLibrary { module })
 }
@@ -163,6 +163,17 @@ fn check(header: &LibHeader, path: &str) -> Result<(), LoadError> {
     }
     debug_assert_eq!(AppModuleRef::NAME, "labelhost_app");
     Ok(())
+}
+
+/// Every non-blank line of `text`, trimmed and joined by spaces (abi_stable puts the cause
+/// of an init failure on the line after its headline).
+fn one_line(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" ")
 }
 
 fn first_line(text: &str) -> String {

@@ -1,6 +1,7 @@
-//! Plugin-api versioning: an older minor loads into this host, another major is refused
-//! with one line naming both versions, and the other apps keep serving. A plugin built
-//! with `panic = "abort"` is refused the same way.
+//! Plugin-api versioning: an older or newer minor loads into this host, another major is
+//! refused with one line naming both versions, and the other apps keep serving. A plugin
+//! built with `panic = "abort"`, one whose layout differs from what its version claims,
+//! and one whose root module panics are refused the same way.
 
 use crate::support::{client, get_json, pack, pack_first_party, Workspace};
 use serde_json::{json, Value};
@@ -99,4 +100,90 @@ fn a_plugin_built_with_panic_abort_is_refused_with_one_line() {
         .expect("infer");
     assert_eq!(r.status(), 500);
     assert_eq!(get_json(&server, "/health")["status"], "ok");
+}
+
+#[test]
+fn a_plugin_built_against_a_newer_minor_loads_and_serves() {
+    // 1.3.0: its root module has a field this host does not know; the host's layout must
+    // be a prefix of the plugin's, then the loader's one unchecked init runs.
+    let ws = Workspace::new(2, 8);
+    pack_first_party(&ws.plugins());
+    crate::support::hand_bundle(&ws.plugins(), "newer_app", "newer_app", "1.3.0");
+    let server = ws.serve(&[]);
+    let apps = get_json(&server, "/apps");
+    let newer = apps["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .find(|a| a["name"] == "newer_app")
+        .unwrap_or_else(|| panic!("newer_app loaded: {apps}\n{}", server.log()));
+    assert_eq!(newer["plugin_api"], "1.3.0");
+    let r = client()
+        .post(server.at("/activelearning/newer_app_first"))
+        .send()
+        .expect("sample");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().expect("json")["id"], "img00");
+    let r = client()
+        .post(server.at("/apps/newer_app/reload"))
+        .send()
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .delete(server.at("/apps/newer_app"))
+        .send()
+        .expect("retire");
+    assert_eq!(r.json::<Value>().expect("json")["drained"], true);
+    assert_eq!(get_json(&server, "/health")["status"], "ok");
+}
+
+#[test]
+fn the_same_version_with_another_layout_is_refused_on_the_layout() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    crate::support::hand_bundle(&ws.plugins(), "mismatch_app", "mismatch_app", "1.2.0");
+    let server = ws.serve(&[]);
+    assert_eq!(
+        get_json(&server, "/apps")["apps"]
+            .as_array()
+            .expect("apps")
+            .len(),
+        2
+    );
+    let detail = crate::support::load_refused(&server, "mismatch_app");
+    assert!(
+        detail.contains("plugin-api 1.2.0 layout does not match"),
+        "{detail}"
+    );
+    // The report names what differs (the swapped fields), in the log only.
+    let log = server.log();
+    assert!(log.contains("layout mismatch"), "{log}");
+    assert!(
+        log.contains("plugin_api") && log.contains("version"),
+        "{log}"
+    );
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn a_root_module_that_panics_is_refused_with_one_line() {
+    let ws = Workspace::new(1, 8);
+    pack_first_party(&ws.plugins());
+    crate::support::hand_bundle(&ws.plugins(), "root_panic", "root_panic_app", "1.2.0");
+    let server = ws.serve(&[]);
+    let detail = crate::support::load_refused(&server, "root_panic");
+    assert!(
+        detail.contains("root module failed to initialise") && detail.contains("panicked"),
+        "{detail}"
+    );
+    assert_eq!(get_json(&server, "/health")["status"], "ok");
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
 }

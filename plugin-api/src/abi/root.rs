@@ -6,8 +6,19 @@ use abi_stable::{
 };
 
 /// The plugin-api (ABI) version a plugin built from this source records.
-#[cfg(not(any(feature = "abi-1-0", feature = "abi-1-1", feature = "abi-2-0")))]
+#[cfg(not(any(
+    feature = "abi-1-0",
+    feature = "abi-1-1",
+    feature = "abi-1-3",
+    feature = "abi-2-0"
+)))]
 pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// A newer minor than this source (test fixtures only): the root module has one more field.
+#[cfg(all(
+    feature = "abi-1-3",
+    not(any(feature = "abi-1-0", feature = "abi-1-1", feature = "abi-2-0"))
+))]
+pub const ABI_VERSION: &str = "1.3.0";
 /// The frozen 1.0 revision (test fixtures only).
 #[cfg(all(feature = "abi-1-0", not(feature = "abi-2-0")))]
 pub const ABI_VERSION: &str = "1.0.0";
@@ -32,6 +43,10 @@ pub struct AppModule {
     /// Constructs the app with the host's services.
     #[sabi(last_prefix_field)]
     pub new_app: extern "C" fn(host: HostBox) -> PluginResult<AppBox>,
+    /// What a later minor might add (test fixtures only, feature `abi-1-3`): a field after
+    /// the last prefix field, which a host of this minor never reads.
+    #[cfg(feature = "abi-1-3")]
+    pub summary: Option<extern "C" fn() -> abi_stable::std_types::RString>,
 }
 
 impl RootModule for AppModuleRef {

@@ -8,6 +8,7 @@ use abi_stable::{
 /// What a plugin says about itself before it is constructed.
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug)]
+#[cfg(not(feature = "abi-mismatch"))]
 pub struct Manifest {
     /// The app's name: unique on a server, used in `/apps/{name}`.
     pub name: RString,
@@ -18,6 +19,21 @@ pub struct Manifest {
     /// One line about the app.
     pub description: RString,
     /// The labels the app's models produce.
+    pub labels: RVec<RString>,
+}
+
+/// The manifest as an edit that forgot to bump the version leaves it (test fixtures only,
+/// feature `abi-mismatch`): two fields swapped, the version unchanged. A host must refuse
+/// it on the layout, not read the fields in the wrong places.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+#[cfg(feature = "abi-mismatch")]
+#[allow(missing_docs)]
+pub struct Manifest {
+    pub name: RString,
+    pub plugin_api: RString,
+    pub version: RString,
+    pub description: RString,
     pub labels: RVec<RString>,
 }
 
