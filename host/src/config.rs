@@ -107,6 +107,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub task_timeouts: Vec<String>,
+    /// MiB of executor tensors one inference may hold at once (its input, intermediates
+    /// and outputs); past it the request is answered 503 and its tensors freed. 0: no
+    /// budget. Default: a quarter of the machine's memory.
+    #[arg(long = "request-memory", env = "LABELHOST_REQUEST_MEMORY_MIB")]
+    pub request_memory_mib: Option<u64>,
     /// The most plugin libraries the server maps: each new build an app is reloaded to
     /// maps one until restart (an unchanged build reuses its mapping). Past it, loads are
     /// refused with 409.
@@ -175,12 +180,24 @@ pub struct ServerConfig {
     pub access: crate::api::Access,
     /// Time limits of inference requests.
     pub timeouts: Timeouts,
+    /// Bytes of executor tensors one inference may hold (0: no budget).
+    pub request_memory: u64,
     /// The cap on mapped plugin libraries.
     pub max_libraries: u64,
     /// Connection limits.
     pub connections: crate::serve::ConnLimits,
     /// Whether the datastore reads symbolic links.
     pub follow_symlinks: bool,
+}
+
+/// A quarter of the machine's memory (`MemTotal`), or 8 GiB where `/proc` has no answer.
+fn default_request_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
+    total.map_or(8 << 30, |kb| kb * 1024 / 4)
 }
 
 /// How long an inference may run: a default and per-task limits.
@@ -283,6 +300,10 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 loopback_only: a.host.is_loopback(),
             },
             timeouts: Timeouts::parse(a.infer_timeout, &a.task_timeouts)?,
+            request_memory: match a.request_memory_mib {
+                Some(mib) => mib.saturating_mul(1 << 20),
+                None => default_request_memory(),
+            },
             max_libraries: a.max_libraries,
             follow_symlinks: a.follow_symlinks,
             connections: crate::serve::ConnLimits {

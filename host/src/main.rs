@@ -95,6 +95,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         sessions,
         access: config.access.clone(),
         timeouts: config.timeouts.clone(),
+        request_memory: config.request_memory,
     });
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
     let runtime = tokio::runtime::Runtime::new()

@@ -304,6 +304,35 @@ fn an_allocation_the_device_cannot_make_answers_503_and_the_next_request_works()
 }
 
 #[test]
+fn a_request_past_its_memory_budget_answers_503_and_frees_its_tensors() {
+    let ws = Workspace::new(1, 8);
+    crate::support::pack_tensor(&ws.plugins());
+    let server = ws.serve_with(&[], &["--request-memory", "1"]);
+    let infer = |params: Value| {
+        client()
+            .post(server.at("/infer/tensor_double?image=img00&output=json"))
+            .json(&params)
+            .send()
+            .expect("infer")
+    };
+    // 8³ resized 16 times per axis: 128³ f32, 8 MiB against a 1 MiB budget.
+    let r = infer(serde_json::json!({"upsample": 16}));
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().expect("typed JSON");
+    assert_eq!(body["code"], "OUT_OF_MEMORY", "{body}");
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("budget of 1 MiB") && detail.contains("--request-memory"),
+        "{detail}"
+    );
+    // Within the budget: 16³ and the plain image.
+    assert_eq!(infer(serde_json::json!({"upsample": 2})).status(), 200);
+    assert_eq!(infer(serde_json::json!({})).status(), 200);
+    let apps = get_json(&server, "/apps");
+    assert_eq!(apps["apps"][0]["live_tensors"], 0, "{apps}");
+}
+
+#[test]
 fn sigterm_answers_in_flight_requests_stops_jobs_and_their_records_survive() {
     let ws = Workspace::new(4, 8);
     pack(&ws.plugins(), "panicky", "panic_app", &[]);

@@ -115,7 +115,7 @@ async fn infer_one(
             model,
             params,
             Priority::Batch,
-            crate::executor::cancel::Cancel::new(),
+            crate::executor::cancel::Cancel::with_budget(state.request_memory),
         )
         .await?;
         let saved = match label {

@@ -99,7 +99,7 @@ pub(super) async fn infer(
     let limit = state.timeouts.for_task(&model);
     // If the client goes away, its work is marked to stop (the executor fails the plugin's
     // next call); past the task's time limit the same, and the answer is 504.
-    let cancel = Cancel::new();
+    let cancel = Cancel::with_budget(state.request_memory);
     let stop_if_dropped = StopOnDrop::new(cancel.clone());
     // The rest runs as its own task: if the client goes away mid-inference, the queue slot
     // is still held until the plugin returns and the result and upload files are cleaned up.

@@ -51,6 +51,8 @@ pub struct AppState {
     pub access: Access,
     /// Time limits of inference requests.
     pub timeouts: crate::config::Timeouts,
+    /// Bytes of executor tensors one inference may hold (0: no budget).
+    pub request_memory: u64,
 }
 
 /// Shared handler state.

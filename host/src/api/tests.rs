@@ -33,6 +33,7 @@ fn app(dir: &tempfile::TempDir) -> Router {
             ..Default::default()
         },
         timeouts: Default::default(),
+        request_memory: 0,
     }))
 }
 

@@ -1,14 +1,20 @@
-//! Stopping a request's work when nobody waits for it: the API marks a request's
-//! [`Cancel`] when its client goes away or its time is up, and the executor checks the
-//! mark of the thread's request before each op, each model pass and each batch of
-//! sliding windows, failing the call so the plugin returns early and its device slot and
-//! tensors are freed. Work that never calls the executor stops only when it returns.
+//! Stopping a request's work when nobody waits for it, and holding it to its memory
+//! budget. The API marks a request's [`Cancel`] when its client goes away or its time is
+//! up, and the executor checks the mark of the thread's request before each op, each
+//! model pass and each batch of sliding windows, failing the call so the plugin returns
+//! early and its device slot and tensors are freed. Work that never calls the executor
+//! stops only when it returns.
+//!
+//! The same ticket keeps the request's tensor account: the bytes of the executor tensors
+//! its calls made and still hold ([`charge`] when one is kept, [`Cancel::refund`] when it
+//! goes). A tensor that would take the account past the request's budget is refused
+//! (`OUT_OF_MEMORY`, answered 503) and freed at once.
 
 use labelhost_plugin_api::abi::{ErrorCode, PluginError};
 use std::{
     cell::RefCell,
     sync::{
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU64, AtomicU8, Ordering},
         Arc,
     },
 };
@@ -22,29 +28,89 @@ pub enum Why {
     TimedOut = 2,
 }
 
-/// A request's stop mark, shared between its handler and the thread running its task.
+/// A request's stop mark and tensor account, shared between its handler and the thread
+/// running its task.
 #[derive(Debug, Default)]
-pub struct Cancel(AtomicU8);
+pub struct Cancel {
+    mark: AtomicU8,
+    /// Bytes of executor tensors the request holds.
+    held: AtomicU64,
+    /// The most it may hold; 0: no budget.
+    budget: u64,
+}
 
 impl Cancel {
-    /// A fresh, unmarked one.
+    /// A fresh, unmarked one without a memory budget.
     pub fn new() -> Arc<Self> {
         Arc::new(Cancel::default())
+    }
+
+    /// A fresh one whose tensors may take at most `budget` bytes (0: no budget).
+    pub fn with_budget(budget: u64) -> Arc<Self> {
+        Arc::new(Cancel {
+            budget,
+            ..Cancel::default()
+        })
     }
 
     /// Marks the work to stop (the first reason stays).
     pub fn stop(&self, why: Why) {
         let _ = self
-            .0
+            .mark
             .compare_exchange(0, why as u8, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Why it was marked, if it was.
     pub fn why(&self) -> Option<Why> {
-        match self.0.load(Ordering::SeqCst) {
+        match self.mark.load(Ordering::SeqCst) {
             1 => Some(Why::ClientGone),
             2 => Some(Why::TimedOut),
             _ => None,
+        }
+    }
+
+    /// Bytes of tensors the request holds now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Gives back the bytes of a tensor the request no longer holds.
+    pub fn refund(&self, bytes: u64) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                Some(h.saturating_sub(bytes))
+            });
+    }
+}
+
+/// Adds a kept tensor's `bytes` to this thread's request account; the account to refund
+/// when the tensor goes (`None` outside a request). Past the budget nothing is added and
+/// the answer is `OUT_OF_MEMORY` naming the figures.
+pub fn charge(bytes: u64) -> Result<Option<Arc<Cancel>>, PluginError> {
+    let Some(ticket) = CURRENT.with(|c| c.borrow().clone()) else {
+        return Ok(None);
+    };
+    let budget = ticket.budget;
+    let taken = ticket
+        .held
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+            let after = h.saturating_add(bytes);
+            (budget == 0 || after <= budget).then_some(after)
+        });
+    match taken {
+        Ok(_) => Ok(Some(ticket)),
+        Err(held) => {
+            tracing::warn!(held, bytes, budget, "request over its memory budget");
+            Err(PluginError::new(
+                ErrorCode::OUT_OF_MEMORY,
+                format!(
+                    "the request's tensors would take {} MiB, over its budget of {} MiB \
+                     (--request-memory)",
+                    (held + bytes) >> 20,
+                    budget >> 20
+                ),
+            ))
         }
     }
 }
@@ -130,5 +196,26 @@ mod tests {
         let gone = Cancel::new();
         drop(StopOnDrop::new(gone.clone()));
         assert_eq!(gone.why(), Some(Why::ClientGone));
+    }
+
+    #[test]
+    fn a_request_holds_tensors_up_to_its_budget_and_gets_refunds() {
+        assert!(charge(1 << 40).expect("no request, no budget").is_none());
+        let ticket = Cancel::with_budget(100);
+        with_cancel(ticket.clone(), || {
+            let account = charge(60).expect("within").expect("an account");
+            assert_eq!(account.held(), 60);
+            let e = charge(41).expect_err("past the budget");
+            assert_eq!(e.code, ErrorCode::OUT_OF_MEMORY);
+            assert!(e.message.contains("--request-memory"), "{e:?}");
+            assert_eq!(ticket.held(), 60, "a refused tensor is not counted");
+            account.refund(60);
+            assert!(charge(100).is_ok(), "refunded bytes can be taken again");
+        });
+        let unbounded = Cancel::new();
+        with_cancel(unbounded.clone(), || {
+            assert!(charge(u64::MAX).is_ok());
+            assert!(charge(1).is_ok(), "saturates, no budget");
+        });
     }
 }

@@ -30,11 +30,27 @@ struct LoadedModel {
     precision: Precision,
 }
 
+/// A tensor behind a handle, and the request account it is charged to (refunded when the
+/// handle is released or the generation goes).
+struct Kept {
+    tensor: Tensor,
+    account: Option<Arc<super::cancel::Cancel>>,
+    bytes: u64,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        if let Some(account) = &self.account {
+            account.refund(self.bytes);
+        }
+    }
+}
+
 /// Handles owned by one app generation.
 pub struct ExecutorScope {
     exec: Arc<TorchExecutor>,
     next: AtomicU64,
-    tensors: Mutex<HashMap<u64, Tensor>>,
+    tensors: Mutex<HashMap<u64, Kept>>,
     models: Mutex<HashMap<u64, LoadedModel>>,
     trainers: Mutex<HashMap<u64, Arc<Mutex<Trainer>>>>,
 }
@@ -128,9 +144,21 @@ impl ExecutorScope {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Keeps `t` behind a new handle, charged to the thread's request (refused past its
+    /// memory budget; the tensor is then freed here).
     fn put(&self, t: Tensor) -> Res<TensorId> {
+        let bytes = (t.numel() as u64).saturating_mul(t.kind().elt_size_in_bytes() as u64);
+        let account = super::cancel::charge(bytes)?;
+        let kept = Kept {
+            tensor: t,
+            account,
+            bytes,
+        };
         let id = self.id();
-        self.tensors.lock().map_err(|_| poisoned())?.insert(id, t);
+        self.tensors
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(id, kept);
         Ok(TensorId(id))
     }
 
@@ -138,7 +166,7 @@ impl ExecutorScope {
         let tensors = self.tensors.lock().map_err(|_| poisoned())?;
         tensors
             .get(&id.0)
-            .map(Tensor::shallow_clone)
+            .map(|k| k.tensor.shallow_clone())
             .ok_or_else(|| {
                 err(
                     ErrorCode::INVALID_INPUT,
