@@ -221,10 +221,12 @@ def main():
             for t in threads:
                 t.join()
             wall = time.time() - began
+            drain = wall - a.seconds
             train = requests.get(f"{url}/train/", timeout=TIMEOUT).json()
             if train.get("status") != "RUNNING":
                 failures.append(f"the training job is {train.get('status')}, not RUNNING: {json.dumps(train)[:300]}")
             progress = train.get("train_stats") or {}
+            last_line = (train.get("details") or ["(no lines)"])[-1]
             requests.delete(f"{url}/train/", timeout=TIMEOUT)
             health = requests.get(f"{url}/health", timeout=10).status_code
             if health != 200:
@@ -271,11 +273,12 @@ def main():
         "|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"- {total} requests in {wall:.1f} s ({total / wall:.1f}/s), {ok} answered 2xx, {busy} 503 (backpressure), "
-        f"{total - ok - busy} failed",
+        f"- {total} requests sent in {a.seconds:.0f} s, the last answered {drain:.1f} s after it "
+        f"({total / wall:.1f}/s over {wall:.0f} s); {ok} answered 2xx, {busy} 503 (backpressure), {total - ok - busy} failed",
         f"- hot swaps: {len(swap_ok)} of {len(swaps)} succeeded, p50 {pct([s[1] for s in swap_ok], 0.5):.3f} s, "
         f"max {max((s[1] for s in swap_ok), default=float('nan')):.3f} s",
-        f"- training (brain_unet, from fresh weights): {json.dumps({k: v for k, v in progress.items() if isinstance(v, (int, float))})}",
+        f"- training (brain_unet, from fresh weights): {train.get('status')} at the end of the run; stats "
+        f"{json.dumps({k: v for k, v in progress.items() if isinstance(v, (int, float))})}; last line: {last_line[:160]}",
         f"- labels: {len(acked)} (image, tag) pairs acknowledged, each checked in the index, on disk and over "
         f"the API, before and after a SIGTERM and restart",
         f"- server RSS: {mb[0]:.0f} MB at start, {max(mb):.0f} MB peak, {mb[-1]:.0f} MB at the end; peak of the "

@@ -185,6 +185,12 @@ fn refused_uploads_and_ids_leave_the_datastore_as_it_was() {
         "must be one too",
     );
 
+    // A session's image (uploaded once, inferred by id) is checked the same way, and a
+    // refused one leaves no session folder (they live under the studies folder).
+    for (name, bytes, words) in &cases[..3] {
+        refused(&server, "/session/", "files", name, bytes, words);
+    }
+
     let after = (
         get_json(&server, "/datastore/?output=all"),
         files(&ws.studies()),
@@ -201,6 +207,31 @@ fn refused_uploads_and_ids_leave_the_datastore_as_it_was() {
         .send()
         .expect("PUT");
     assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn an_early_answer_reaches_a_client_still_uploading() {
+    // 16 MiB for an image that does not exist: the 404 is decided before the body is read,
+    // and the client, still sending, must get it rather than a broken connection.
+    let ws = Workspace::new(1, 8);
+    let server = ws.serve(&[]);
+    let big = vec![7u8; 16 << 20];
+    for (route, part) in [
+        ("/datastore/label?image=nobody", "label"),
+        ("/datastore/label?image=img00&tag=bad%2Ftag", "label"),
+        ("/nowhere", "file"),
+    ] {
+        let file = Part::bytes(big.clone()).file_name("l.nii.gz");
+        let r = client()
+            .put(server.at(route))
+            .multipart(Form::new().part(part, file))
+            .send()
+            .unwrap_or_else(|e| panic!("{route}: the answer was lost: {e:?}"));
+        assert!(r.status().is_client_error(), "{route}: {}", r.status());
+        let body: Value = r.json().expect("typed JSON");
+        assert!(body["detail"].is_string(), "{route}: {body}");
+    }
+    assert_eq!(get_json(&server, "/health")["status"], "ok");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod apps;
 mod auth;
 mod batch;
 mod datastore;
+mod drain;
 mod infer;
 mod info;
 mod jobs;
@@ -133,6 +134,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // An answer given before the body was read waits until the client has sent it.
+        .layer(axum::middleware::from_fn(drain::drain_unread))
         // The span names the route, not the URI: query strings and path ids (sessions,
         // clients, images) stay out of the log that `/logs/` serves.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

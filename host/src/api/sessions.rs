@@ -88,7 +88,17 @@ pub(super) async fn create(
             .collect();
         let made = st.sessions.create(&session, named, q.expiry);
         drop(files);
-        made
+        let made = made?;
+        // One image file is checked as an upload to the datastore is; a refused one
+        // leaves no session behind. (Several files are a series, read by no app yet.)
+        let image = std::path::Path::new(&made.image);
+        if image.is_file() {
+            if let Err(e) = st.shared.datastore.check_image(image) {
+                let _ = st.sessions.remove(&session);
+                return Err(Error::from(e));
+            }
+        }
+        Ok(made)
     })
     .await?;
     Ok(Json(
