@@ -7,7 +7,8 @@
 # `scripts/bench.sh train` runs only the training bench, `scripts/bench.sh infer` only the
 # infer bench (it keeps its table in host/benches/results/infer-<device>.md; LABELHOST_BENCH_DEVICE=cuda
 # runs it on the GPU); `scripts/bench.sh batch` only the interactive-during-batch bench;
-# `scripts/bench.sh clicks` only click → label latency against MONAI Label's deepgrow.
+# `scripts/bench.sh clicks` only click → label latency against MONAI Label's deepgrow;
+# `scripts/bench.sh load [--clients N --seconds S]` only the load run (host/benches/load.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -75,7 +76,24 @@ clicks_bench() {
         "$LABELHOST_CACHE/data" --record host/benches/results/clicks-cpu.md
     rm -rf "$bundle"
 }
+# 100 clients for 60 s mixing infer, datastore reads, label saves and next-sample, with the
+# app hot-swapped every 5 s and a training job running; every acknowledged label checked.
+load_bench() {
+    local bundle
+    python3 -m pip install --quiet --disable-pip-version-check requests
+    bundle=$(mktemp -d)
+    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
+        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
+        --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
+        --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" \
+        --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" \
+        --asset "$LABELHOST_CACHE/models/brain/brain_unet_dropout.pt=models/brain_unet_dropout.pt" --out "$bundle/brain" >/dev/null
+    python3 host/benches/load.py "$target/labelhost" "$bundle" "$LABELHOST_CACHE/data" \
+        --record host/benches/results/load-cpu.md "$@"
+    rm -rf "$bundle"
+}
 case "${1:-}" in
+    load) shift; load_bench "$@"; exit 0 ;;
     clicks) clicks_bench; exit 0 ;;
     train) train_bench; exit 0 ;;
     batch) batch_bench; exit 0 ;;
