@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// budget. Default: a quarter of the machine's memory.
     #[arg(long = "request-memory", env = "LABELHOST_REQUEST_MEMORY_MIB")]
     pub request_memory_mib: Option<u64>,
+    /// Plugin calls of one app generation that may still run after their requests ended
+    /// (timed out, client gone; a plugin that never calls the executor cannot be stopped)
+    /// before its inferences are answered 503 until some return.
+    #[arg(long, env = "LABELHOST_MAX_ABANDONED", default_value_t = 4)]
+    pub max_abandoned: usize,
     /// The most plugin libraries the server maps: each new build an app is reloaded to
     /// maps one until restart (an unchanged build reuses its mapping). Past it, loads are
     /// refused with 409.
@@ -182,6 +187,8 @@ pub struct ServerConfig {
     pub timeouts: Timeouts,
     /// Bytes of executor tensors one inference may hold (0: no budget).
     pub request_memory: u64,
+    /// Abandoned plugin calls per app generation before its inferences answer 503.
+    pub max_abandoned: usize,
     /// The cap on mapped plugin libraries.
     pub max_libraries: u64,
     /// Connection limits.
@@ -304,6 +311,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 Some(mib) => mib.saturating_mul(1 << 20),
                 None => default_request_memory(),
             },
+            max_abandoned: a.max_abandoned.max(1),
             max_libraries: a.max_libraries,
             follow_symlinks: a.follow_symlinks,
             connections: crate::serve::ConnLimits {

@@ -60,6 +60,9 @@ pub struct AppGeneration {
     pub app: AppBox,
     /// Its handles on the executor (live tensors, models in training).
     pub scope: Arc<crate::executor::ExecutorScope>,
+    /// Plugin calls still running whose requests ended (timed out, client gone): their
+    /// threads stay busy until the plugin returns (see `api::call`).
+    pub abandoned: std::sync::atomic::AtomicUsize,
     /// The folders whose files it may hand the host (its staged bundle, its work dir, its
     /// published models), resolved.
     roots: Vec<PathBuf>,
@@ -361,6 +364,7 @@ impl Registry {
             tasks,
             app,
             scope,
+            abandoned: Default::default(),
             roots,
             _files: files,
         })

@@ -59,6 +59,68 @@ fn a_hanging_task_is_answered_504_and_its_slot_goes_back() {
 }
 
 #[test]
+fn calls_left_running_by_timed_out_requests_are_capped_per_app() {
+    let ws = Workspace::new(1, 16);
+    pack_first_party(&ws.plugins());
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let server = ws.serve_with(
+        &[],
+        &[
+            "--device-workers",
+            "2",
+            "--task-timeout",
+            "slow_infer=1",
+            "--max-abandoned",
+            "2",
+        ],
+    );
+    // Two sleepers time out; their threads sleep on (plugin code, nothing can stop them).
+    for _ in 0..2 {
+        assert_eq!(
+            infer(&server, "slow_infer", json!({"ms": 8_000})).status(),
+            504
+        );
+    }
+    let apps = crate::support::get_json(&server, "/apps");
+    let panicky = apps["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .find(|a| a["name"] == "panicky")
+        .expect("panicky")
+        .clone();
+    assert_eq!(panicky["abandoned_calls"], 2, "{panicky}");
+    // A third is refused at once instead of tying up another thread.
+    let start = Instant::now();
+    let r = infer(&server, "slow_infer", json!({"ms": 10}));
+    assert_eq!(r.status(), 503);
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let body: Value = r.json().expect("typed JSON");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("--max-abandoned 2"),
+        "{body}"
+    );
+    // Other apps serve meanwhile; once the sleepers return, this one does again.
+    assert_eq!(infer(&server, "brain_otsu", json!({})).status(), 200);
+    let start = Instant::now();
+    loop {
+        let r = infer(&server, "slow_infer", json!({"ms": 10}));
+        if r.status() == 200 {
+            break;
+        }
+        assert_eq!(r.status(), 503);
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the sleepers returned"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
 fn work_stops_when_its_client_leaves_or_its_time_is_up() {
     let ws = Workspace::new(1, 64);
     crate::support::pack_segmentation(&ws.plugins());

@@ -38,6 +38,7 @@ fn describe(g: &AppGeneration) -> Value {
         "file": g.file.file_name().map(|n| n.to_string_lossy()), "sha256": g.sha256, "loaded_at": g.loaded_at,
         "generation": g.generation, "tasks": tasks,
         "live_tensors": g.scope.live_tensors(), "live_trainers": g.scope.live_trainers(),
+        "abandoned_calls": g.abandoned.load(std::sync::atomic::Ordering::SeqCst),
     })
 }
 

@@ -54,6 +54,9 @@ pub struct AppState {
     pub timeouts: crate::config::Timeouts,
     /// Bytes of executor tensors one inference may hold (0: no budget).
     pub request_memory: u64,
+    /// Abandoned plugin calls an app generation may have running before its inferences
+    /// are refused with 503.
+    pub max_abandoned: usize,
 }
 
 /// Shared handler state.
@@ -191,12 +194,40 @@ pub(crate) fn owner(state: &AppState, kind: TaskKind, name: &str) -> Result<Arc<
 }
 
 /// Runs a plugin call on a blocking thread, holding the generation until it returns.
+/// Dropped before the call returns (its request timed out or its client left), the call
+/// counts as abandoned in `generation.abandoned` until the plugin returns.
 pub(crate) async fn call<T, F>(generation: Arc<AppGeneration>, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&AppGeneration) -> PluginResult<T> + Send + 'static,
 {
-    blocking(move || f(&generation).into_result()).await
+    use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+    const RUNNING: u8 = 0;
+    const DONE: u8 = 1;
+    const ABANDONED: u8 = 2;
+    /// Marks the call abandoned when the awaiting future goes first.
+    struct Watch(Arc<AtomicU8>, Arc<AppGeneration>);
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            if self
+                .0
+                .compare_exchange(RUNNING, ABANDONED, SeqCst, SeqCst)
+                .is_ok()
+            {
+                self.1.abandoned.fetch_add(1, SeqCst);
+            }
+        }
+    }
+    let state = Arc::new(AtomicU8::new(RUNNING));
+    let _watch = Watch(state.clone(), generation.clone());
+    blocking(move || {
+        let out = f(&generation).into_result();
+        if state.swap(DONE, SeqCst) == ABANDONED {
+            generation.abandoned.fetch_sub(1, SeqCst);
+        }
+        out
+    })
+    .await
 }
 
 /// Runs blocking work (file I/O, the datastore, the registry) on tokio's blocking pool.
