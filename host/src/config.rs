@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the apps of a plugins folder on a studies folder.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Make an app bundle from a plugin library and its assets.
     Pack(PackArgs),
     /// Make a new API token: prints the token (give it to its user) and the entry for the
