@@ -108,7 +108,7 @@ pub struct ServeArgs {
     )]
     pub task_timeouts: Vec<String>,
     /// MiB of executor tensors one inference may hold at once (its input, intermediates
-    /// and outputs); past it the request is answered 503 and its tensors freed. 0: no
+    /// and outputs); past it the request is answered 413 and its tensors freed. 0: no
     /// budget. Default: a quarter of the machine's memory.
     #[arg(long = "request-memory", env = "LABELHOST_REQUEST_MEMORY_MIB")]
     pub request_memory_mib: Option<u64>,

@@ -81,6 +81,7 @@ impl Error {
                 ErrorCode::NOT_FOUND => StatusCode::NOT_FOUND,
                 ErrorCode::UNSUPPORTED => StatusCode::NOT_IMPLEMENTED,
                 ErrorCode::OUT_OF_MEMORY => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::OVER_BUDGET => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

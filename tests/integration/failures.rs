@@ -304,7 +304,7 @@ fn an_allocation_the_device_cannot_make_answers_503_and_the_next_request_works()
 }
 
 #[test]
-fn a_request_past_its_memory_budget_answers_503_and_frees_its_tensors() {
+fn a_request_past_its_memory_budget_answers_413_and_frees_its_tensors() {
     let ws = Workspace::new(1, 8);
     crate::support::pack_tensor(&ws.plugins());
     let server = ws.serve_with(&[], &["--request-memory", "1"]);
@@ -317,9 +317,10 @@ fn a_request_past_its_memory_budget_answers_503_and_frees_its_tensors() {
     };
     // 8³ resized 16 times per axis: 128³ f32, 8 MiB against a 1 MiB budget.
     let r = infer(serde_json::json!({"upsample": 16}));
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 413);
+    assert!(r.headers().get("retry-after").is_none(), "no use retrying");
     let body: Value = r.json().expect("typed JSON");
-    assert_eq!(body["code"], "OUT_OF_MEMORY", "{body}");
+    assert_eq!(body["code"], "OVER_BUDGET", "{body}");
     let detail = body["detail"].as_str().expect("detail");
     assert!(
         detail.contains("budget of 1 MiB") && detail.contains("--request-memory"),

@@ -8,7 +8,7 @@
 //! The same ticket keeps the request's tensor account: the bytes of the executor tensors
 //! its calls made and still hold ([`charge`] when one is kept, [`Cancel::refund`] when it
 //! goes). A tensor that would take the account past the request's budget is refused
-//! (`OUT_OF_MEMORY`, answered 503) and freed at once.
+//! (`OVER_BUDGET`, answered 413: the same request will not fit later) and freed at once.
 
 use labelhost_plugin_api::abi::{ErrorCode, PluginError};
 use std::{
@@ -86,7 +86,7 @@ impl Cancel {
 
 /// Adds a kept tensor's `bytes` to this thread's request account; the account to refund
 /// when the tensor goes (`None` outside a request). Past the budget nothing is added and
-/// the answer is `OUT_OF_MEMORY` naming the figures.
+/// the answer is `OVER_BUDGET` naming the figures.
 pub fn charge(bytes: u64) -> Result<Option<Arc<Cancel>>, PluginError> {
     let Some(ticket) = CURRENT.with(|c| c.borrow().clone()) else {
         return Ok(None);
@@ -103,11 +103,11 @@ pub fn charge(bytes: u64) -> Result<Option<Arc<Cancel>>, PluginError> {
         Err(held) => {
             tracing::warn!(held, bytes, budget, "request over its memory budget");
             Err(PluginError::new(
-                ErrorCode::OUT_OF_MEMORY,
+                ErrorCode::OVER_BUDGET,
                 format!(
                     "the request's tensors would take {} MiB, over its budget of {} MiB \
                      (--request-memory)",
-                    (held + bytes) >> 20,
+                    held.saturating_add(bytes) >> 20,
                     budget >> 20
                 ),
             ))
@@ -206,7 +206,7 @@ mod tests {
             let account = charge(60).expect("within").expect("an account");
             assert_eq!(account.held(), 60);
             let e = charge(41).expect_err("past the budget");
-            assert_eq!(e.code, ErrorCode::OUT_OF_MEMORY);
+            assert_eq!(e.code, ErrorCode::OVER_BUDGET);
             assert!(e.message.contains("--request-memory"), "{e:?}");
             assert_eq!(ticket.held(), 60, "a refused tensor is not counted");
             account.refund(60);

@@ -162,6 +162,27 @@ impl ExecutorScope {
         Ok(TensorId(id))
     }
 
+    /// Keeps every tensor of one call's answer, or none: when one is refused (the
+    /// request's budget) those kept before it are let go too, not left behind handles
+    /// the plugin never got.
+    fn put_all<R: FromIterator<TensorId>>(&self, tensors: Vec<Tensor>) -> Res<R> {
+        let mut ids = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            match self.put(t) {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    if let Ok(mut map) = self.tensors.lock() {
+                        for id in &ids {
+                            map.remove(&id.0);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
     fn get(&self, id: TensorId) -> Res<Tensor> {
         let tensors = self.tensors.lock().map_err(|_| poisoned())?;
         tensors
@@ -393,10 +414,8 @@ impl abi::Executor for ScopeHandle {
                 IValue::TensorList(ts) => ts,
                 _ => return Err(err(ErrorCode::INFERENCE_ERROR, "model returned no tensor")),
             };
-            tensors
-                .into_iter()
-                .map(|t| self.0.put(cast_out(t)?))
-                .collect()
+            let outputs = tensors.into_iter().map(cast_out).collect::<Res<Vec<_>>>()?;
+            self.0.put_all(outputs)
         })
     }
 
@@ -437,7 +456,7 @@ impl abi::Executor for ScopeHandle {
                 .map(|id| self.0.get(*id))
                 .collect::<Res<_>>()?;
             let out = tch::no_grad(|| super::ops::run(name.as_str(), &inputs, &args))?;
-            out.into_iter().map(|t| self.0.put(t)).collect()
+            self.0.put_all(out)
         })
     }
 

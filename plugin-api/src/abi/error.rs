@@ -70,6 +70,9 @@ codes! {
     /// The device (CPU or GPU) could not allocate what the work needed; it may succeed
     /// later or with less (labelhost).
     OUT_OF_MEMORY = 15;
+    /// The work needs more memory than its request's budget allows: the same request will
+    /// not fit later either (labelhost).
+    OVER_BUDGET = 16;
 }
 
 impl fmt::Debug for ErrorCode {

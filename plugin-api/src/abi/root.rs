@@ -49,6 +49,22 @@ pub struct AppModule {
     pub summary: Option<extern "C" fn() -> abi_stable::std_types::RString>,
 }
 
+impl AppModule {
+    /// The root module of this revision from its two entry points (what `export_app!`
+    /// builds; fields a later revision adds start empty).
+    pub const fn new(
+        manifest: extern "C" fn() -> Manifest,
+        new_app: extern "C" fn(host: HostBox) -> PluginResult<AppBox>,
+    ) -> Self {
+        AppModule {
+            manifest,
+            new_app,
+            #[cfg(feature = "abi-1-3")]
+            summary: None,
+        }
+    }
+}
+
 impl RootModule for AppModuleRef {
     declare_root_module_statics! {AppModuleRef}
     const BASE_NAME: &'static str = "labelhost_app";

@@ -23,11 +23,8 @@ macro_rules! export_app {
             #[::abi_stable::export_root_module]
             pub fn labelhost_root_module() -> $crate::abi::AppModuleRef {
                 use ::abi_stable::prefix_type::PrefixTypeTrait;
-                $crate::abi::AppModule {
-                    manifest: __labelhost_manifest,
-                    new_app: __labelhost_new_app,
-                }
-                .leak_into_prefix()
+                $crate::abi::AppModule::new(__labelhost_manifest, __labelhost_new_app)
+                    .leak_into_prefix()
             }
 
             #[::abi_stable::sabi_extern_fn]
