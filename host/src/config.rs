@@ -96,11 +96,12 @@ pub struct ServeArgs {
     /// see the README). Off: every route is open, and app management only on loopback.
     #[arg(long, env = "LABELHOST_AUTH_CONFIG")]
     pub auth_config: Option<PathBuf>,
-    /// Seconds an inference may run before it is answered 504 and its work stopped
-    /// (MONAI Label's MONAI_LABEL_INFER_TIMEOUT default).
+    /// Seconds an inference or an active-learning strategy may run before it is answered
+    /// 504 and its work stopped (MONAI Label's MONAI_LABEL_INFER_TIMEOUT default).
     #[arg(long, env = "LABELHOST_INFER_TIMEOUT", default_value_t = 600.0)]
     pub infer_timeout: f64,
-    /// A task's own limit, TASK=SECONDS (repeatable; the variable takes a comma list).
+    /// An infer task's or strategy's own limit, TASK=SECONDS (repeatable; the variable
+    /// takes a comma list).
     #[arg(
         long = "task-timeout",
         env = "LABELHOST_TASK_TIMEOUTS",

@@ -1,5 +1,5 @@
-//! Requests that would hold the server: a task that hangs is answered 504 at its time limit
-//! and its device slot goes back; a client that leaves has its work stopped; sliding-window
+//! Requests that would hold the server: a task or strategy that hangs is answered 504 at
+//! its time limit and its device slot goes back; a client that leaves has its work stopped; sliding-window
 //! parameters that would take hours or exhaust memory are refused with 400 naming them.
 
 use crate::support::{client, pack, pack_first_party, Server, Workspace};
@@ -33,7 +33,14 @@ fn a_hanging_task_is_answered_504_and_its_slot_goes_back() {
     pack(&ws.plugins(), "panicky", "panic_app", &[]);
     let server = ws.serve_with(
         &[],
-        &["--device-workers", "1", "--task-timeout", "slow_infer=1"],
+        &[
+            "--device-workers",
+            "1",
+            "--task-timeout",
+            "slow_infer=1",
+            "--task-timeout",
+            "calm=1",
+        ],
     );
     // An hour of sleep in plugin code: no executor call can stop it, the answer still comes.
     let r = infer(&server, "slow_infer", json!({"ms": 3_600_000}));
@@ -55,6 +62,23 @@ fn a_hanging_task_is_answered_504_and_its_slot_goes_back() {
         .send()
         .expect("answered while the hung task still runs");
     assert_eq!(r.status(), 200);
+    // A strategy has a time limit too.
+    let r = client()
+        .post(server.at("/activelearning/calm"))
+        .json(&json!({"ms": 3_000}))
+        .send()
+        .expect("next sample");
+    assert_eq!(r.status(), 504);
+    let body: Value = r.json().expect("typed JSON");
+    assert_eq!(body["code"], "TIMEOUT");
+    assert!(body["detail"].as_str().expect("detail").contains("calm"));
+    let r = client()
+        .post(server.at("/activelearning/calm"))
+        .json(&json!({}))
+        .send()
+        .expect("next sample");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().expect("json")["id"], "img00");
     assert_eq!(crate::support::get_json(&server, "/health")["status"], "ok");
 }
 
@@ -244,6 +268,31 @@ fn idle_half_open_and_surplus_connections_are_closed() {
         "{answer}"
     );
     // Real clients are served as before.
+    assert_eq!(crate::support::get_json(&server, "/health")["status"], "ok");
+}
+
+#[test]
+fn a_client_waiting_to_be_told_to_send_gets_an_early_answer_at_once() {
+    use std::io::Write;
+    // `Expect: 100-continue` and a body never sent: the 404 needs none of it, so the
+    // answer comes without waiting for the body, and closes the connection.
+    let ws = Workspace::new(1, 8);
+    let server = ws.serve(&[]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut waiting = std::net::TcpStream::connect(&addr).expect("connect");
+    waiting
+        .write_all(
+            b"PUT /datastore/label?image=nobody HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+              Content-Type: multipart/form-data; boundary=xyz\r\n\
+              Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .expect("write");
+    let answer = read_until_closed(&mut waiting).expect("answered without the body");
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 404"), "{answer}");
+    assert!(!answer.contains("100 continue"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("\"detail\""), "{answer}");
     assert_eq!(crate::support::get_json(&server, "/health")["status"], "ok");
 }
 

@@ -1,6 +1,6 @@
 //! `POST /activelearning/{strategy}`: the next image to annotate, as MONAI Label answers it.
 
-use super::{call, generation_headers, json_object, owner, State};
+use super::{call_within, generation_headers, json_object, owner, State};
 use crate::{Error, Result};
 use abi_stable::std_types::RStr;
 use axum::{
@@ -22,6 +22,7 @@ const CLAIM_ATTEMPTS: usize = 3;
 /// Runs the strategy over the images no other client holds a fresh claim on, claims its
 /// answer for the client (image info `strategy.<name>`, checked and written under the
 /// datastore's lock), answers with the image's info and path; `{}` when nothing is left.
+/// The strategy has the time limit of an inference (`--infer-timeout`, `--task-timeout`).
 #[utoipa::path(post, path = "/activelearning/{strategy}", tag = "MONAI Label", params(("strategy" = String, Path, description = "")), responses((status = 200, description = "The next image to annotate")))]
 pub(super) async fn next_sample(
     state: State,
@@ -49,7 +50,8 @@ pub(super) async fn next_sample(
         request.insert("_claimed".into(), json!(claimed));
         let text = Value::Object(request.clone()).to_string();
         let name = strategy.clone();
-        let answer = call(generation.clone(), move |g| {
+        let limit = state.timeouts.for_task(&strategy);
+        let answer = call_within(generation.clone(), &strategy, limit, move |g| {
             g.app
                 .next_sample(RStr::from(name.as_str()), RStr::from(text.as_str()))
         })

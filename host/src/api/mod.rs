@@ -194,8 +194,9 @@ pub(crate) fn owner(state: &AppState, kind: TaskKind, name: &str) -> Result<Arc<
 }
 
 /// Runs a plugin call on a blocking thread, holding the generation until it returns.
-/// Dropped before the call returns (its request timed out or its client left), the call
-/// counts as abandoned in `generation.abandoned` until the plugin returns.
+/// Dropped before the call returns (an inference past its time limit; a handler whose
+/// client left), the call counts as abandoned in `generation.abandoned` until the plugin
+/// returns.
 pub(crate) async fn call<T, F>(generation: Arc<AppGeneration>, f: F) -> Result<T>
 where
     T: Send + 'static,
@@ -205,29 +206,69 @@ where
     const RUNNING: u8 = 0;
     const DONE: u8 = 1;
     const ABANDONED: u8 = 2;
-    /// Marks the call abandoned when the awaiting future goes first.
+    /// Marks the call abandoned when the awaiting future goes first. The count goes up
+    /// before the mark, so the call's end (which takes it down only when it sees the mark)
+    /// can never take it below zero.
     struct Watch(Arc<AtomicU8>, Arc<AppGeneration>);
     impl Drop for Watch {
         fn drop(&mut self) {
+            if self.0.load(SeqCst) == DONE {
+                return;
+            }
+            self.1.abandoned.fetch_add(1, SeqCst);
             if self
                 .0
                 .compare_exchange(RUNNING, ABANDONED, SeqCst, SeqCst)
-                .is_ok()
+                .is_err()
             {
-                self.1.abandoned.fetch_add(1, SeqCst);
+                self.1.abandoned.fetch_sub(1, SeqCst);
+            }
+        }
+    }
+    /// Marks the call done when the plugin returns, or unwinds.
+    struct Done(Arc<AtomicU8>, Arc<AppGeneration>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            if self.0.swap(DONE, SeqCst) == ABANDONED {
+                self.1.abandoned.fetch_sub(1, SeqCst);
             }
         }
     }
     let state = Arc::new(AtomicU8::new(RUNNING));
     let _watch = Watch(state.clone(), generation.clone());
     blocking(move || {
-        let out = f(&generation).into_result();
-        if state.swap(DONE, SeqCst) == ABANDONED {
-            generation.abandoned.fetch_sub(1, SeqCst);
-        }
-        out
+        let _done = Done(state, generation.clone());
+        f(&generation).into_result()
     })
     .await
+}
+
+/// Runs a plugin call as [`call`] does, under a cancel mark: the work stops at its next
+/// executor call when its client leaves or `limit` passes, and then the answer is 504.
+pub(crate) async fn call_within<T, F>(
+    generation: Arc<AppGeneration>,
+    task: &str,
+    limit: std::time::Duration,
+    f: F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&AppGeneration) -> PluginResult<T> + Send + 'static,
+{
+    use crate::executor::cancel::{with_cancel, Cancel, StopOnDrop, Why};
+    let cancel = Cancel::new();
+    let stop_if_dropped = StopOnDrop::new(cancel.clone());
+    let ticket = cancel.clone();
+    let running = call(generation, move |g| with_cancel(ticket, || f(g)));
+    let Ok(out) = tokio::time::timeout(limit, running).await else {
+        cancel.stop(Why::TimedOut);
+        return Err(Error::Timeout(format!(
+            "'{task}' did not answer within {} s (its time limit)",
+            limit.as_secs_f64()
+        )));
+    };
+    stop_if_dropped.disarm();
+    out
 }
 
 /// Runs blocking work (file I/O, the datastore, the registry) on tokio's blocking pool.
