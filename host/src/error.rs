@@ -54,6 +54,9 @@ pub enum Error {
     /// A task ran past its time limit (504).
     #[error("{0}")]
     Timeout(String),
+    /// A service the server relies on (the sign-in realm) failed (502, `UPSTREAM_ERROR`).
+    #[error("{0}")]
+    BadGateway(String),
     /// A failure of the host itself (500, `SERVER_ERROR`).
     #[error("{0}")]
     Internal(String),
@@ -74,6 +77,7 @@ impl Error {
             Error::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Plugin(e) => match e.code {
@@ -100,6 +104,7 @@ impl Error {
             Error::Overloaded(_) => "OVERLOADED",
             Error::TooManyRequests(_) => "ALREADY_RUNNING",
             Error::Timeout(_) => "TIMEOUT",
+            Error::BadGateway(_) => "UPSTREAM_ERROR",
             Error::StorageFull(_) => "STORAGE_FULL",
             Error::Internal(_) => "SERVER_ERROR",
             Error::Plugin(e) => e.code.as_str(),

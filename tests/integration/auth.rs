@@ -394,3 +394,175 @@ fn without_auth_app_management_stays_on_loopback() {
         200
     );
 }
+
+/// A Keycloak-shaped token endpoint on `listener`: OAuth2's password grant for `alice`
+/// with password `wonderland` (client `monailabel-app`) answers a realm token signed with
+/// `key`; anything else is Keycloak's 401 `invalid_grant`. Serves until the test ends.
+fn realm_token_endpoint(listener: std::net::TcpListener, key: EncodingKey) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    fn decode(v: &str) -> String {
+        let bytes = v.replace('+', " ").into_bytes();
+        let (mut out, mut i) = (Vec::new(), 0);
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(b)) => (out.push(b), i += 3).1,
+                (c, _) => (out.push(c), i += 1).1,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut reader = BufReader::new(conn);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let form: std::collections::HashMap<String, String> = String::from_utf8_lossy(&body)
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (decode(k), decode(v)))
+                .collect();
+            let field = |k: &str| form.get(k).map(String::as_str);
+            let granted = field("grant_type") == Some("password")
+                && field("client_id") == Some("monailabel-app")
+                && field("username") == Some("alice")
+                && field("password") == Some("wonder land&more");
+            let (status, answer) = if granted {
+                let token = jwt(
+                    &key,
+                    Algorithm::RS256,
+                    None,
+                    "alice",
+                    &["monailabel-reviewer"],
+                    300,
+                );
+                let answer = json!({"access_token": token, "token_type": "Bearer",
+                                    "expires_in": 300, "scope": "profile email"});
+                ("200 OK", answer)
+            } else {
+                let answer = json!({"error": "invalid_grant",
+                                    "error_description": "Invalid user credentials"});
+                ("401 Unauthorized", answer)
+            };
+            let answer = answer.to_string();
+            let mut conn = reader.into_inner();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+}
+
+#[test]
+fn a_password_login_is_passed_to_the_realm_as_monai_label_does() {
+    let ws = Workspace::new(1, 8);
+    let keys = keys(ws.dir.path());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let realm = format!(
+        "http://{}/realms/labelhost",
+        listener.local_addr().expect("addr")
+    );
+    realm_token_endpoint(listener, keys.rsa);
+    let (api_token, entry) = make_token("ann", "annotator");
+    let config_path = ws.dir.path().join("auth.json");
+    let write_config = |token_url: &str| {
+        let config = json!({
+            "tokens": [entry],
+            "jwt": {"public_keys": ["realm.pem"], "issuer": ISSUER},
+            "realm": realm,
+            "token_url": token_url,
+        });
+        std::fs::write(&config_path, config.to_string()).expect("write");
+    };
+    write_config(&format!("{realm}/protocol/openid-connect/token"));
+    let args = ["--auth-config", config_path.to_str().expect("utf-8")];
+    let server = ws.serve_with(&[], &args);
+    let login = |server: &Server, user: &str, password: &str| {
+        client()
+            .post(server.at("/auth/token"))
+            .form(&[
+                ("username", user),
+                ("password", password),
+                ("grant_type", "password"),
+            ])
+            .send()
+            .expect("login")
+    };
+
+    // Slicer's module: a user name and password, the realm's token back, then its use.
+    let r = login(&server, "alice", "wonder land&more");
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().expect("json");
+    assert_eq!(answer["token_type"], "Bearer", "{answer}");
+    assert_eq!(answer["expires_in"], 300, "passed on as the realm answered");
+    let token = answer["access_token"].as_str().expect("access_token");
+    let me = send(&server, Method::GET, "/auth/token/valid", Some(token));
+    assert_eq!(me.status(), 200);
+    let me: Value = me.json().expect("json");
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["roles"], json!(["reviewer"]), "{me}");
+    // A wrong password: the realm refuses, and so does the server, as for a bad token.
+    let r = login(&server, "alice", "wonderland");
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().expect("json")["code"], "UNAUTHORIZED");
+    // A static token still logs in without the realm.
+    let r = login(&server, "ann", &api_token);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().expect("json")["access_token"], api_token);
+    assert!(
+        !server.log().contains("wonder land"),
+        "a password in the log"
+    );
+    drop(server);
+
+    // A realm that does not answer: 502 naming no address; tokens keep working.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nowhere = format!("http://{}/token", closed.local_addr().expect("addr"));
+    drop(closed);
+    write_config(&nowhere);
+    let server = ws.serve_with(&[], &args);
+    let r = login(&server, "alice", "wonder land&more");
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().expect("typed JSON");
+    assert_eq!(body["code"], "UPSTREAM_ERROR");
+    assert!(!body.to_string().contains("127.0.0.1"), "{body}");
+    assert_eq!(login(&server, "ann", &api_token).status(), 200);
+    drop(server);
+
+    // A token URL that is not http(s) stops the server at start, naming the field.
+    write_config("ftp://realm/token");
+    let out = std::process::Command::new(binary())
+        .args(["serve", "--port", "0", "--studies"])
+        .arg(ws.studies())
+        .args(["--plugins"])
+        .arg(ws.plugins())
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("token_url"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

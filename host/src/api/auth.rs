@@ -1,7 +1,8 @@
 //! MONAI Label's auth handshake, as 3D Slicer's module and the Python client use it:
 //! `GET /auth/` (is auth on, and with which client id and realm), `POST /auth/token`
 //! (a user name and its static API token as the password give that token back as the
-//! access token), `GET /auth/token/valid` (who the bearer is). All answer 404 with auth
+//! access token; other passwords go to the realm's token endpoint when one is configured,
+//! as MONAI Label's Keycloak login), `GET /auth/token/valid` (who the bearer is). All answer 404 with auth
 //! off, as MONAI Label leaves them unmounted.
 
 use super::State;
@@ -40,7 +41,7 @@ pub(super) struct Login {
 }
 
 /// `POST /auth/token`.
-#[utoipa::path(post, path = "/auth/token", tag = "auth", responses((status = 200, description = "An access token for a user name and its API token")))]
+#[utoipa::path(post, path = "/auth/token", tag = "auth", responses((status = 200, description = "An access token for a user name and its API token, or the realm's token answer")))]
 pub(super) async fn token(
     state: State,
     form: std::result::Result<Form<Login>, FormRejection>,
@@ -48,11 +49,16 @@ pub(super) async fn token(
     let auth = enabled(&state)?;
     let refused = || Error::Unauthorized("Could not validate credentials".into());
     let Form(login) = form.map_err(|_| refused())?;
-    auth.login(&login.username, &login.password)
-        .ok_or_else(refused)?;
-    Ok(Json(
-        json!({"access_token": login.password, "token_type": "bearer"}),
-    ))
+    if auth.login(&login.username, &login.password).is_some() {
+        return Ok(Json(
+            json!({"access_token": login.password, "token_type": "bearer"}),
+        ));
+    }
+    let realm = auth.token_endpoint.as_ref().ok_or_else(refused)?;
+    let token = realm
+        .password_grant(&auth.client_id, &login.username, &login.password)
+        .await?;
+    Ok(Json(Value::Object(token)))
 }
 
 /// `GET /auth/token/valid`: `{"username", "email", "name", "roles"}` of the bearer.

@@ -1,5 +1,5 @@
 //! The auth config file (`--auth-config`, JSON): static tokens by digest, JWT keys and
-//! claims, the names `GET /auth/` answers with. Checked whole at start; paths in it are
+//! claims, the names `GET /auth/` answers with, the realm's token endpoint. Checked whole at start; paths in it are
 //! relative to the file.
 
 use super::jwt::JwtVerifier;
@@ -18,6 +18,8 @@ pub struct AuthConfig {
     pub client_id: String,
     /// What `GET /auth/` says (the realm's URI).
     pub realm: String,
+    /// Where `POST /auth/token` passes a password login that is not a static token.
+    pub token_endpoint: Option<super::realm::Realm>,
 }
 
 /// One static token: who it is, its roles, the SHA-256 of the token itself.
@@ -39,6 +41,8 @@ struct File {
     client_id: String,
     #[serde(default)]
     realm: String,
+    /// The realm's token endpoint (Keycloak: `<realm>/protocol/openid-connect/token`).
+    token_url: Option<String>,
 }
 
 fn default_client_id() -> String {
@@ -135,6 +139,15 @@ impl AuthConfig {
             Some(entry) => Some(JwtVerifier::new(entry, base).map_err(at)?),
             None => None,
         };
+        let token_endpoint = match &file.token_url {
+            Some(url) => Some(super::realm::Realm::new(url).map_err(at)?),
+            None => None,
+        };
+        if token_endpoint.is_some() && jwt.is_none() {
+            return Err(at(
+                "token_url without a jwt section: the realm's tokens could not be checked".into(),
+            ));
+        }
         if tokens.is_empty() && jwt.is_none() {
             return Err(at(
                 "no tokens and no jwt section: nobody could sign in".into()
@@ -145,6 +158,7 @@ impl AuthConfig {
             jwt,
             client_id: file.client_id,
             realm: file.realm,
+            token_endpoint,
         })
     }
 }

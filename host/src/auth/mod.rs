@@ -1,10 +1,12 @@
 //! Who is calling: optional authentication with MONAI Label's roles. Static API tokens
 //! (kept as SHA-256 digests in the config file) and JWTs (RS256/ES256, checked against
 //! configured public keys or a JWKS file, with the claims MONAI Label's Keycloak setup
-//! uses) give an [`Identity`]; [`routes::required`] says which [`Role`] each route needs.
+//! uses) give an [`Identity`]; [`routes::required`] says which [`Role`] each route needs;
+//! [`realm`] passes a password login on to a Keycloak realm.
 
 mod config;
 mod jwt;
+pub mod realm;
 pub mod routes;
 #[cfg(test)]
 mod tests;
