@@ -261,7 +261,7 @@ def main():
     swap_ok = [s for s in swaps if s[0] == 200]
     failures += [f"swap: {s[0]} {s[2]}" for s in swaps if s[0] != 200]
     mb = [m for _, m in rss]
-    tenth = max(1, len(mb) // 6)
+    sixth = max(1, len(mb) // 6)
     cpu = next((line.split(":")[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     out = [
         f"# Load: {a.clients} clients for {a.seconds:.0f} s, hot swap every {a.swap_every:.0f} s, training running",
@@ -282,7 +282,7 @@ def main():
         f"- labels: {len(acked)} (image, tag) pairs acknowledged, each checked in the index, on disk and over "
         f"the API, before and after a SIGTERM and restart",
         f"- server RSS: {mb[0]:.0f} MB at start, {max(mb):.0f} MB peak, {mb[-1]:.0f} MB at the end; peak of the "
-        f"first sixth {max(mb[:tenth]):.0f} MB, of the last sixth {max(mb[-tenth:]):.0f} MB" if mb else "- RSS: no samples",
+        f"first sixth {max(mb[:sixth]):.0f} MB, of the last sixth {max(mb[-sixth:]):.0f} MB" if mb else "- RSS: no samples",
         "",
         "Failures: " + ("none" if not failures else ""),
         *[f"- {f}" for f in failures[:50]],
