@@ -3,12 +3,19 @@
 //! unset). A batch job's or a training job's pass also waits while any interactive request
 //! is in flight on the device (the queue counts them: [`ComputeLock::interactive_started`]),
 //! so an annotator's request is delayed by at most the one pass running when it arrived.
+//! Background work is never starved, though: a pass that has waited [`BACKGROUND_TURN`]
+//! takes the next turn whatever waits (under steady interactive load a training job still
+//! makes a step every so often; an annotator then waits for one step at most).
 
 use super::Priority;
 use std::{
     cell::Cell,
     sync::{Condvar, Mutex},
+    time::{Duration, Instant},
 };
+
+/// How long a background pass (batch, training) waits for its turn at most.
+pub const BACKGROUND_TURN: Duration = Duration::from_secs(10);
 
 thread_local! {
     static PRIORITY: Cell<Priority> = const { Cell::new(Priority::Interactive) };
@@ -39,13 +46,22 @@ struct State {
     waiting: [usize; 3],
     /// Interactive requests in flight on the device.
     interactive: usize,
+    /// Background passes that have waited their longest: they go next.
+    starved: usize,
 }
 
 /// The lock.
-#[derive(Default)]
 pub struct ComputeLock {
     state: Mutex<State>,
     freed: Condvar,
+    /// How long a background pass waits at most ([`BACKGROUND_TURN`]).
+    turn_after: Duration,
+}
+
+impl Default for ComputeLock {
+    fn default() -> Self {
+        ComputeLock::with_turn_after(BACKGROUND_TURN)
+    }
 }
 
 struct Held<'a>(&'a ComputeLock);
@@ -60,6 +76,15 @@ impl Drop for Held<'_> {
 }
 
 impl ComputeLock {
+    /// A lock whose background passes wait `turn_after` at most.
+    pub fn with_turn_after(turn_after: Duration) -> Self {
+        ComputeLock {
+            state: Mutex::default(),
+            freed: Condvar::new(),
+            turn_after,
+        }
+    }
+
     /// An interactive request started on the device: background passes hold back.
     pub fn interactive_started(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,18 +100,44 @@ impl ComputeLock {
     }
 
     /// Runs `f` holding the lock, entering when it is free, no more urgent pass waits and,
-    /// for background work, no interactive request is in flight. A pass that panicked
-    /// releases it too.
+    /// for background work, no interactive request is in flight; a background pass that
+    /// has waited `turn_after` enters as soon as the lock is free, before any other. A pass
+    /// that panicked releases it too.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         let mine = current_priority() as usize;
         let background = mine < Priority::Interactive as usize;
+        let since = Instant::now();
+        let mut starved = false;
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.waiting[mine] += 1;
-        while s.busy
-            || s.waiting[mine + 1..].iter().any(|&n| n > 0)
-            || (background && s.interactive > 0)
-        {
-            s = self.freed.wait(s).unwrap_or_else(|e| e.into_inner());
+        loop {
+            if background && !starved && since.elapsed() >= self.turn_after {
+                starved = true;
+                s.starved += 1;
+            }
+            let held_back = if starved {
+                s.busy
+            } else {
+                s.busy
+                    || s.starved > 0
+                    || s.waiting[mine + 1..].iter().any(|&n| n > 0)
+                    || (background && s.interactive > 0)
+            };
+            if !held_back {
+                break;
+            }
+            s = if background && !starved {
+                let left = self.turn_after.saturating_sub(since.elapsed());
+                self.freed
+                    .wait_timeout(s, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            } else {
+                self.freed.wait(s).unwrap_or_else(|e| e.into_inner())
+            };
+        }
+        if starved {
+            s.starved -= 1;
         }
         s.waiting[mine] -= 1;
         s.busy = true;
@@ -158,5 +209,41 @@ mod tests {
         lock.interactive_ended();
         batch.join().unwrap();
         assert!(*ran.lock().unwrap());
+    }
+
+    #[test]
+    fn a_training_pass_gets_its_turn_under_steady_interactive_load() {
+        let lock = Arc::new(ComputeLock::with_turn_after(Duration::from_millis(200)));
+        lock.interactive_started();
+        let trained = Arc::new(StdMutex::new(0));
+        let training = {
+            let (lock, trained) = (lock.clone(), trained.clone());
+            thread::spawn(move || {
+                with_priority(Priority::Training, || {
+                    for _ in 0..2 {
+                        lock.run(|| *trained.lock().unwrap() += 1);
+                    }
+                })
+            })
+        };
+        // Three annotators' passes back to back for a second: the lock is never free of
+        // interactive work, yet the training job's two steps each get in.
+        let passes: Vec<_> = (0..3)
+            .map(|_| {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let start = std::time::Instant::now();
+                    while start.elapsed() < Duration::from_millis(1000) {
+                        lock.run(|| thread::sleep(Duration::from_millis(5)));
+                    }
+                })
+            })
+            .collect();
+        for p in passes {
+            p.join().unwrap();
+        }
+        assert_eq!(*trained.lock().unwrap(), 2, "training starved");
+        lock.interactive_ended();
+        training.join().unwrap();
     }
 }

@@ -1,6 +1,8 @@
 //! Per-device work queues: a bounded number of requests wait, a few run at once, and the
 //! most urgent kind goes first (interactive inference, then batch inference, then
-//! training; first come, first served within a kind). A full queue refuses at once (the
+//! training; first come, first served within a kind; background work that has waited
+//! [`BACKGROUND_TURN`] is served as interactive, so it is never starved). A full queue
+//! refuses at once (the
 //! API answers 503 with Retry-After) instead of piling up memory. Waiting is async: no
 //! thread is held while a request waits.
 //!
@@ -10,6 +12,8 @@
 //! post-processing with the other's model pass instead of splitting the cores between two
 //! passes (and holding two passes' memory).
 
+use super::compute::BACKGROUND_TURN;
+use std::time::{Duration, Instant};
 use std::{
     collections::BinaryHeap,
     sync::{
@@ -45,6 +49,8 @@ pub struct DeviceQueue {
     state: Mutex<State>,
     changed: Notify,
     tickets: AtomicU64,
+    /// How long background work waits before it is served as interactive.
+    turn_after: Duration,
 }
 
 /// A running slot; the next waiter is woken when it is dropped.
@@ -89,13 +95,20 @@ pub struct QueueFull {
 impl DeviceQueue {
     /// A queue letting `workers` run at once and `capacity` wait.
     pub fn new(capacity: usize, workers: usize) -> Arc<Self> {
+        DeviceQueue::with_turn_after(capacity, workers, BACKGROUND_TURN)
+    }
+
+    /// [`DeviceQueue::new`] whose background work (slots and passes) waits `turn_after`
+    /// at most before it goes ahead of newer interactive work.
+    pub fn with_turn_after(capacity: usize, workers: usize, turn_after: Duration) -> Arc<Self> {
         Arc::new(DeviceQueue {
             capacity,
             workers: workers.max(1),
-            compute: Default::default(),
+            compute: super::compute::ComputeLock::with_turn_after(turn_after),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             tickets: AtomicU64::new(0),
+            turn_after,
         })
     }
 
@@ -118,9 +131,11 @@ impl DeviceQueue {
             .map_or((0, 0), |s| (s.running, s.waiting.len()))
     }
 
-    /// Waits for a running slot.
+    /// Waits for a running slot; background work that has waited `turn_after` is
+    /// served as interactive from then on (after the interactive work older than it).
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Result<Permit, QueueFull> {
-        let ticket = (
+        let since = Instant::now();
+        let mut ticket = (
             priority,
             std::cmp::Reverse(self.tickets.fetch_add(1, Ordering::Relaxed)),
         );
@@ -149,6 +164,12 @@ impl DeviceQueue {
             notified.as_mut().enable();
             {
                 let mut s = self.state.lock().map_err(|_| QueueFull { waiting: 0 })?;
+                if ticket.0 < Priority::Interactive && since.elapsed() >= self.turn_after {
+                    s.waiting.retain(|t| *t != ticket);
+                    ticket.0 = Priority::Interactive;
+                    s.waiting.push(ticket);
+                    guard.ticket = Some(ticket);
+                }
                 if s.running < self.workers && s.waiting.peek() == Some(&ticket) {
                     s.waiting.pop();
                     s.running += 1;
@@ -161,7 +182,12 @@ impl DeviceQueue {
                     return Ok(self.permit(priority));
                 }
             }
-            notified.await;
+            if ticket.0 < Priority::Interactive {
+                let left = self.turn_after.saturating_sub(since.elapsed());
+                let _ = tokio::time::timeout(left, notified).await;
+            } else {
+                notified.await;
+            }
         }
     }
 }
@@ -245,6 +271,34 @@ mod tests {
         assert_eq!(q.load(), (1, 0));
         drop(running);
         assert!(q.acquire(Priority::Training).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn background_work_gets_a_slot_under_steady_interactive_load() {
+        let q = DeviceQueue::with_turn_after(64, 1, Duration::from_millis(200));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Four annotators, each asking again as soon as answered: interactive work always
+        // waits, so strict priority would never serve the training step.
+        let annotators: Vec<_> = (0..4)
+            .map(|_| {
+                let (q, stop) = (q.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _p = q.acquire(Priority::Interactive).await.expect("slot");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let step = tokio::time::timeout(Duration::from_secs(5), q.acquire(Priority::Training))
+            .await
+            .expect("the training step got a slot");
+        drop(step);
+        stop.store(true, Ordering::Relaxed);
+        for a in annotators {
+            a.await.expect("annotator");
+        }
     }
 
     #[tokio::test]
