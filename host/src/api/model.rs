@@ -49,6 +49,7 @@ pub(super) async fn download(
     let mut response = send_file(
         Ok(path.clone()),
         &format!("Model File NOT Found for {model}"),
+        0,
     )
     .await?;
     let ext = path

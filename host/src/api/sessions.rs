@@ -117,7 +117,7 @@ pub(super) async fn get(
     let st = state.0.clone();
     let info = blocking(move || st.sessions.get(&id, q.update_ts)).await?;
     if q.image {
-        return send_file(Ok(info.image.into()), "Session image not found").await;
+        return send_file(Ok(info.image.into()), "Session image not found", 0).await;
     }
     Ok(Json(info_json(&state.access, &info)).into_response())
 }

@@ -166,3 +166,35 @@ async fn every_documented_route_is_served() {
     }
     assert!(checked >= 40, "{checked} routes checked");
 }
+
+#[tokio::test]
+async fn a_file_swapped_for_a_link_after_its_check_is_not_sent() {
+    // What the download routes do once the datastore has checked the path: the open itself
+    // refuses a link (the check and the open are two steps; a swap between them is caught).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "not for clients").expect("write");
+    let planted = dir.path().join("img00.nii.gz");
+    std::os::unix::fs::symlink(&secret, &planted).expect("link");
+    let refused = super::upload::send_file(Ok(planted.clone()), "missing", libc::O_NOFOLLOW)
+        .await
+        .expect_err("a link is refused");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        refused.to_string().contains("--follow-symlinks"),
+        "{refused}"
+    );
+    // With links followed (the operator's choice), the same file is sent.
+    let sent = super::upload::send_file(Ok(planted), "missing", 0)
+        .await
+        .expect("followed");
+    let bytes = axum::body::to_bytes(sent.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    assert_eq!(&bytes[..], b"not for clients");
+    // A folder is not a file.
+    let folder = super::upload::send_file(Ok(dir.path().into()), "missing", 0)
+        .await
+        .expect_err("a folder");
+    assert_eq!(folder.status(), StatusCode::NOT_FOUND);
+}

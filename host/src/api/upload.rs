@@ -179,23 +179,37 @@ pub(super) fn base_name(name: &str) -> &str {
 
 /// A stored file as a download: its bytes, a content type and
 /// `content-disposition: attachment` with its base name. A missing file (or a folder) is
-/// 404 with `missing` as the detail, MONAI Label's words.
-pub(super) async fn send_file(path: Result<PathBuf>, missing: &str) -> Result<Response> {
+/// 404 with `missing` as the detail, MONAI Label's words. `flags` are added to the open
+/// (`O_NOFOLLOW` for the datastore's files: a link is refused, 400); what is sent is
+/// what was opened, whatever the path names afterwards.
+pub(super) async fn send_file(
+    path: Result<PathBuf>,
+    missing: &str,
+    flags: i32,
+) -> Result<Response> {
     let not_found = || Error::NotFound(missing.to_owned());
     let path = path.map_err(|e| match e {
         Error::NotFound(_) => not_found(),
         other => other,
     })?;
-    let meta = tokio::fs::metadata(&path).await.map_err(|_| not_found())?;
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(&path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory => not_found(),
+            _ if e.raw_os_error() == Some(libc::ELOOP) => Error::BadRequest(
+                "the file is a symbolic link in the studies folder: the server reads links \
+                 only when started with --follow-symlinks"
+                    .into(),
+            ),
+            _ => Error::Internal(format!("cannot read {}: {e}", path.display())),
+        })?;
+    let meta = file.metadata().await.map_err(|_| not_found())?;
     if !meta.is_file() {
         return Err(not_found());
     }
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => not_found(),
-            _ => Error::Internal(format!("cannot read {}: {e}", path.display())),
-        })?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -17,12 +17,16 @@ fn zip_err(e: impl std::fmt::Display) -> DatastoreError {
 fn add(
     zip: &mut ZipWriter<File>,
     name: &str,
-    path: &Path,
+    (path, flags): (&Path, i32),
     options: SimpleFileOptions,
 ) -> Result<()> {
-    zip.start_file(name, options).map_err(zip_err)?;
-    let mut src = File::open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
         .map_err(|e| DatastoreError::Io(format!("cannot read {}: {e}", path.display())))?;
+    zip.start_file(name, options).map_err(zip_err)?;
     io::copy(&mut src, zip).map_err(zip_err)?;
     Ok(())
 }
@@ -70,13 +74,13 @@ impl LocalDatastore {
             add(
                 &mut zip,
                 &format!("image/{}", name(&image)),
-                &image,
+                (&image, self.open_flags()),
                 options,
             )?;
             add(
                 &mut zip,
                 &format!("label/{}", name(&label)),
-                &label,
+                (&label, self.open_flags()),
                 options,
             )?;
         }

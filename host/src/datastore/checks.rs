@@ -120,6 +120,17 @@ impl LocalDatastore {
         Ok(path)
     }
 
+    /// Flags for opening an indexed file the server reads itself (downloads, the dataset
+    /// archive): `O_NOFOLLOW` unless links are followed, so a file swapped for a link after
+    /// [`LocalDatastore::readable`] looked at it is refused when opened, not read.
+    pub fn open_flags(&self) -> i32 {
+        if self.follow_links.load(std::sync::atomic::Ordering::Relaxed) {
+            0
+        } else {
+            libc::O_NOFOLLOW
+        }
+    }
+
     /// The voxel limit uploads are checked against.
     pub fn set_max_voxels(&self, max_voxels: u64) {
         self.max_voxels

@@ -110,7 +110,7 @@ pub(in crate::api) async fn download(
         Ok(ds.get_image_uri(&image)?)
     })
     .await;
-    send_file(path, IMAGE_MISSING).await
+    send_file(path, IMAGE_MISSING, state.shared.datastore.open_flags()).await
 }
 
 /// `HEAD /datastore/image?image=&check_sum=`: 200 when the image exists and, if a checksum

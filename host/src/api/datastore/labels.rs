@@ -132,7 +132,7 @@ pub(in crate::api) async fn download(
         Ok(ds.get_label_uri(&label, &tag)?)
     })
     .await;
-    send_file(path, LABEL_MISSING).await
+    send_file(path, LABEL_MISSING, state.shared.datastore.open_flags()).await
 }
 
 /// `GET /datastore/label/info?label=&tag=`: the label's info, or `{}` when unknown.
