@@ -3,7 +3,9 @@
 //! slot, so its model passes wait while an annotator's pass waits (an interactive request
 //! is delayed by at most the one pass already running); its label is saved as `original`
 //! (or `label_tag`); the job record's progress moves after each image, and a stop request
-//! ends the job before the next one.
+//! ends the job before the next one. The result kept in the job record is bounded: each
+//! image's `params` at most [`PARAMS_LIMIT`] bytes of JSON, all of them [`RESULT_LIMIT`];
+//! past either, the image keeps its label and tag and its params say what was left out.
 
 use super::{
     infer::{run_task, take_label},
@@ -13,6 +15,24 @@ use crate::{executor::Priority, Error, Result};
 use labelhost_plugin_api::abi::TaskKind;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+
+/// The most bytes of JSON one image's `params` keeps in the job's result.
+const PARAMS_LIMIT: usize = 16 << 10;
+/// The most bytes of JSON all images' `params` keep in the job's result.
+const RESULT_LIMIT: usize = 1 << 20;
+
+/// `params` as the result keeps it, `used` bytes of [`RESULT_LIMIT`] taken before.
+fn kept_params(params: Value, used: &mut usize) -> Value {
+    let size = serde_json::to_vec(&params).map_or(usize::MAX, |v| v.len());
+    if size > PARAMS_LIMIT {
+        return json!({"omitted": format!("{size} bytes of params, over {PARAMS_LIMIT} per image")});
+    }
+    if used.saturating_add(size) > RESULT_LIMIT {
+        return json!({"omitted": format!("the batch's params are over {RESULT_LIMIT} bytes")});
+    }
+    *used += size;
+    params
+}
 
 /// The images asked for (`images` = `all` | `labeled` | `unlabeled` | a list of ids,
 /// sorted, cut to `max_batch_size` when that is above 0) and the tag their labels are
@@ -62,6 +82,7 @@ pub(super) async fn run(
     let (images, tag) = select(state, request)?;
     let (total, mut failed) = (images.len(), 0);
     let mut out = Map::new();
+    let mut used = 0;
     for (done, id) in images.into_iter().enumerate() {
         let progress =
             json!({"stats": {"done": done, "total": total, "failed": failed, "image": id}});
@@ -69,7 +90,12 @@ pub(super) async fn run(
             break;
         }
         let one = match infer_one(state, model, request, &id, tag.clone()).await {
-            Ok(v) => v,
+            Ok(mut v) => {
+                if let Some(params) = v.get_mut("params") {
+                    *params = kept_params(params.take(), &mut used);
+                }
+                v
+            }
             Err(e) => {
                 failed += 1;
                 tracing::warn!(model, image = %id, "batch inference: {e}");
@@ -135,4 +161,34 @@ async fn infer_one(
     .await;
     release(generation);
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_params_a_batch_keeps_are_bounded_per_image_and_in_all() {
+        let mut used = 0;
+        let small = json!({"latencies": {"total": 1.5}});
+        assert_eq!(kept_params(small.clone(), &mut used), small);
+        let big = json!({"blob": "x".repeat(PARAMS_LIMIT)});
+        let kept = kept_params(big, &mut used);
+        assert!(kept["omitted"]
+            .as_str()
+            .expect("omitted")
+            .contains("per image"));
+        // Many images of 15 KiB each: kept until the whole passes the limit, then omitted.
+        let medium = json!({"blob": "y".repeat(15 << 10)});
+        let kept: Vec<Value> = (0..100)
+            .map(|_| kept_params(medium.clone(), &mut used))
+            .collect();
+        let whole = kept.iter().filter(|v| v.get("blob").is_some()).count();
+        assert!((60..70).contains(&whole), "{whole} kept whole");
+        assert!(used <= RESULT_LIMIT);
+        assert!(kept[99]["omitted"]
+            .as_str()
+            .expect("omitted")
+            .contains("batch"));
+    }
 }
