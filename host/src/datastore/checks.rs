@@ -1,7 +1,8 @@
 //! What the datastore lets in: a file in a supported format, checked whole before it is
 //! stored (a volume decoded to its last byte within the voxel limit, a 2-D image by its
 //! signature), a label on its image's voxel grid, a stored name that maps back to exactly
-//! its id (so no id can overwrite or delete another's file), and info of bounded size.
+//! its id (so no id can overwrite or delete another's file), and info of bounded size,
+//! each and all together.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,32 @@ const MAX_NAME: usize = 255;
 /// The most bytes of JSON one image's or label's info may hold: clients merge into it, and
 /// the whole index is rewritten on each change, so it may not grow without bound.
 pub(crate) const MAX_INFO_BYTES: usize = 256 << 10;
+
+/// The most bytes of JSON all images' and labels' info may hold together, checked when a
+/// client merges into an info (an upload's own info is bounded per entry only: refusing a
+/// label for the index's size would lose the annotator's work).
+pub(crate) const MAX_TOTAL_INFO_BYTES: usize = 64 << 20;
+
+/// Refuses an index whose infos together are over `limit` bytes of JSON.
+pub(crate) fn total_info_size(index: &super::index::DatastoreIndex, limit: usize) -> Result<()> {
+    let size = |info: &serde_json::Map<String, serde_json::Value>| {
+        serde_json::to_vec(info).map_or(usize::MAX, |v| v.len())
+    };
+    let mut total = 0usize;
+    for obj in index.objects.values() {
+        total = total.saturating_add(size(&obj.image.info));
+        for label in obj.labels.values() {
+            total = total.saturating_add(size(&label.info));
+        }
+    }
+    if total > limit {
+        return Err(invalid(format!(
+            "the datastore's info would be {total} bytes of JSON in all, over the limit of \
+             {limit}"
+        )));
+    }
+    Ok(())
+}
 
 /// Refuses an info over [`MAX_INFO_BYTES`] (as JSON).
 pub(crate) fn info_size(info: &serde_json::Map<String, serde_json::Value>) -> Result<()> {

@@ -156,7 +156,8 @@ impl LocalDatastore {
                 .and_then(|obj| obj.labels.get_mut(tag))
                 .ok_or_else(|| label_not_found(label_id, tag))?;
             label.info.extend(info);
-            super::checks::info_size(&label.info)
+            super::checks::info_size(&label.info)?;
+            super::checks::total_info_size(idx, super::checks::MAX_TOTAL_INFO_BYTES)
         })
     }
 }

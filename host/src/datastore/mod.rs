@@ -350,7 +350,8 @@ impl LocalDatastore {
         self.mutate(|idx, _| {
             let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
             obj.image.info.extend(info);
-            checks::info_size(&obj.image.info)
+            checks::info_size(&obj.image.info)?;
+            checks::total_info_size(idx, checks::MAX_TOTAL_INFO_BYTES)
         })
     }
 

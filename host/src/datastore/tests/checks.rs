@@ -203,6 +203,29 @@ fn info_cannot_grow_past_its_limit_and_a_refused_merge_changes_nothing() {
 }
 
 #[test]
+fn the_info_of_all_entries_together_is_bounded() {
+    let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("tempdir"));
+    let ds = LocalDatastore::open_unchecked(dir.path()).expect("open");
+    let image = source(src.path(), "a.nii.gz", b"stand-in");
+    for id in ["a", "b", "c"] {
+        ds.add_image(id, &image, Map::new()).expect("add");
+        ds.update_image_info(id, map(json!({"note": "x".repeat(200 << 10)})))
+            .expect("200 KiB each");
+    }
+    let index = ds.lock().index.clone();
+    assert!(
+        crate::datastore::checks::total_info_size(&index, 1 << 20).is_ok(),
+        "600 KiB of 1 MiB"
+    );
+    match crate::datastore::checks::total_info_size(&index, 512 << 10) {
+        Err(DatastoreError::InvalidInput(m)) => {
+            assert!(m.contains("in all, over the limit"), "{m}")
+        }
+        other => panic!("600 KiB passed a 512 KiB limit: {other:?}"),
+    }
+}
+
+#[test]
 fn links_in_the_studies_folder_are_indexed_but_not_read_unless_followed() {
     let (dir, src) = (tempdir().expect("tempdir"), tempdir().expect("tempdir"));
     let secret = source(src.path(), "secret.txt", b"not for clients");
