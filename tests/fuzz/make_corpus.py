@@ -108,9 +108,9 @@ def multipart_seeds():
     ])
     put("multipart", "label_form_bytewise", bytes([0, 0, 0]) + label)
     put("multipart", "long_headers", bytes([200, 140, 40]) + label)
-    # Found by the target: headers of exactly the limit, fed a byte at a time (the filler
-    # lands before the blank line).
-    put("multipart", "headers_at_the_limit", bytes([0, 128, 208]) + b"--labelhost-fuzz\r\n\r\n")
+    # Found by the target: headers of exactly the limit, the blank line split across two
+    # chunks (7 bytes each here; the filler lands before the blank line).
+    put("multipart", "headers_at_the_limit", bytes([6, 128, 208]) + b"--labelhost-fuzz\r\n\r\n")
 
 
 def params_seeds():
