@@ -193,10 +193,12 @@ def measure(servers, a):
             r = runs[s.name]
             times = [x[0] for x in r]
             stages = {k: statistics.median(x[1].get("latencies", {}).get(k, float("nan")) for x in r)
-                      for k in ("pre", "infer", "post", "write", "total")}
+                      for k in ("pre", "infer", "post", "write", "total", "model")}
             s.out["volumes"][image] = {"p50": statistics.median(times), "p95": pct(times, 0.95),
                                        "min": min(times), "max": max(times), "stages": stages,
                                        "mask": r[-1][2]}
+            # The precision the model ran in (labelhost names it; MONAI Label runs fp32).
+            s.out["precision"] = r[-1][1].get("precision", "fp32")
     for clients in a.concurrency:
         walls, infos = {s.name: [] for s in servers}, {s.name: [] for s in servers}
         for i in range(a.rounds):
@@ -225,6 +227,9 @@ def table(lh, ml, refs):
             row(f"{image} ({shape}) `/infer` {key}", m[key], v[key])
         for key in ("pre", "infer", "post", "write"):
             row(f"{image} stage {key} (server's own)", m["stages"][key], v["stages"][key])
+        # labelhost times its two forward passes (`model`); MONAI Label does not.
+        outside = v["stages"]["total"] - v["stages"]["model"]
+        rows.append(f"| {image} outside the model passes (total − model) | – | {outside:.3f} s | – |")
         rows.append(f"| {image} Dice vs reference mask | {dice(m['mask'], refs[image]):.4f} | "
                     f"{dice(v['mask'], refs[image]):.4f} | labelhost vs MONAI Label: "
                     f"{dice(v['mask'], m['mask']):.4f} |")
@@ -295,7 +300,9 @@ def main():
     device = a.device + (f" ({a.gpu})" if a.gpu else "")
     head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
             f"{a.runs} sequential runs per volume after a warm-up and {a.rounds} rounds per concurrency, "
-            f"both servers up and interleaved; device {device}; {now}; {machine()}")
+            f"both servers up and interleaved; device {device}; {now}; {machine()}; "
+            f"model precision: MONAI Label {results['monailabel'].get('precision', 'fp32')}, "
+            f"labelhost {results['labelhost'].get('precision', 'fp32')} (its `auto`)")
     text = head + "\n\n" + table(results["labelhost"], results["monailabel"], refs) + "\n"
     print(text)
     if a.record:
