@@ -396,9 +396,5 @@ fn unchanged_builds_reuse_their_mapping_and_new_ones_stop_at_the_cap() {
         "{body}"
     );
     assert_eq!(get_json(&server, "/apps")["libraries_mapped"], 2);
-    let r = c
-        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
-        .send()
-        .expect("infer");
-    assert_eq!(r.status(), 200, "the loaded apps still serve");
+    crate::support::assert_still_serves(&server);
 }

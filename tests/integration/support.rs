@@ -414,6 +414,16 @@ pub(crate) fn pack_tensor(plugins: &Path) {
     );
 }
 
+/// Asserts that the first-party `brain_otsu` still answers an inference (the server
+/// serves on after what the test did to it).
+pub(crate) fn assert_still_serves(server: &Server) {
+    let r = client()
+        .post(server.at("/infer/brain_otsu?image=img00&output=json"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200, "brain_otsu still answers");
+}
+
 /// `POST /apps {"bundle": NAME}`, asserting a one-line 422; the detail.
 pub(crate) fn load_refused(server: &Server, bundle: &str) -> String {
     let r = client()
