@@ -4,8 +4,9 @@
 //! is in flight on the device (the queue counts them: [`ComputeLock::interactive_started`]),
 //! so an annotator's request is delayed by at most the one pass running when it arrived.
 //! Background work is never starved, though: a pass that has waited [`BACKGROUND_TURN`]
-//! takes the next turn whatever waits (under steady interactive load a training job still
-//! makes a step every so often; an annotator then waits for one step at most).
+//! takes the next turn, and starved passes and waiting interactive ones then take turns
+//! (under steady interactive load a training job still makes a step every so often; an
+//! interactive pass waits for one such step at most).
 
 use super::Priority;
 use std::{
@@ -48,6 +49,8 @@ struct State {
     interactive: usize,
     /// Background passes that have waited their longest: they go next.
     starved: usize,
+    /// A starved pass ran last: a waiting interactive pass goes before the next one.
+    interactive_owed: bool,
 }
 
 /// The lock.
@@ -101,8 +104,9 @@ impl ComputeLock {
 
     /// Runs `f` holding the lock, entering when it is free, no more urgent pass waits and,
     /// for background work, no interactive request is in flight; a background pass that
-    /// has waited `turn_after` enters as soon as the lock is free, before any other. A pass
-    /// that panicked releases it too.
+    /// has waited `turn_after` enters as soon as the lock is free, before any other but an
+    /// interactive pass owed its turn after the last starved one. A pass that panicked
+    /// releases it too.
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
         let mine = current_priority() as usize;
         let background = mine < Priority::Interactive as usize;
@@ -115,11 +119,12 @@ impl ComputeLock {
                 starved = true;
                 s.starved += 1;
             }
+            let interactive_waits = s.waiting[Priority::Interactive as usize] > 0;
             let held_back = if starved {
-                s.busy
+                s.busy || (s.interactive_owed && interactive_waits)
             } else {
                 s.busy
-                    || s.starved > 0
+                    || (s.starved > 0 && (background || !s.interactive_owed))
                     || s.waiting[mine + 1..].iter().any(|&n| n > 0)
                     || (background && s.interactive > 0)
             };
@@ -138,6 +143,9 @@ impl ComputeLock {
         }
         if starved {
             s.starved -= 1;
+            s.interactive_owed = true;
+        } else if !background {
+            s.interactive_owed = false;
         }
         s.waiting[mine] -= 1;
         s.busy = true;
@@ -245,5 +253,46 @@ mod tests {
         assert_eq!(*trained.lock().unwrap(), 2, "training starved");
         lock.interactive_ended();
         training.join().unwrap();
+    }
+
+    #[test]
+    fn starved_background_passes_take_turns_with_interactive_ones() {
+        // Two background jobs whose passes outlast the turn: each is starved again by the
+        // time the other ends. An annotator's passes must still get in between them.
+        let lock = Arc::new(ComputeLock::with_turn_after(Duration::from_millis(30)));
+        lock.interactive_started();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let jobs: Vec<_> = [Priority::Batch, Priority::Training]
+            .into_iter()
+            .map(|p| {
+                let (lock, stop) = (lock.clone(), stop.clone());
+                thread::spawn(move || {
+                    with_priority(p, || {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            lock.run(|| thread::sleep(Duration::from_millis(60)));
+                        }
+                    })
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(100));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let annotator = {
+            let lock = lock.clone();
+            thread::spawn(move || {
+                for _ in 0..5 {
+                    lock.run(|| ());
+                }
+                let _ = tx.send(());
+            })
+        };
+        let served = rx.recv_timeout(Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        lock.interactive_ended();
+        for j in jobs {
+            j.join().unwrap();
+        }
+        annotator.join().unwrap();
+        assert!(served.is_ok(), "interactive passes starved by background ones");
     }
 }
