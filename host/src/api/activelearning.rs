@@ -40,6 +40,8 @@ pub(super) async fn next_sample(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let store = state.shared.datastore.clone();
+    // One limit for the whole request, however many times the strategy is asked.
+    let deadline = tokio::time::Instant::now() + state.timeouts.for_task(&strategy);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -50,8 +52,7 @@ pub(super) async fn next_sample(
         request.insert("_claimed".into(), json!(claimed));
         let text = Value::Object(request.clone()).to_string();
         let name = strategy.clone();
-        let limit = state.timeouts.for_task(&strategy);
-        let answer = call_within(generation.clone(), &strategy, limit, move |g| {
+        let answer = call_within(&state, generation.clone(), &strategy, deadline, move |g| {
             g.app
                 .next_sample(RStr::from(name.as_str()), RStr::from(text.as_str()))
         })

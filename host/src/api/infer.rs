@@ -94,16 +94,7 @@ pub(super) async fn infer(
     let tag = super::text_param(&params, "label_tag", "original")?;
     crate::datastore::ids::validate_tag(&tag)?;
     let generation = owner(&state, TaskKind::INFER, &model)?;
-    let stuck = generation
-        .abandoned
-        .load(std::sync::atomic::Ordering::SeqCst);
-    if stuck >= state.max_abandoned {
-        return Err(Error::Overloaded(format!(
-            "app '{}' still runs {stuck} calls whose requests ended (timed out or left); \
-             retry when they return (--max-abandoned {})",
-            generation.name, state.max_abandoned
-        )));
-    }
+    super::refuse_if_stuck(&state, &generation)?;
     let headers = generation_headers(&generation);
     let st = state.0.clone();
     let limit = state.timeouts.for_task(&model);

@@ -138,7 +138,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // An answer given before the body was read waits until the client has sent it.
-        .layer(axum::middleware::from_fn(drain::drain_unread))
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.auth.is_some(),
+            drain::drain_unread,
+        ))
         // The span names the route, not the URI: query strings and path ids (sessions,
         // clients, images) stay out of the log that `/logs/` serves.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -243,12 +246,30 @@ where
     .await
 }
 
-/// Runs a plugin call as [`call`] does, under a cancel mark: the work stops at its next
-/// executor call when its client leaves or `limit` passes, and then the answer is 504.
+/// 503 when `generation` already runs `--max-abandoned` calls whose requests ended: more
+/// would tie up more threads.
+pub(crate) fn refuse_if_stuck(state: &AppState, generation: &AppGeneration) -> Result<()> {
+    let stuck = generation
+        .abandoned
+        .load(std::sync::atomic::Ordering::SeqCst);
+    if stuck >= state.max_abandoned {
+        return Err(Error::Overloaded(format!(
+            "app '{}' still runs {stuck} calls whose requests ended (timed out or left); \
+             retry when they return (--max-abandoned {})",
+            generation.name, state.max_abandoned
+        )));
+    }
+    Ok(())
+}
+
+/// Runs a plugin call as [`call`] does, under a cancel mark with the request's memory
+/// budget: the work stops at its next executor call when its client leaves or `deadline`
+/// passes, and then the answer is 504.
 pub(crate) async fn call_within<T, F>(
+    state: &AppState,
     generation: Arc<AppGeneration>,
     task: &str,
-    limit: std::time::Duration,
+    deadline: tokio::time::Instant,
     f: F,
 ) -> Result<T>
 where
@@ -256,14 +277,16 @@ where
     F: FnOnce(&AppGeneration) -> PluginResult<T> + Send + 'static,
 {
     use crate::executor::cancel::{with_cancel, Cancel, StopOnDrop, Why};
-    let cancel = Cancel::new();
+    refuse_if_stuck(state, &generation)?;
+    let limit = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let cancel = Cancel::with_budget(state.request_memory);
     let stop_if_dropped = StopOnDrop::new(cancel.clone());
     let ticket = cancel.clone();
     let running = call(generation, move |g| with_cancel(ticket, || f(g)));
-    let Ok(out) = tokio::time::timeout(limit, running).await else {
+    let Ok(out) = tokio::time::timeout_at(deadline, running).await else {
         cancel.stop(Why::TimedOut);
         return Err(Error::Timeout(format!(
-            "'{task}' did not answer within {} s (its time limit)",
+            "'{task}' did not answer within its time limit ({} s left when called)",
             limit.as_secs_f64()
         )));
     };
