@@ -192,9 +192,20 @@ async fn a_file_swapped_for_a_link_after_its_check_is_not_sent() {
         .await
         .expect("body");
     assert_eq!(&bytes[..], b"not for clients");
-    // A folder is not a file.
+    // A folder is not a file; nor is a FIFO, and opening one does not wait for a writer.
     let folder = super::upload::send_file(Ok(dir.path().into()), "missing", 0)
         .await
         .expect_err("a folder");
     assert_eq!(folder.status(), StatusCode::NOT_FOUND);
+    let fifo = dir.path().join("img01.nii.gz");
+    let name = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("c string");
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the file.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        super::upload::send_file(Ok(fifo), "missing", libc::O_NOFOLLOW),
+    )
+    .await
+    .expect("the open did not block");
+    assert_eq!(waited.expect_err("a fifo").status(), StatusCode::NOT_FOUND);
 }

@@ -180,8 +180,10 @@ pub(super) fn base_name(name: &str) -> &str {
 /// A stored file as a download: its bytes, a content type and
 /// `content-disposition: attachment` with its base name. A missing file (or a folder) is
 /// 404 with `missing` as the detail, MONAI Label's words. `flags` are added to the open
-/// (`O_NOFOLLOW` for the datastore's files: a link is refused, 400); what is sent is
-/// what was opened, whatever the path names afterwards.
+/// (`O_NOFOLLOW` for the datastore's files: a link is refused, 400; it covers the last
+/// path component, a linked folder is caught by the datastore's own check); what is sent
+/// is what was opened, whatever the path names afterwards. The open never blocks: a FIFO
+/// planted under a file's name is not a file (404), not a wait for a writer.
 pub(super) async fn send_file(
     path: Result<PathBuf>,
     missing: &str,
@@ -194,7 +196,7 @@ pub(super) async fn send_file(
     })?;
     let file = tokio::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(flags)
+        .custom_flags(flags | libc::O_NONBLOCK)
         .open(&path)
         .await
         .map_err(|e| match e.kind() {

@@ -23,7 +23,7 @@ fn add(
     use std::os::unix::fs::OpenOptionsExt;
     let mut src = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(flags)
+        .custom_flags(flags | libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| DatastoreError::Io(format!("cannot read {}: {e}", path.display())))?;
     zip.start_file(name, options).map_err(zip_err)?;
