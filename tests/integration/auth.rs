@@ -396,8 +396,9 @@ fn without_auth_app_management_stays_on_loopback() {
 }
 
 /// A Keycloak-shaped token endpoint on `listener`: OAuth2's password grant for `alice`
-/// with password `wonderland` (client `monailabel-app`) answers a realm token signed with
-/// `key`; anything else is Keycloak's 401 `invalid_grant`. Serves until the test ends.
+/// with password `wonder land&more` (client `monailabel-app`) answers a realm token signed
+/// with `key`; user `setup` gets Keycloak's `unauthorized_client` (a realm set-up error);
+/// anything else is Keycloak's 401 `invalid_grant`. Serves until the test ends.
 fn realm_token_endpoint(listener: std::net::TcpListener, key: EncodingKey) {
     use std::io::{BufRead, BufReader, Read, Write};
     fn decode(v: &str) -> String {
@@ -456,6 +457,11 @@ fn realm_token_endpoint(listener: std::net::TcpListener, key: EncodingKey) {
                 let answer = json!({"access_token": token, "token_type": "Bearer",
                                     "expires_in": 300, "scope": "profile email"});
                 ("200 OK", answer)
+            } else if field("username") == Some("setup") {
+                // A realm whose client may not use the password grant.
+                let answer = json!({"error": "unauthorized_client",
+                                    "error_description": "Client not allowed for direct access grants"});
+                ("400 Bad Request", answer)
             } else {
                 let answer = json!({"error": "invalid_grant",
                                     "error_description": "Invalid user credentials"});
@@ -525,6 +531,10 @@ fn a_password_login_is_passed_to_the_realm_as_monai_label_does() {
     let r = login(&server, "alice", "wonderland");
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().expect("json")["code"], "UNAUTHORIZED");
+    // A realm refusing this server's client is its set-up, not a wrong password: 502.
+    let r = login(&server, "setup", "anything");
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.json::<Value>().expect("json")["code"], "UPSTREAM_ERROR");
     // A static token still logs in without the realm.
     let r = login(&server, "ann", &api_token);
     assert_eq!(r.status(), 200);

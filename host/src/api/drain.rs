@@ -4,14 +4,15 @@
 //! pipe instead of the answer.
 //!
 //! Bounded: at most [`DRAIN_LIMIT`] bytes within [`DRAIN_TIME`], and nothing at all for a
-//! 401 (an unauthenticated client gets no reading of its body), for a body that says it
-//! has more than the limit left, or for a client waiting on `Expect: 100-continue` whose
-//! body nobody asked for (it sends nothing until told to). Then the answer closes the
-//! connection instead.
+//! 401 or, with auth on, a request without credentials (an unauthenticated client gets no
+//! reading of its body, also on an unknown route), for a body that says it has more than
+//! the limit left, or for a client waiting on `Expect: 100-continue` whose body nobody
+//! asked for (it sends nothing until told to). Then the answer closes the connection
+//! instead.
 
 use axum::{
     body::{Body, BodyDataStream},
-    extract::Request,
+    extract::{Request, State},
     http::{header, HeaderValue, StatusCode},
     middleware::Next,
     response::Response,
@@ -48,14 +49,20 @@ fn content_length(req: &Request) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// The middleware: the handler reads the body through a shared handle; whatever it left
-/// is read and dropped here, within the bounds above, before its answer is returned.
-pub(super) async fn drain_unread(req: Request, next: Next) -> Response {
+/// The middleware (its state: whether auth is on): the handler reads the body through a
+/// shared handle; whatever it left is read and dropped here, within the bounds above,
+/// before its answer is returned.
+pub(super) async fn drain_unread(
+    State(auth_on): State<bool>,
+    req: Request,
+    next: Next,
+) -> Response {
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
     let declared = content_length(&req);
     if !chunked && declared.unwrap_or(0) == 0 {
         return next.run(req).await;
     }
+    let anonymous = auth_on && !req.headers().contains_key(header::AUTHORIZATION);
     let expects_continue = req
         .headers()
         .get(header::EXPECT)
@@ -91,6 +98,7 @@ pub(super) async fn drain_unread(req: Request, next: Next) -> Response {
     };
     let read = shared.read.load(Ordering::Relaxed);
     let skip = (expects_continue && !shared.polled.load(Ordering::Relaxed))
+        || anonymous
         || response.status() == StatusCode::UNAUTHORIZED
         || declared.is_some_and(|n| n.saturating_sub(read) > DRAIN_LIMIT);
     let drained = !skip

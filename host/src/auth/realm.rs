@@ -10,12 +10,16 @@ use std::time::Duration;
 const REALM_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes of a token answer read.
 const ANSWER_LIMIT: usize = 1 << 20;
+/// The most logins passed to the realm at once; more are answered 503 (guessing a
+/// password through this server cannot flood the realm).
+const AT_ONCE: usize = 8;
 
 /// A realm's token endpoint and the client to call it with.
 #[derive(Debug)]
 pub struct Realm {
     url: String,
     client: reqwest::Client,
+    at_once: tokio::sync::Semaphore,
 }
 
 impl Realm {
@@ -33,12 +37,15 @@ impl Realm {
         Ok(Realm {
             url: url.to_owned(),
             client,
+            at_once: tokio::sync::Semaphore::new(AT_ONCE),
         })
     }
 
     /// OAuth2's password grant for `username`/`password` as `client_id`: the realm's token
-    /// answer (a JSON object with `access_token`). A refusal by the realm is 401 as for a
-    /// wrong static token; a realm that cannot be reached or answers otherwise is 502.
+    /// answer (a JSON object with `access_token`). The realm refusing the credentials
+    /// (`invalid_grant`) is 401 as for a wrong static token; a realm that cannot be reached,
+    /// refuses the client (`invalid_client`, `unauthorized_client`: its set-up) or answers
+    /// otherwise is 502, logged; more than [`AT_ONCE`] logins at once, 503.
     pub async fn password_grant(
         &self,
         client_id: &str,
@@ -50,6 +57,11 @@ impl Realm {
             Error::BadGateway(format!(
                 "the sign-in service did not answer properly: {why}"
             ))
+        };
+        let Ok(_turn) = self.at_once.try_acquire() else {
+            return Err(Error::Overloaded(
+                "too many logins at once; retry in a moment".into(),
+            ));
         };
         let form = [
             ("grant_type", "password"),
@@ -65,13 +77,6 @@ impl Realm {
             .await
             .map_err(|e| unreachable(without_url(&e)))?;
         let status = answer.status();
-        if matches!(status.as_u16(), 400 | 401) {
-            // Keycloak's `invalid_grant`: wrong password, unknown or disabled user.
-            return Err(Error::Unauthorized("Could not validate credentials".into()));
-        }
-        if !status.is_success() {
-            return Err(unreachable(format!("status {status}")));
-        }
         let mut body = Vec::new();
         while let Some(chunk) = answer
             .chunk()
@@ -83,10 +88,21 @@ impl Realm {
                 return Err(unreachable("an answer over 1 MiB".into()));
             }
         }
-        match serde_json::from_slice(&body) {
-            Ok(Value::Object(token)) if token.get("access_token").is_some_and(Value::is_string) => {
-                Ok(token)
+        let answer: Option<Map<String, Value>> = serde_json::from_slice(&body).ok();
+        if !status.is_success() {
+            let error = answer
+                .as_ref()
+                .and_then(|a| a.get("error"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            // Keycloak's answer to a wrong password, an unknown or disabled user.
+            if matches!(status.as_u16(), 400 | 401) && error == "invalid_grant" {
+                return Err(Error::Unauthorized("Could not validate credentials".into()));
             }
+            return Err(unreachable(format!("status {status} {error}")));
+        }
+        match answer {
+            Some(token) if token.get("access_token").is_some_and(Value::is_string) => Ok(token),
             _ => Err(unreachable("no access_token in its answer".into())),
         }
     }
