@@ -20,9 +20,23 @@ const MAX_NAME: usize = 255;
 pub(crate) const MAX_INFO_BYTES: usize = 256 << 10;
 
 /// The most bytes of JSON all images' and labels' info may hold together, checked when a
-/// client merges into an info (an upload's own info is bounded per entry only: refusing a
-/// label for the index's size would lose the annotator's work).
+/// client's merge makes an info larger (an upload's own info is bounded per entry only:
+/// refusing a label for the index's size would lose the annotator's work; apps' own
+/// writes, scores and the like, are not refused either).
 pub(crate) const MAX_TOTAL_INFO_BYTES: usize = 64 << 20;
+
+/// Merges `info` into `into` (Python's `dict.update`) within the per-entry limit;
+/// whether the entry grew (only then is the index's total checked).
+pub(crate) fn merge_info(
+    into: &mut serde_json::Map<String, serde_json::Value>,
+    info: serde_json::Map<String, serde_json::Value>,
+) -> Result<bool> {
+    let before = serde_json::to_vec(&*into).map_or(0, |v| v.len());
+    into.extend(info);
+    info_size(into)?;
+    let after = serde_json::to_vec(&*into).map_or(usize::MAX, |v| v.len());
+    Ok(after > before)
+}
 
 /// Refuses an index whose infos together are over `limit` bytes of JSON.
 pub(crate) fn total_info_size(index: &super::index::DatastoreIndex, limit: usize) -> Result<()> {

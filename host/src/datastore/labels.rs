@@ -140,12 +140,34 @@ impl LocalDatastore {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Shallow-merges `info` into a label's info (Python `dict.update`).
+    /// Shallow-merges `info` into a label's info (Python `dict.update`), as an app does.
     pub fn update_label_info(
         &self,
         label_id: &str,
         tag: &str,
         info: Map<String, Value>,
+    ) -> Result<()> {
+        self.merge_label_info(label_id, tag, info, None)
+    }
+
+    /// [`LocalDatastore::update_label_info`] for a client: a merge that makes the info
+    /// larger is refused when all info would pass the index's total limit.
+    pub fn update_label_info_from_client(
+        &self,
+        label_id: &str,
+        tag: &str,
+        info: Map<String, Value>,
+    ) -> Result<()> {
+        let limit = super::checks::MAX_TOTAL_INFO_BYTES;
+        self.merge_label_info(label_id, tag, info, Some(limit))
+    }
+
+    fn merge_label_info(
+        &self,
+        label_id: &str,
+        tag: &str,
+        info: Map<String, Value>,
+        total: Option<usize>,
     ) -> Result<()> {
         validate_id(label_id)?;
         validate_tag(tag)?;
@@ -155,9 +177,11 @@ impl LocalDatastore {
                 .get_mut(label_id)
                 .and_then(|obj| obj.labels.get_mut(tag))
                 .ok_or_else(|| label_not_found(label_id, tag))?;
-            label.info.extend(info);
-            super::checks::info_size(&label.info)?;
-            super::checks::total_info_size(idx, super::checks::MAX_TOTAL_INFO_BYTES)
+            let grew = super::checks::merge_info(&mut label.info, info)?;
+            match total {
+                Some(limit) if grew => super::checks::total_info_size(idx, limit),
+                _ => Ok(()),
+            }
         })
     }
 }

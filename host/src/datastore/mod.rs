@@ -344,14 +344,31 @@ impl LocalDatastore {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Shallow-merges `info` into an image's info (Python `dict.update`).
+    /// Shallow-merges `info` into an image's info (Python `dict.update`), as an app does.
     pub fn update_image_info(&self, id: &str, info: Map<String, Value>) -> Result<()> {
+        self.merge_image_info(id, info, None)
+    }
+
+    /// [`LocalDatastore::update_image_info`] for a client: a merge that makes the info
+    /// larger is refused when all info would pass [`checks::MAX_TOTAL_INFO_BYTES`].
+    pub fn update_image_info_from_client(&self, id: &str, info: Map<String, Value>) -> Result<()> {
+        self.merge_image_info(id, info, Some(checks::MAX_TOTAL_INFO_BYTES))
+    }
+
+    fn merge_image_info(
+        &self,
+        id: &str,
+        info: Map<String, Value>,
+        total: Option<usize>,
+    ) -> Result<()> {
         validate_id(id)?;
         self.mutate(|idx, _| {
             let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
-            obj.image.info.extend(info);
-            checks::info_size(&obj.image.info)?;
-            checks::total_info_size(idx, checks::MAX_TOTAL_INFO_BYTES)
+            let grew = checks::merge_info(&mut obj.image.info, info)?;
+            match total {
+                Some(limit) if grew => checks::total_info_size(idx, limit),
+                _ => Ok(()),
+            }
         })
     }
 

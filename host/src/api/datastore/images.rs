@@ -177,7 +177,7 @@ pub(in crate::api) async fn update_info(
     validate_id(&image)?;
     let info = form_json(req, "info").await?;
     blocking(&state.shared.datastore, move |ds| {
-        Ok(ds.update_image_info(&image, info)?)
+        Ok(ds.update_image_info_from_client(&image, info)?)
     })
     .await?;
     Ok(Json(Value::Null))

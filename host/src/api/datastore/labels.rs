@@ -186,7 +186,7 @@ async fn merge_info(
     validate_tag(&tag)?;
     let info = form_json(req, field).await?;
     blocking(&state.shared.datastore, move |ds| {
-        Ok(ds.update_label_info(&label, &tag, info)?)
+        Ok(ds.update_label_info_from_client(&label, &tag, info)?)
     })
     .await?;
     Ok(Json(Value::Null))

@@ -223,6 +223,11 @@ fn the_info_of_all_entries_together_is_bounded() {
         }
         other => panic!("600 KiB passed a 512 KiB limit: {other:?}"),
     }
+    // Only a merge that makes an info larger is checked against the total.
+    let mut info = map(json!({"note": "x".repeat(1000)}));
+    let merge = crate::datastore::checks::merge_info;
+    assert!(!merge(&mut info, map(json!({"note": "short"}))).expect("smaller"));
+    assert!(merge(&mut info, map(json!({"more": 1}))).expect("larger"));
 }
 
 #[test]
