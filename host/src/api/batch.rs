@@ -4,8 +4,9 @@
 //! is delayed by at most the one pass already running); its label is saved as `original`
 //! (or `label_tag`); the job record's progress moves after each image, and a stop request
 //! ends the job before the next one. The result kept in the job record is bounded: each
-//! image's `params` at most [`PARAMS_LIMIT`] bytes of JSON, all of them [`RESULT_LIMIT`];
-//! past either, the image keeps its label and tag and its params say what was left out.
+//! image's `params` at most [`PARAMS_LIMIT`] bytes of JSON, all of them [`RESULT_LIMIT`]
+//! (past either, the image keeps its label and tag and its params say what was left out),
+//! and a failed image's detail at most [`DETAIL_LIMIT`] bytes.
 
 use super::{
     infer::{run_task, take_label},
@@ -18,8 +19,11 @@ use std::sync::Arc;
 
 /// The most bytes of JSON one image's `params` keeps in the job's result.
 const PARAMS_LIMIT: usize = 16 << 10;
-/// The most bytes of JSON all images' `params` keep in the job's result.
+/// The most bytes of JSON all images' `params` keep in the job's result (failures'
+/// details count too).
 const RESULT_LIMIT: usize = 1 << 20;
+/// The most bytes of an image's error detail kept in the job's result.
+const DETAIL_LIMIT: usize = 4 << 10;
 
 /// `params` as the result keeps it, `used` bytes of [`RESULT_LIMIT`] taken before.
 fn kept_params(params: Value, used: &mut usize) -> Value {
@@ -99,7 +103,17 @@ pub(super) async fn run(
             Err(e) => {
                 failed += 1;
                 tracing::warn!(model, image = %id, "batch inference: {e}");
-                json!({"detail": e.to_string(), "code": e.code()})
+                let mut detail = e.to_string();
+                if detail.len() > DETAIL_LIMIT {
+                    let mut cut = DETAIL_LIMIT;
+                    while !detail.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    detail.truncate(cut);
+                    detail.push_str(" …");
+                }
+                used = used.saturating_add(detail.len());
+                json!({"detail": detail, "code": e.code()})
             }
         };
         out.insert(id, one);
