@@ -293,6 +293,9 @@ mod tests {
             j.join().unwrap();
         }
         annotator.join().unwrap();
-        assert!(served.is_ok(), "interactive passes starved by background ones");
+        assert!(
+            served.is_ok(),
+            "interactive passes starved by background ones"
+        );
     }
 }
