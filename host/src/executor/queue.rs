@@ -134,7 +134,16 @@ impl DeviceQueue {
     /// Waits for a running slot; background work that has waited `turn_after` is
     /// served as interactive from then on (after the interactive work older than it).
     pub async fn acquire(self: &Arc<Self>, priority: Priority) -> Result<Permit, QueueFull> {
-        let since = Instant::now();
+        self.acquire_waiting_since(priority, Instant::now()).await
+    }
+
+    /// [`DeviceQueue::acquire`] for work that has been waiting since `since` (a retry after
+    /// a full queue keeps its age).
+    async fn acquire_waiting_since(
+        self: &Arc<Self>,
+        priority: Priority,
+        since: Instant,
+    ) -> Result<Permit, QueueFull> {
         let mut ticket = (
             priority,
             std::cmp::Reverse(self.tickets.fetch_add(1, Ordering::Relaxed)),
@@ -194,12 +203,13 @@ impl DeviceQueue {
 
 impl DeviceQueue {
     /// [`DeviceQueue::acquire`] from a blocking thread (a plugin call): waits, retrying
-    /// while the queue is full. `None` outside a tokio runtime or with a poisoned queue
-    /// (work then runs unqueued).
+    /// while the queue is full (its wait counted from the first try). `None` outside a
+    /// tokio runtime or with a poisoned queue (work then runs unqueued).
     pub fn acquire_blocking(self: &Arc<Self>, priority: Priority) -> Option<Permit> {
         let handle = tokio::runtime::Handle::try_current().ok()?;
+        let since = Instant::now();
         loop {
-            match handle.block_on(self.acquire(priority)) {
+            match handle.block_on(self.acquire_waiting_since(priority, since)) {
                 Ok(permit) => return Some(permit),
                 // Nobody waiting yet the queue refuses: its state is poisoned; go unqueued.
                 Err(QueueFull { waiting: 0 }) => return None,
@@ -299,6 +309,52 @@ mod tests {
         for a in annotators {
             a.await.expect("annotator");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_training_step_retrying_a_full_queue_keeps_its_age() {
+        let q = DeviceQueue::with_turn_after(2, 1, Duration::from_millis(1000));
+        let first = q.acquire(Priority::Interactive).await.expect("slot");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let take = |name: &'static str, q: Arc<DeviceQueue>, order: Arc<Mutex<Vec<_>>>| async move {
+            let _permit = q.acquire(Priority::Interactive).await.expect("slot");
+            order.lock().expect("order").push(name);
+        };
+        // Both waiting places are taken: the step retries for over its turn.
+        let fillers: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(take("filler", q.clone(), order.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let step = {
+            let (q, order) = (q.clone(), order.clone());
+            tokio::task::spawn_blocking(move || {
+                let _p = q.acquire_blocking(Priority::Training).expect("a slot");
+                order.lock().expect("order").push("step");
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        // The fillers give up: the step's retry gets a place, then a newer interactive one.
+        let until = |want: (usize, usize)| {
+            let q = q.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                while q.load() != want && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                assert_eq!(q.load(), want);
+            }
+        };
+        for f in fillers {
+            f.abort();
+            let _ = f.await;
+        }
+        until((1, 1)).await;
+        let b = tokio::spawn(take("b", q.clone(), order.clone()));
+        until((1, 2)).await;
+        drop(first);
+        step.await.expect("step");
+        b.await.expect("b");
+        assert_eq!(*order.lock().expect("order"), vec!["step", "b"]);
     }
 
     #[tokio::test]
