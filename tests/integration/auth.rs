@@ -89,6 +89,19 @@ fn jwt(
     encode(&header, &claims, key).expect("sign")
 }
 
+/// `POST /auth/token` as MONAI Label's clients send it (OAuth2's password form).
+fn login(server: &Server, user: &str, password: &str) -> reqwest::blocking::Response {
+    client()
+        .post(server.at("/auth/token"))
+        .form(&[
+            ("username", user),
+            ("password", password),
+            ("grant_type", "password"),
+        ])
+        .send()
+        .expect("login")
+}
+
 fn send(
     server: &Server,
     method: Method,
@@ -138,24 +151,13 @@ fn tokens_and_jwts_with_monai_label_roles_guard_every_route() {
         auth,
         json!({"enabled": true, "client_id": "monailabel-app", "realm": ISSUER})
     );
-    let login = |user: &str, password: &str| {
-        client()
-            .post(server.at("/auth/token"))
-            .form(&[
-                ("username", user),
-                ("password", password),
-                ("grant_type", "password"),
-            ])
-            .send()
-            .expect("login")
-    };
-    let r = login("annotator-person", &token("annotator"));
+    let r = login(&server, "annotator-person", &token("annotator"));
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().expect("json")["access_token"],
         token("annotator")
     );
-    let r = login("user-person", &token("annotator"));
+    let r = login(&server, "user-person", &token("annotator"));
     assert_eq!(r.status(), 401, "another user's token");
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     let me = send(
@@ -503,17 +505,6 @@ fn a_password_login_is_passed_to_the_realm_as_monai_label_does() {
     write_config(&format!("{realm}/protocol/openid-connect/token"));
     let args = ["--auth-config", config_path.to_str().expect("utf-8")];
     let server = ws.serve_with(&[], &args);
-    let login = |server: &Server, user: &str, password: &str| {
-        client()
-            .post(server.at("/auth/token"))
-            .form(&[
-                ("username", user),
-                ("password", password),
-                ("grant_type", "password"),
-            ])
-            .send()
-            .expect("login")
-    };
 
     // Slicer's module: a user name and password, the realm's token back, then its use.
     let r = login(&server, "alice", "wonder land&more");

@@ -14,6 +14,16 @@ fn infer(server: &Server, model: &str, params: Value) -> reqwest::blocking::Resp
         .expect("infer")
 }
 
+/// A server over the first-party apps and the `panicky` fixture (its `slow_infer` and
+/// `calm` sleep as asked), started with `flags`.
+fn with_panicky(flags: &[&str]) -> (Workspace, Server) {
+    let ws = Workspace::new(1, 16);
+    pack_first_party(&ws.plugins());
+    pack(&ws.plugins(), "panicky", "panic_app", &[]);
+    let server = ws.serve_with(&[], flags);
+    (ws, server)
+}
+
 /// Waits up to a minute for `words` in the server's log.
 fn log_says(server: &Server, words: &str) -> bool {
     let start = Instant::now();
@@ -28,20 +38,14 @@ fn log_says(server: &Server, words: &str) -> bool {
 
 #[test]
 fn a_hanging_task_is_answered_504_and_its_slot_goes_back() {
-    let ws = Workspace::new(1, 16);
-    pack_first_party(&ws.plugins());
-    pack(&ws.plugins(), "panicky", "panic_app", &[]);
-    let server = ws.serve_with(
-        &[],
-        &[
-            "--device-workers",
-            "1",
-            "--task-timeout",
-            "slow_infer=1",
-            "--task-timeout",
-            "calm=1",
-        ],
-    );
+    let (_ws, server) = with_panicky(&[
+        "--device-workers",
+        "1",
+        "--task-timeout",
+        "slow_infer=1",
+        "--task-timeout",
+        "calm=1",
+    ]);
     // An hour of sleep in plugin code: no executor call can stop it, the answer still comes.
     let r = infer(&server, "slow_infer", json!({"ms": 3_600_000}));
     assert_eq!(r.status(), 504);
@@ -84,20 +88,14 @@ fn a_hanging_task_is_answered_504_and_its_slot_goes_back() {
 
 #[test]
 fn calls_left_running_by_timed_out_requests_are_capped_per_app() {
-    let ws = Workspace::new(1, 16);
-    pack_first_party(&ws.plugins());
-    pack(&ws.plugins(), "panicky", "panic_app", &[]);
-    let server = ws.serve_with(
-        &[],
-        &[
-            "--device-workers",
-            "2",
-            "--task-timeout",
-            "slow_infer=1",
-            "--max-abandoned",
-            "2",
-        ],
-    );
+    let (_ws, server) = with_panicky(&[
+        "--device-workers",
+        "2",
+        "--task-timeout",
+        "slow_infer=1",
+        "--max-abandoned",
+        "2",
+    ]);
     // Two sleepers time out; their threads sleep on (plugin code, nothing can stop them).
     for _ in 0..2 {
         assert_eq!(
