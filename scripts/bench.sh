@@ -22,6 +22,17 @@ train_bench() {
     python3 host/benches/reference/train_vs_monai.py "$target/labelhost" "$target/liblabelhost_app_brain.so" \
         "$LABELHOST_CACHE/data" "$LABELHOST_CACHE/models"
 }
+# Packs the release brain app into DIR/brain with its Otsu settings and the named cached
+# models (paths under $LABELHOST_CACHE/models, kept as models/<file name>).
+pack_brain() {
+    local dir=$1 model assets=()
+    shift
+    for model in "$@"; do
+        assets+=(--asset "$LABELHOST_CACHE/models/$model=models/$(basename "$model")")
+    done
+    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
+        --asset plugins/brain/assets/otsu.json=assets/otsu.json "${assets[@]}" --out "$dir/brain" >/dev/null
+}
 # MONAI Label 0.8.5's server packages (without the model-zoo and GPU extras) go into the
 # cached venv for the benches that start its server.
 monailabel_server() {
@@ -35,12 +46,7 @@ infer_bench() {
     monailabel_server
     local device="${LABELHOST_BENCH_DEVICE:-cpu}" bundle
     bundle=$(mktemp -d)
-    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
-        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
-        --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
-        --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" \
-        --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" \
-        --asset "$LABELHOST_CACHE/models/brain/brain_unet_dropout.pt=models/brain_unet_dropout.pt" --out "$bundle/brain" >/dev/null
+    pack_brain "$bundle" deepbet/bbox_model.pt deepbet/model.pt brain/brain_unet.pt brain/brain_unet_dropout.pt
     python3 host/benches/reference/infer_vs_monailabel.py "$target/labelhost" "$bundle" \
         host/benches/reference/monailabel_deepbet "$LABELHOST_CACHE/models/deepbet" "$LABELHOST_CACHE/data" \
         --device "$device" --record "host/benches/results/infer-$device.md"
@@ -51,10 +57,7 @@ batch_bench() {
     local bundle
     python3 -m pip install --quiet --disable-pip-version-check requests
     bundle=$(mktemp -d)
-    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
-        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
-        --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
-        --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" --out "$bundle/brain" >/dev/null
+    pack_brain "$bundle" deepbet/bbox_model.pt deepbet/model.pt
     local record=host/benches/results/batch-cpu.md
     {
         echo "# Interactive latency during a batch inference job ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
@@ -68,9 +71,7 @@ clicks_bench() {
     monailabel_server
     local bundle
     bundle=$(mktemp -d)
-    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
-        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
-        --asset "$LABELHOST_CACHE/models/brain/brain_deepedit.pt=models/brain_deepedit.pt" --out "$bundle/brain" >/dev/null
+    pack_brain "$bundle" brain/brain_deepedit.pt
     python3 host/benches/reference/clicks_vs_monailabel.py "$target/labelhost" "$bundle" \
         host/benches/reference/monailabel_clicks "$LABELHOST_CACHE/models/brain/brain_deepedit.pt" \
         "$LABELHOST_CACHE/data" --record host/benches/results/clicks-cpu.md
@@ -82,12 +83,7 @@ load_bench() {
     local bundle
     python3 -m pip install --quiet --disable-pip-version-check requests
     bundle=$(mktemp -d)
-    "$target/labelhost" pack --library "$target/liblabelhost_app_brain.so" \
-        --asset plugins/brain/assets/otsu.json=assets/otsu.json \
-        --asset "$LABELHOST_CACHE/models/deepbet/bbox_model.pt=models/bbox_model.pt" \
-        --asset "$LABELHOST_CACHE/models/deepbet/model.pt=models/model.pt" \
-        --asset "$LABELHOST_CACHE/models/brain/brain_unet.pt=models/brain_unet.pt" \
-        --asset "$LABELHOST_CACHE/models/brain/brain_unet_dropout.pt=models/brain_unet_dropout.pt" --out "$bundle/brain" >/dev/null
+    pack_brain "$bundle" deepbet/bbox_model.pt deepbet/model.pt brain/brain_unet.pt brain/brain_unet_dropout.pt
     python3 host/benches/load.py "$target/labelhost" "$bundle" "$LABELHOST_CACHE/data" \
         --record host/benches/results/load-cpu.md "$@"
     rm -rf "$bundle"
