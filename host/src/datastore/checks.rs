@@ -25,29 +25,31 @@ pub(crate) const MAX_INFO_BYTES: usize = 256 << 10;
 /// writes, scores and the like, are not refused either).
 pub(crate) const MAX_TOTAL_INFO_BYTES: usize = 64 << 20;
 
+/// Bytes of `info` as JSON (`usize::MAX` if it cannot be written).
+fn json_len(info: &serde_json::Map<String, serde_json::Value>) -> usize {
+    serde_json::to_vec(info).map_or(usize::MAX, |v| v.len())
+}
+
 /// Merges `info` into `into` (Python's `dict.update`) within the per-entry limit;
 /// whether the entry grew (only then is the index's total checked).
 pub(crate) fn merge_info(
     into: &mut serde_json::Map<String, serde_json::Value>,
     info: serde_json::Map<String, serde_json::Value>,
 ) -> Result<bool> {
-    let before = serde_json::to_vec(&*into).map_or(0, |v| v.len());
+    let before = json_len(into);
     into.extend(info);
-    info_size(into)?;
-    let after = serde_json::to_vec(&*into).map_or(usize::MAX, |v| v.len());
+    let after = json_len(into);
+    within_info_limit(after)?;
     Ok(after > before)
 }
 
 /// Refuses an index whose infos together are over `limit` bytes of JSON.
 pub(crate) fn total_info_size(index: &super::index::DatastoreIndex, limit: usize) -> Result<()> {
-    let size = |info: &serde_json::Map<String, serde_json::Value>| {
-        serde_json::to_vec(info).map_or(usize::MAX, |v| v.len())
-    };
     let mut total = 0usize;
     for obj in index.objects.values() {
-        total = total.saturating_add(size(&obj.image.info));
+        total = total.saturating_add(json_len(&obj.image.info));
         for label in obj.labels.values() {
-            total = total.saturating_add(size(&label.info));
+            total = total.saturating_add(json_len(&label.info));
         }
     }
     if total > limit {
@@ -61,7 +63,11 @@ pub(crate) fn total_info_size(index: &super::index::DatastoreIndex, limit: usize
 
 /// Refuses an info over [`MAX_INFO_BYTES`] (as JSON).
 pub(crate) fn info_size(info: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    let size = serde_json::to_vec(info).map_or(usize::MAX, |v| v.len());
+    within_info_limit(json_len(info))
+}
+
+/// Refuses an info of `size` bytes of JSON over [`MAX_INFO_BYTES`].
+fn within_info_limit(size: usize) -> Result<()> {
     if size > MAX_INFO_BYTES {
         return Err(invalid(format!(
             "the info would be {size} bytes of JSON, over the limit of {MAX_INFO_BYTES}"
