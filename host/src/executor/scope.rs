@@ -171,16 +171,21 @@ impl ExecutorScope {
             match self.put(t) {
                 Ok(id) => ids.push(id),
                 Err(e) => {
-                    if let Ok(mut map) = self.tensors.lock() {
-                        for id in &ids {
-                            map.remove(&id.0);
-                        }
-                    }
+                    self.let_go(&ids);
                     return Err(e);
                 }
             }
         }
         Ok(ids.into_iter().collect())
+    }
+
+    /// Lets go of the tensors behind `ids` (their bytes go back to their request).
+    fn let_go<'a>(&self, ids: impl IntoIterator<Item = &'a TensorId>) {
+        if let Ok(mut map) = self.tensors.lock() {
+            for id in ids {
+                map.remove(&id.0);
+            }
+        }
     }
 
     fn get(&self, id: TensorId) -> Res<Tensor> {
@@ -461,17 +466,7 @@ impl abi::Executor for ScopeHandle {
     }
 
     fn release(&self, tensors: RSlice<'_, TensorId>) {
-        shielded(
-            "release",
-            || (),
-            || {
-                if let Ok(mut map) = self.0.tensors.lock() {
-                    for id in tensors.iter() {
-                        map.remove(&id.0);
-                    }
-                }
-            },
-        )
+        shielded("release", || (), || self.0.let_go(tensors.iter()))
     }
 
     fn trainable(
