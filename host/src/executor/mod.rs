@@ -14,6 +14,10 @@ mod dropout;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod dropout_tests;
+mod kernels;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod kernels_tests;
 mod ops;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -23,6 +27,7 @@ mod precision;
 #[allow(clippy::unwrap_used)]
 mod precision_tests;
 mod queue;
+mod resample;
 mod scope;
 mod sliding;
 #[cfg(test)]

@@ -2,14 +2,15 @@
 //! semantics where a transform exists; `dice` is MONAI's `DiceMetric` per label). They run on the tensor's device; nothing is copied
 //! to the host. Spatial ops take `[D,H,W]`, `[C,D,H,W]` or `[N,C,D,H,W]` tensors.
 
+use super::kernels::Out;
 use super::scope::{err, kind_of, torch};
 use labelhost_plugin_api::abi::{DType, ErrorCode, PluginError};
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
-type Res<T> = Result<T, PluginError>;
+pub(super) type Res<T> = Result<T, PluginError>;
 
-fn bad(msg: impl Into<String>) -> PluginError {
+pub(super) fn bad(msg: impl Into<String>) -> PluginError {
     err(ErrorCode::INVALID_INPUT, msg)
 }
 
@@ -20,7 +21,7 @@ fn num(args: &Value, key: &str) -> Res<f64> {
 }
 
 /// The integers of the list `key` (empty when absent).
-fn ints(args: &Value, key: &str) -> Vec<i64> {
+pub(super) fn ints(args: &Value, key: &str) -> Vec<i64> {
     args.get(key)
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_i64).collect())
@@ -56,16 +57,21 @@ fn interpolate(x: &Tensor, args: &Value) -> Res<Tensor> {
     if size.iter().any(|s| *s <= 0) {
         return Err(bad("interpolate: sizes must be positive"));
     }
+    let mode = args
+        .get("mode")
+        .and_then(Value::as_str)
+        .unwrap_or("nearest-exact");
+    if mode == "nearest-exact" {
+        if let Some(y) = super::resample::resize(x, size)? {
+            return Ok(y);
+        }
+    }
     let (x5, shape) = as_5d(x)?;
     let float = if x5.is_floating_point() {
         x5
     } else {
         x5.f_to_kind(Kind::Float).map_err(torch)?
     };
-    let mode = args
-        .get("mode")
-        .and_then(Value::as_str)
-        .unwrap_or("nearest-exact");
     let y = match mode {
         "nearest-exact" => float.f_internal_upsample_nearest_exact3d(size, None, None, None),
         "nearest" => float.f_upsample_nearest3d(size, None, None, None),
@@ -103,7 +109,7 @@ fn crop(x: &Tensor, args: &Value) -> Res<Tensor> {
 /// (`float32`; default the input's); written once into a C-ordered tensor (a volume uploaded
 /// in its file's memory order becomes RAS+ in one pass on the device, instead of a
 /// transposing copy on the CPU and another here).
-fn orient(x: &Tensor, args: &Value) -> Res<Tensor> {
+pub(super) fn orient(x: &Tensor, args: &Value) -> Res<Tensor> {
     let (permute, flip) = (ints(args, "permute"), ints(args, "flip"));
     let rank = x.dim() as i64;
     let mut seen = permute.clone();
@@ -155,23 +161,62 @@ fn paste(x: &Tensor, args: &Value) -> Res<Tensor> {
     Ok(out)
 }
 
+/// MONAI's `ScaleIntensityRange`: `(x - a_min) * scale + b_min` with `scale` mapping
+/// `[a_min, a_max]` onto `[b_min, b_max]`, clipped to that when `clip`.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct IntensityRange {
+    a_min: f64,
+    scale: f64,
+    b_min: f64,
+    clip: Option<(f64, f64)>,
+}
+
+impl IntensityRange {
+    /// From the op's `a_min`, `a_max`, `b_min`, `b_max` and `clip`.
+    pub(super) fn parse(args: &Value) -> Res<IntensityRange> {
+        let (a_min, a_max) = (num(args, "a_min")?, num(args, "a_max")?);
+        let (b_min, b_max) = (num(args, "b_min")?, num(args, "b_max")?);
+        if a_max == a_min {
+            return Err(bad("scale_intensity_range: a_max equals a_min"));
+        }
+        let clip = args.get("clip") == Some(&Value::Bool(true));
+        Ok(IntensityRange {
+            a_min,
+            scale: (b_max - b_min) / (a_max - a_min),
+            b_min,
+            clip: clip.then(|| (b_min.min(b_max), b_max.max(b_min))),
+        })
+    }
+
+    /// On a tensor: one new tensor, then in place (MONAI's order: subtract, scale, shift,
+    /// clip).
+    pub(super) fn apply(&self, x: &Tensor) -> Res<Tensor> {
+        let mut y = x.f_sub_scalar(self.a_min).map_err(torch)?;
+        let _ = y.f_mul_scalar_(self.scale).map_err(torch)?;
+        let _ = y.f_add_scalar_(self.b_min).map_err(torch)?;
+        if let Some((lo, hi)) = self.clip {
+            let _ = y.f_clamp_(lo, hi).map_err(torch)?;
+        }
+        Ok(y)
+    }
+
+    /// On one `f32`, each step rounded as [`IntensityRange::apply`] rounds it.
+    pub(super) fn on_f32(&self) -> impl Fn(f32) -> f32 + Sync + Copy {
+        let (a_min, scale, b_min) = (self.a_min as f32, self.scale as f32, self.b_min as f32);
+        let clip = self.clip.map(|(lo, hi)| (lo as f32, hi as f32));
+        move |v| {
+            let y = (v - a_min) * scale + b_min;
+            // LibTorch's clamp: NaN stays NaN.
+            match clip {
+                Some((lo, hi)) if !y.is_nan() => y.max(lo).min(hi),
+                _ => y,
+            }
+        }
+    }
+}
+
 fn scale_intensity_range(x: &Tensor, args: &Value) -> Res<Tensor> {
-    let (a_min, a_max) = (num(args, "a_min")?, num(args, "a_max")?);
-    let (b_min, b_max) = (num(args, "b_min")?, num(args, "b_max")?);
-    if a_max == a_min {
-        return Err(bad("scale_intensity_range: a_max equals a_min"));
-    }
-    let scale = (b_max - b_min) / (a_max - a_min);
-    // One new tensor, then in place (MONAI's order: subtract, scale, shift, clip).
-    let mut y = x.f_sub_scalar(a_min).map_err(torch)?;
-    let _ = y.f_mul_scalar_(scale).map_err(torch)?;
-    let _ = y.f_add_scalar_(b_min).map_err(torch)?;
-    if args.get("clip") == Some(&Value::Bool(true)) {
-        let _ = y
-            .f_clamp_(b_min.min(b_max), b_max.max(b_min))
-            .map_err(torch)?;
-    }
-    Ok(y)
+    IntensityRange::parse(args)?.apply(x)
 }
 
 /// MONAI's `NormalizeIntensity`: `(x - mean) / std` (one statistics pass, one new tensor).
@@ -204,17 +249,37 @@ fn mul_add(x: &Tensor, a: f64, b: f64) -> Res<Tensor> {
 fn normalize_resize(x: &Tensor, args: &Value) -> Res<Tensor> {
     let size = triple(args, "size")?;
     let unbiased = args.get("unbiased") == Some(&Value::Bool(true));
-    let (mean, std) = resized_mean_std(x, size, unbiased)?;
     let scale = args.get("scale").and_then(Value::as_f64).unwrap_or(1.0);
     let shift = args.get("shift").and_then(Value::as_f64).unwrap_or(0.0);
-    let y = z_score(x, mean, std, scale, shift)?;
-    if x.size()[x.size().len() - 3..] == size {
+    let (out, kind) = match args.get("dtype").and_then(Value::as_str) {
+        None | Some("float32") => (Out::F32, Kind::Float),
+        Some("bfloat16") => (Out::Bf16, Kind::BFloat16),
+        Some("float16") => (Out::F16, Kind::Half),
+        Some(other) => {
+            return Err(bad(format!(
+                "normalize_resize: dtype '{other}' (float32, bfloat16 or float16)"
+            )))
+        }
+    };
+    let fast = super::resample::normalize_resize(x, size, unbiased, (scale, shift), out)?;
+    if let Some(y) = fast {
         return Ok(y);
     }
-    interpolate(
-        &y,
-        &serde_json::json!({"size": size, "mode": "nearest-exact"}),
-    )
+    let (mean, std) = resized_mean_std(x, size, unbiased)?;
+    let y = z_score(x, mean, std, scale, shift)?;
+    let y = if x.size()[x.size().len() - 3..] == size {
+        y
+    } else {
+        interpolate(
+            &y,
+            &serde_json::json!({"size": size, "mode": "nearest-exact"}),
+        )?
+    };
+    if y.kind() == kind {
+        Ok(y)
+    } else {
+        y.f_to_kind(kind).map_err(torch)
+    }
 }
 
 /// How many times a nearest-exact resize from `from` to `to` voxels repeats each source
@@ -319,41 +384,59 @@ pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tens
     if n == 0 {
         return Err(bad("quantile of an empty tensor"));
     }
-    let mut values = if select {
-        cpu_values(&flat)?
+    let ranks: Vec<(f32, f32, usize, usize)> = qs
+        .iter()
+        .map(|&q| {
+            let rank = q as f32 * (n - 1) as f32;
+            let below = rank.floor();
+            let hi = (rank.ceil() as i64).min(n - 1);
+            (rank, below, below as usize, hi as usize)
+        })
+        .collect();
+    let pairs: Vec<(Tensor, Tensor)> = if select {
+        let copy;
+        let values: &[f32] = match super::kernels::f32_elements(&flat) {
+            Some(values) => values,
+            None => {
+                copy = cpu_values(&flat)?;
+                &copy
+            }
+        };
+        let wanted: Vec<(usize, usize)> = ranks.iter().map(|r| (r.2, r.3)).collect();
+        match super::kernels::order_statistics(values, &wanted) {
+            // torch.quantile's answer when any value is NaN.
+            None => return Ok(qs.iter().map(|_| scalar(f32::NAN)).collect()),
+            Some(found) => found
+                .into_iter()
+                .map(|(a, b)| (scalar(a), scalar(b)))
+                .collect(),
+        }
     } else {
-        Vec::new()
-    };
-    let has_nan = if select {
-        values.iter().any(|v| v.is_nan())
-    } else {
-        flat.f_isnan()
+        let has_nan = flat
+            .f_isnan()
             .and_then(|t| t.f_any())
             .and_then(|t| t.f_int64_value(&[]))
-            .map_err(torch)?
-            != 0
-    };
-    if has_nan {
-        // torch.quantile's answer when any value is NaN.
-        return Ok(qs.iter().map(|_| scalar(f32::NAN)).collect());
-    }
-    let one = |q: f64, values: &mut Vec<f32>| -> Res<Tensor> {
-        let rank = q as f32 * (n - 1) as f32;
-        let below = rank.floor();
-        let (lo, hi) = (below as i64, (rank.ceil() as i64).min(n - 1));
-        let (a, b) = if select {
-            let (a, b) = order_statistics(values, lo as usize, hi as usize);
-            (scalar(a), scalar(b))
-        } else if lo < n / 2 {
-            let (v, _) = flat.f_topk(hi + 1, 0, false, true).map_err(torch)?;
-            (v.get(lo), v.get(hi))
-        } else {
-            let (v, _) = flat.f_topk(n - lo, 0, true, true).map_err(torch)?;
-            (v.get(n - 1 - lo), v.get(n - 1 - hi))
+            .map_err(torch)?;
+        if has_nan != 0 {
+            return Ok(qs.iter().map(|_| scalar(f32::NAN)).collect());
+        }
+        let by_topk = |&(_, _, lo, hi): &(f32, f32, usize, usize)| -> Res<(Tensor, Tensor)> {
+            let (lo, hi) = (lo as i64, hi as i64);
+            if lo < n / 2 {
+                let (v, _) = flat.f_topk(hi + 1, 0, false, true).map_err(torch)?;
+                Ok((v.get(lo), v.get(hi)))
+            } else {
+                let (v, _) = flat.f_topk(n - lo, 0, true, true).map_err(torch)?;
+                Ok((v.get(n - 1 - lo), v.get(n - 1 - hi)))
+            }
         };
-        a.f_lerp(&b, f64::from(rank - below)).map_err(torch)
+        ranks.iter().map(by_topk).collect::<Res<_>>()?
     };
-    qs.iter().map(|&q| one(q, &mut values)).collect()
+    ranks
+        .iter()
+        .zip(pairs)
+        .map(|(&(rank, below, _, _), (a, b))| a.f_lerp(&b, f64::from(rank - below)).map_err(torch))
+        .collect()
 }
 
 /// A 0-dim `f32` tensor, as `topk(..).get(i)` answers.
@@ -367,18 +450,6 @@ fn cpu_values(flat: &Tensor) -> Res<Vec<f32>> {
     let mut values = vec![0f32; n];
     flat.f_copy_data(&mut values, n).map_err(torch)?;
     Ok(values)
-}
-
-/// The `lo`-th and `hi`-th smallest values (`hi` is `lo` or `lo + 1`) by selection in
-/// place, O(n) instead of a sort or a top-k (no NaN among them).
-fn order_statistics(values: &mut [f32], lo: usize, hi: usize) -> (f32, f32) {
-    let (_, &mut a, above) = values.select_nth_unstable_by(lo, f32::total_cmp);
-    let b = if hi == lo {
-        a
-    } else {
-        above.iter().copied().fold(f32::INFINITY, f32::min)
-    };
-    (a, b)
 }
 
 /// MONAI's `DiceMetric` per label: Dice between a prediction (`[C, ...]` scores, argmax'd
@@ -432,6 +503,7 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
         "interpolate" => interpolate(x, args)?,
         "crop" => crop(x, args)?,
         "orient" => orient(x, args)?,
+        "resample" => super::resample::resample(x, args)?,
         "paste" => paste(x, args)?,
         "scale_intensity_range" => scale_intensity_range(x, args)?,
         "normalize_intensity" => normalize_intensity(x, args)?,
@@ -494,6 +566,9 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
         )?,
         "threshold" => {
             let v = args.get("value").and_then(Value::as_f64).unwrap_or(0.5);
+            if let Some(y) = super::kernels::threshold(x, v).map_err(torch)? {
+                return Ok(vec![y]);
+            }
             x.f_gt(v)
                 .and_then(|t| t.f_to_kind(Kind::Uint8))
                 .map_err(torch)?
