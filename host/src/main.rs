@@ -49,6 +49,8 @@ fn init_logging(json: bool) {
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging(args.json_logs);
     let config = ServerConfig::try_from(&args)?;
+    // Allocator settings go before any thread starts.
+    labelhost::memory::keep_heap_warm(config.warm_heap);
     // Apps read the limit from the environment (ReadOptions::default); set before any
     // thread starts.
     std::env::set_var(

@@ -105,6 +105,7 @@ pub(super) async fn infer(
     // The rest runs as its own task: if the client goes away mid-inference, the queue slot
     // is still held until the plugin returns and the result and upload files are cleaned up.
     let work = tokio::spawn(async move {
+        let heap = crate::memory::HeapUse::begin();
         let held = Held::new(generation);
         let store = st.shared.datastore.clone();
         // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
@@ -173,7 +174,7 @@ pub(super) async fn infer(
             )));
         };
         drop(permit);
-        tokio::task::spawn_blocking(crate::memory::release_free_heap);
+        drop(heap);
         let (result, label_file) = out?;
         let save_as = image_id.filter(|_| save).map(|id| (id, tag));
         let label_bytes = match &label_file {
