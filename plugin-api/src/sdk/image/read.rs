@@ -233,7 +233,8 @@ impl Source {
         };
         let file = File::open(path).map_err(open)?;
         let len = file.metadata().map_err(open)?.len();
-        let file = BufReader::new(file);
+        // Big reads: the decoder inflates more per call.
+        let file = BufReader::with_capacity(1 << 18, file);
         Ok(if gz {
             Source::Gz(Box::new(MultiGz(Some(GzDecodedFile::new(file)))))
         } else {

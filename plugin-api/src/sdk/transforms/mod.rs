@@ -14,5 +14,5 @@ pub use components::{
     bounding_box, fill_holes, keep_largest_and_seeded, keep_largest_connected_component,
 };
 pub use guidance::{click_in, distance_inside, guidance_map};
-pub use orientation::Orientation;
+pub use orientation::{Orientation, Stored};
 pub use scribbles::{histogram_graph_cut, ScribbleOptions};

@@ -1,7 +1,7 @@
 //! MONAI's `Orientation(axcodes="RAS")`: permute and flip voxel axes to the closest
 //! canonical (RAS+) orientation of an affine, and back (for `Restore`).
 
-use crate::sdk::{image::Voxels, json, Error, Executor, Result, Tensor};
+use crate::sdk::{image::Voxels, json, Error, Executor, Result, Tensor, Value};
 use ndarray::{ArrayD, Axis};
 
 /// How the voxel axes of a volume relate to RAS+.
@@ -141,22 +141,95 @@ impl Orientation {
     /// bytes go up as they are (one copy of the file's values, not of their `f32`s) and
     /// become `f32` in the same pass on the device that reorders them.
     pub fn upload_voxels(&self, exec: &Executor, x: Voxels, device: &str) -> Result<Tensor> {
-        match x {
-            Voxels::Decoded(a) => self.upload(exec, &a, device),
+        self.upload_stored(exec, x, device)?.whole(exec)
+    }
+
+    /// The volume on the executor as read (its file's memory order and element type),
+    /// with what makes it RAS+: crops and resizes of its RAS+ view then come from it in one
+    /// pass each ([`Stored::resample`]), and the whole reoriented volume is never made.
+    pub fn upload_stored(&self, exec: &Executor, x: Voxels, device: &str) -> Result<Stored> {
+        let (tensor, reversed, shape) = match x {
             Voxels::Raw {
                 bytes,
                 dtype,
                 shape,
             } => {
                 let dims: Vec<i64> = shape.iter().rev().map(|&d| d as i64).collect();
-                let t = exec.tensor(dtype, &dims, bytes, device)?;
-                let (permute, flip) = self.orient_args(true);
-                let args = json!({
-                    "permute": permute, "flip": flip, "nan_to_num": true, "dtype": "float32"
-                });
-                exec.op1("orient", &t, &args)
+                (exec.tensor(dtype, &dims, bytes, device)?, true, shape)
+            }
+            Voxels::Decoded(a) => {
+                if a.ndim() != 3 {
+                    return Err(Error::invalid_input(format!(
+                        "expected a 3-D volume, got {} dims",
+                        a.ndim()
+                    )));
+                }
+                let reversed = !a.is_standard_layout() && a.t().is_standard_layout();
+                let a = if a.is_standard_layout() || reversed {
+                    a
+                } else {
+                    a.as_standard_layout().into_owned()
+                };
+                let mut dims: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
+                if reversed {
+                    dims.reverse();
+                }
+                let values = a
+                    .as_slice_memory_order()
+                    .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
+                let t = exec.tensor_f32(&dims, values, device)?;
+                (t, reversed, a.shape().to_vec())
+            }
+        };
+        let (permute, flip) = self.orient_args(reversed);
+        let shape = <[usize; 3]>::try_from(&shape[..])
+            .map_err(|_| Error::invalid_input("expected a 3-D volume"))?;
+        Ok(Stored {
+            tensor,
+            permute,
+            flip,
+            shape: self.source_axis.map(|a| shape[a]),
+        })
+    }
+
+    /// The volume of `shape` (the file's `[i, j, k]`) that is `T::default()` (zero) but for `part`, a box
+    /// of its RAS+ view at `start`: [`Orientation::from_ras`] of a pasted box without
+    /// making the whole RAS+ volume. Fortran layout, as NIfTI stores voxels, so a writer
+    /// takes it without reordering.
+    pub fn paste_from_ras<T: Clone + Default>(
+        &self,
+        part: &ArrayD<T>,
+        start: [usize; 3],
+        shape: &[usize],
+    ) -> Result<ArrayD<T>> {
+        if shape.len() != 3 || part.ndim() != 3 {
+            return Err(Error::invalid_input("paste_from_ras takes 3-D volumes"));
+        }
+        let mut out = ArrayD::<T>::from_elem(
+            ndarray::ShapeBuilder::f(ndarray::IxDyn(shape)),
+            T::default(),
+        );
+        let mut ras = out.view_mut().permuted_axes(self.permutation(3));
+        for (axis, &flip) in self.flipped.iter().enumerate() {
+            if flip {
+                ras.invert_axis(Axis(axis));
             }
         }
+        let end: Vec<usize> = (0..3).map(|i| start[i] + part.shape()[i]).collect();
+        if (0..3).any(|i| end[i] > ras.shape()[i]) {
+            return Err(Error::invalid_input(format!(
+                "a box of {:?} at {start:?} does not fit in {:?}",
+                part.shape(),
+                ras.shape()
+            )));
+        }
+        ras.slice_mut(ndarray::s![
+            start[0]..end[0],
+            start[1]..end[1],
+            start[2]..end[2]
+        ])
+        .assign(part);
+        Ok(out)
     }
 
     /// Undoes [`Orientation::to_ras`].
@@ -173,6 +246,73 @@ impl Orientation {
             inverse[f] = i;
         }
         v.permuted_axes(inverse).as_standard_layout().into_owned()
+    }
+}
+
+/// A volume on the executor as its file stores it, and the `orient` arguments that make it
+/// RAS+ ([`Orientation::upload_stored`]).
+pub struct Stored {
+    tensor: Tensor,
+    permute: Vec<i64>,
+    flip: Vec<i64>,
+    /// Its RAS+ shape.
+    pub shape: [usize; 3],
+}
+
+impl Stored {
+    /// The box `[start, end)` of the RAS+ volume resized nearest-exact to `size`, as `f32`
+    /// with NaN set to 0 (MONAI's `Orientation`, `nan_to_num`, a crop and `Resize`), made
+    /// in one step by the host's `resample` (or its `orient`, `crop` and `interpolate`
+    /// where a host predates it).
+    pub fn resample(
+        &self,
+        exec: &Executor,
+        start: [usize; 3],
+        end: [usize; 3],
+        size: [usize; 3],
+    ) -> Result<Tensor> {
+        self.resample_scaled(exec, start, end, size, None)
+    }
+
+    /// [`Stored::resample`], then MONAI's `ScaleIntensityRange` with `range` (the
+    /// `scale_intensity_range` op's arguments), in the same step.
+    pub fn resample_scaled(
+        &self,
+        exec: &Executor,
+        start: [usize; 3],
+        end: [usize; 3],
+        size: [usize; 3],
+        range: Option<&Value>,
+    ) -> Result<Tensor> {
+        let args = json!({
+            "permute": self.permute, "flip": self.flip, "nan_to_num": true,
+            "start": start, "end": end, "size": size, "range": range
+        });
+        match exec.op1("resample", &self.tensor, &args) {
+            Err(e) if e.code == crate::abi::ErrorCode::UNSUPPORTED => {
+                let orient = json!({
+                    "permute": self.permute, "flip": self.flip, "nan_to_num": true,
+                    "dtype": "float32"
+                });
+                let x = exec.op1("orient", &self.tensor, &orient)?;
+                let mut x = exec.op1("crop", &x, &json!({"start": start, "end": end}))?;
+                let box_size: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
+                if box_size != size {
+                    let args = json!({"size": size, "mode": "nearest-exact"});
+                    x = exec.op1("interpolate", &x, &args)?;
+                }
+                match range {
+                    Some(r) => exec.op1("scale_intensity_range", &x, r),
+                    None => Ok(x),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The whole RAS+ volume as `f32` (NaN set to 0).
+    pub fn whole(&self, exec: &Executor) -> Result<Tensor> {
+        self.resample(exec, [0; 3], self.shape, self.shape)
     }
 }
 
@@ -234,6 +374,40 @@ mod tests {
                 v.invert_axis(Axis(d as usize));
             }
             assert_eq!(v, o.to_ras(&x), "fortran {fortran}");
+        }
+    }
+
+    /// A box pasted straight into the file's order equals pasting into the RAS+ volume and
+    /// undoing the orientation, for every kind of axis swap and flip, in Fortran layout.
+    #[test]
+    fn paste_from_ras_equals_paste_then_from_ras() {
+        let shape = [37, 45, 41];
+        let part = ArrayD::from_shape_fn(IxDyn(&[33, 20, 35]), |i| {
+            (i[0] * 7 + i[1] * 13 + i[2] * 3) as u16 % 251 + 1
+        });
+        for (source_axis, flipped) in [
+            ([0, 1, 2], [false; 3]),
+            ([1, 0, 2], [true, true, false]),
+            ([2, 0, 1], [false, true, true]),
+        ] {
+            let o = Orientation {
+                source_axis,
+                flipped,
+            };
+            let ras_shape: Vec<usize> = source_axis.iter().map(|&a| shape[a]).collect();
+            let start = [2, ras_shape[1] - 20, 3];
+            let mut ras = ArrayD::<u16>::zeros(IxDyn(&ras_shape));
+            ras.slice_mut(ndarray::s![
+                start[0]..start[0] + 33,
+                start[1]..,
+                start[2]..start[2] + 35
+            ])
+            .assign(&part);
+            let pasted = o.paste_from_ras(&part, start, &shape).unwrap();
+            assert_eq!(pasted, o.from_ras(&ras), "{source_axis:?} {flipped:?}");
+            assert!(pasted.t().is_standard_layout());
+            let too_far = [ras_shape[0] - 10, 0, 0];
+            assert!(o.paste_from_ras(&part, too_far, &shape).is_err());
         }
     }
 }
