@@ -11,7 +11,7 @@ use labelhost_plugin_api::sdk::{
     DType, Error, Executor, Host, InferResult, InferTask, InferTaskInfo, InferType, Map, Model,
     Result, Tensor, Value,
 };
-use ndarray::{s, ArrayD, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use std::path::PathBuf;
 
 const SMALL: i64 = 128;
@@ -43,15 +43,20 @@ impl DeepBet {
 }
 
 /// deepbet's intensity range: the 0.5 % and 99.5 % quantiles of the volume resized to 128³
-/// (nearest-exact). Answers the resized volume too.
-pub(crate) fn small_and_quantiles(exec: &Executor, x: &Tensor) -> Result<(Tensor, f32, f32)> {
+/// (nearest-exact).
+pub(crate) fn quantiles(exec: &Executor, x: &Tensor) -> Result<(f32, f32)> {
     let small = exec.op1(
         "interpolate",
         x,
         &json!({"size": [SMALL, SMALL, SMALL], "mode": "nearest-exact"}),
     )?;
+    range(exec, &small)
+}
+
+/// The 0.5 % and 99.5 % quantiles of `small`.
+fn range(exec: &Executor, small: &Tensor) -> Result<(f32, f32)> {
     let range = exec
-        .op1("quantiles", &small, &json!({"q": [0.005, 0.995]}))?
+        .op1("quantiles", small, &json!({"q": [0.005, 0.995]}))?
         .to_data()?
         .to_f32()?;
     let [lo, hi] = <[f32; 2]>::try_from(range)
@@ -59,12 +64,7 @@ pub(crate) fn small_and_quantiles(exec: &Executor, x: &Tensor) -> Result<(Tensor
     if hi <= lo {
         return Err(Error::invalid_input("the image has no intensity range"));
     }
-    Ok((small, lo, hi))
-}
-
-/// [`small_and_quantiles`] without the resized volume.
-pub(crate) fn quantiles(exec: &Executor, x: &Tensor) -> Result<(f32, f32)> {
-    small_and_quantiles(exec, x).map(|(_, lo, hi)| (lo, hi))
+    Ok((lo, hi))
 }
 
 /// deepbet's box growth: `[first, end)` (in units `scale` times smaller than the volume's)
@@ -78,8 +78,7 @@ pub(crate) fn grow_box(first: usize, end: usize, scale: f64, n: usize) -> (usize
 }
 
 /// deepbet's `normalize` of `x` resized nearest-exact to `side`³: scale [lo, hi] to [0, 1]
-/// (clipped), z-score, then `0.226 z + 0.449`. The host's `normalize_resize` does the
-/// voxel-wise steps before the resize (same volume, fewer passes over the big one).
+/// (clipped), then [`standardize`].
 pub(crate) fn normalize(
     exec: &Executor,
     x: &Tensor,
@@ -87,10 +86,32 @@ pub(crate) fn normalize(
     hi: f32,
     side: i64,
 ) -> Result<Tensor> {
-    let range = json!({"a_min": lo, "a_max": hi, "b_min": 0.0, "b_max": 1.0, "clip": true});
-    let x = exec.op1("scale_intensity_range", x, &range)?;
-    let z = json!({"size": [side, side, side], "unbiased": true, "scale": 0.226, "shift": 0.449});
-    exec.op1("normalize_resize", &x, &z)
+    let x = exec.op1("scale_intensity_range", x, &intensity(lo, hi))?;
+    standardize(exec, &x, side, "fp32")
+}
+
+/// deepbet's intensity scaling: [lo, hi] to [0, 1], clipped (`scale_intensity_range`'s
+/// arguments).
+fn intensity(lo: f32, hi: f32) -> Value {
+    json!({"a_min": lo, "a_max": hi, "b_min": 0.0, "b_max": 1.0, "clip": true})
+}
+
+/// The rest of deepbet's `normalize`: z-score, then `0.226 z + 0.449`, of `x` resized to
+/// `side`³, in the element type the model runs in (`precision`, as the executor names it:
+/// the same values it would round them to). The host's `normalize_resize` takes the
+/// statistics of the resized volume from `x` and applies them as it resizes (same volume,
+/// fewer passes over the big one).
+fn standardize(exec: &Executor, x: &Tensor, side: i64, precision: &str) -> Result<Tensor> {
+    let dtype = match precision {
+        "bf16" => "bfloat16",
+        "fp16" => "float16",
+        _ => "float32",
+    };
+    let z = json!({
+        "size": [side, side, side], "unbiased": true, "scale": 0.226, "shift": 0.449,
+        "dtype": dtype
+    });
+    exec.op1("normalize_resize", x, &z)
 }
 
 /// Runs a model on a `[D,H,W]` volume; returns its brain-probability channel `[D,H,W]`.
@@ -102,6 +123,20 @@ fn brain_probability(exec: &Executor, model: Model, x: &Tensor, side: i64) -> Re
         .ok_or_else(|| Error::inference("the model returned nothing"))?;
     let first = exec.op1("select", out, &json!({"dim": 0, "index": 0}))?;
     exec.op1("select", &first, &json!({"dim": 0, "index": 1}))
+}
+
+/// deepbet's way back: `x` resized nearest-exact to `size`, then `> 0.5` as `uint8`, in
+/// one step (the host's `resample`; `interpolate` and `threshold` where a host predates it).
+fn resize_threshold(exec: &Executor, x: &Tensor, size: &[usize]) -> Result<Tensor> {
+    let args = json!({"size": size, "threshold": 0.5});
+    match exec.op1("resample", x, &args) {
+        Err(e) if e.code == labelhost_plugin_api::abi::ErrorCode::UNSUPPORTED => {
+            let args = json!({"size": size, "mode": "nearest-exact"});
+            let back = exec.op1("interpolate", x, &args)?;
+            exec.op1("threshold", &back, &json!({"value": 0.5}))
+        }
+        other => other,
+    }
 }
 
 fn download_mask(t: &Tensor, shape: &[usize]) -> Result<ArrayD<u8>> {
@@ -116,18 +151,29 @@ fn download_mask(t: &Tensor, shape: &[usize]) -> Result<ArrayD<u8>> {
 /// deepbet's box: per axis, the slices whose mean mask value exceeds 0.02, scaled from
 /// 128³ to the volume, grown by 10% each side, rounded half to even, clamped.
 fn bounding_box(mask: &ArrayD<u8>, shape: &[usize]) -> Result<[(usize, usize); 3]> {
+    let n = SMALL as usize;
+    let flat = mask
+        .as_slice()
+        .filter(|f| f.len() == n * n * n)
+        .ok_or_else(|| Error::inference("expected a 128³ mask in C order"))?;
+    // Per axis, the mask's sum over each slice, in one pass.
+    let mut sums = [vec![0u64; n], vec![0u64; n], vec![0u64; n]];
+    for (i, plane) in flat.chunks(n * n).enumerate() {
+        for (j, row) in plane.chunks(n).enumerate() {
+            let mut total = 0u64;
+            for (k, &v) in row.iter().enumerate() {
+                sums[2][k] += u64::from(v);
+                total += u64::from(v);
+            }
+            sums[1][j] += total;
+            sums[0][i] += total;
+        }
+    }
     let mut bbox = [(0, 0); 3];
     for axis in 0..3 {
-        let per_slice = (SMALL * SMALL) as f64;
-        let hits: Vec<usize> = (0..SMALL as usize)
-            .filter(|&i| {
-                let sum: u64 = mask
-                    .index_axis(ndarray::Axis(axis), i)
-                    .iter()
-                    .map(|&v| u64::from(v))
-                    .sum();
-                sum as f64 / per_slice > 0.02
-            })
+        let per_slice = (n * n) as f64;
+        let hits: Vec<usize> = (0..n)
+            .filter(|&i| sums[axis][i] as f64 / per_slice > 0.02)
             .collect();
         let (Some(&first), Some(&last)) = (hits.first(), hits.last()) else {
             return Err(Error::invalid_input(
@@ -151,12 +197,7 @@ fn latencies(laps: Laps) -> Value {
     let sum = |names: &[&str]| names.iter().map(|n| laps.get(n)).sum::<f64>();
     let pre = sum(&["read", "upload", "resize_quantiles"]);
     let infer = sum(&["bbox_model", "bbox", "crop_resize", "model", "resize_back"]);
-    let post = sum(&[
-        "paste",
-        "largest_component",
-        "fill_holes",
-        "orientation_back",
-    ]);
+    let post = sum(&["largest_component", "fill_holes", "paste"]);
     let write = laps.get("write");
     let model = sum(&["bbox_model", "model"]);
     json!({
@@ -196,12 +237,15 @@ impl InferTask for DeepBet {
         let (volume, voxels) = image::read_voxels(input_image(request)?)?;
         laps.lap("read");
         let orientation = Orientation::from_affine(&volume.affine());
-        let shape = voxels.shape().to_vec();
-        let x = orientation.upload_voxels(&exec, voxels, device)?;
-        let shape: Vec<usize> = orientation.source_axis.iter().map(|&a| shape[a]).collect();
+        // The volume stays as stored; the 128³ and the cropped views come from it directly.
+        let file_shape = voxels.shape().to_vec();
+        let stored = orientation.upload_stored(&exec, voxels, device)?;
+        let shape = stored.shape.to_vec();
         laps.lap("upload");
-        let (small, lo, hi) = small_and_quantiles(&exec, &x)?;
-        let small = normalize(&exec, &small, lo, hi, SMALL)?;
+        let small = stored.resample(&exec, [0; 3], stored.shape, [SMALL as usize; 3])?;
+        let (lo, hi) = range(&exec, &small)?;
+        let small = exec.op1("scale_intensity_range", &small, &intensity(lo, hi))?;
+        let small = standardize(&exec, &small, SMALL, &precision)?;
         laps.lap("resize_quantiles");
 
         let p_small = brain_probability(&exec, bbox_model, &small, SMALL)?;
@@ -212,43 +256,38 @@ impl InferTask for DeepBet {
         let bbox = bounding_box(&m_small, &shape)?;
         let (start, end) = (bbox.map(|b| b.0), bbox.map(|b| b.1));
         laps.lap("bbox");
-        let crop = exec.op1("crop", &x, &json!({"start": start, "end": end}))?;
-        let big = normalize(&exec, &crop, lo, hi, LARGE)?;
+        let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
+        let crop_size = [0, 1, 2].map(|i| crop_shape[i]);
+        let range = intensity(lo, hi);
+        let crop = stored.resample_scaled(&exec, start, end, crop_size, Some(&range))?;
+        let big = standardize(&exec, &crop, LARGE, &precision)?;
         // Only the 256³ input is needed from here: the volume goes before the big pass.
-        drop((crop, x, small, p_small));
+        drop((crop, stored, small, p_small));
         laps.lap("crop_resize");
         let p_big = brain_probability(&exec, model, &big, LARGE)?;
         drop(big);
         laps.lap("model");
-        let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
-        let back = exec.op1(
-            "interpolate",
-            &p_big,
-            &json!({"size": crop_shape, "mode": "nearest-exact"}),
-        )?;
-        let m_crop = exec.op1("threshold", &back, &json!({"value": 0.5}))?;
-        let m_crop = download_mask(&m_crop, &crop_shape)?;
+        let m_crop = resize_threshold(&exec, &p_big, &crop_shape)?;
+        let mut m_crop = download_mask(&m_crop, &crop_shape)?;
         laps.lap("resize_back");
-
-        let mut mask = ArrayD::<u8>::zeros(IxDyn(&shape));
-        mask.slice_mut(s![start[0]..end[0], start[1]..end[1], start[2]..end[2]])
-            .assign(
-                &m_crop
-                    .view()
-                    .into_dimensionality::<ndarray::Ix3>()
-                    .map_err(|e| Error::inference(e.to_string()))?,
-            );
-        laps.lap("paste");
-        keep_largest_connected_component(&mut mask);
+        // The mask is empty outside the box: its largest component and its holes (background
+        // not linked to the border: what touches the box's border reaches the volume's
+        // through the empty outside) are the box's.
+        keep_largest_connected_component(&mut m_crop);
         laps.lap("largest_component");
-        fill_holes(&mut mask);
+        fill_holes(&mut m_crop);
         laps.lap("fill_holes");
-        let mask = orientation.from_ras(&mask);
-        laps.lap("orientation_back");
+        // Straight into the file's voxel order and layout (what MONAI's `Restore` gives).
+        let mask = orientation.paste_from_ras(&m_crop, start, &file_shape)?;
+        laps.lap("paste");
         let out = pipeline::write_label_for(host, request, &volume, &mask)?;
         laps.lap("write");
 
-        let voxels = mask.iter().filter(|&&v| v != 0).count();
+        // In memory order: the mask is in the file's (Fortran) layout.
+        let voxels = match mask.as_slice_memory_order() {
+            Some(all) => all.iter().filter(|&&v| v != 0).count(),
+            None => mask.iter().filter(|&&v| v != 0).count(),
+        };
         let zooms: f64 = (1..4).map(|i| f64::from(volume.header.pixdim[i])).product();
         let mut params = Map::new();
         params.insert("brain_voxels".into(), json!(voxels));
