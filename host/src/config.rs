@@ -347,3 +347,35 @@ impl TryFrom<&ServeArgs> for ServerConfig {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{Cli, Command, ServerConfig};
+    use clap::Parser;
+
+    /// The server's settings from `serve` flags over two empty folders.
+    fn config(flags: &[&str]) -> Result<ServerConfig, String> {
+        let (plugins, studies) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut argv = vec!["labelhost", "serve", "--plugins"];
+        argv.push(plugins.path().to_str().unwrap());
+        argv.extend(["--studies", studies.path().to_str().unwrap()]);
+        argv.extend(flags);
+        let Command::Serve(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not serve");
+        };
+        ServerConfig::try_from(&*args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn warm_heap_takes_seconds_up_to_a_day() {
+        let secs = |flags: &[&str]| config(flags).map(|c| c.warm_heap.as_secs_f64());
+        assert_eq!(secs(&[]), Ok(30.0));
+        assert_eq!(secs(&["--warm-heap", "0"]), Ok(0.0));
+        assert_eq!(secs(&["--warm-heap", "2.5"]), Ok(2.5));
+        for bad in ["-1", "86401", "inf", "NaN"] {
+            let e = secs(&[&format!("--warm-heap={bad}")]).unwrap_err();
+            assert!(e.contains("--warm-heap"), "{bad}: {e}");
+        }
+    }
+}
