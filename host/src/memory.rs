@@ -7,8 +7,9 @@
 //! faults its pages in again and the kernel zeroes them. On the 2-core Sapphire Rapids VM
 //! that was a quarter of deepbet's model time (0.92 s against 0.69 s for both passes on
 //! ch2) and a third of the work around it. Served from one heap that keeps its free pages,
-//! the next request reuses them; after `idle` without inferences (or past half the
-//! machine's memory) they go back, as the trim after every request did before.
+//! the next request reuses them; after `idle` without inferences, when more than 1 GiB
+//! above the last trim's resident size is held, or past half the machine's memory, they
+//! go back, as the trim after every request did before.
 
 /// The environment variable LibTorch's CPU allocator reads (once, at its first
 /// allocation) to align tensors of 2 MiB and more to huge pages and `madvise` them so.
@@ -32,6 +33,13 @@ static WARM_IDLE_MS: AtomicU64 = AtomicU64::new(0);
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 static LAST_USE_MS: AtomicU64 = AtomicU64::new(0);
 static TRIMMED: AtomicBool = AtomicBool::new(true);
+/// Resident bytes after the last trim: the warm heap keeps at most [`KEPT`] above it.
+static BASELINE: AtomicU64 = AtomicU64::new(0);
+/// The most freed memory kept warm above what the process held after its last trim: one
+/// 256³ request's intermediates (deepbet's two passes free about 400 MiB) with room; under
+/// sustained concurrent load, fragments beyond it go back as requests end (the load run
+/// grew to 2.1 GB without the cap).
+const KEPT: u64 = 1 << 30;
 
 fn epoch() -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -58,6 +66,7 @@ pub fn keep_heap_warm(idle: Duration) {
         libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
     }
     WARM_IDLE_MS.store(idle.as_millis().max(1) as u64, Ordering::Relaxed);
+    BASELINE.store(resident().map_or(0, |(rss, _)| rss), Ordering::Relaxed);
     let tick = idle.min(Duration::from_secs(1));
     let spawned = std::thread::Builder::new()
         .name("heap-trim".into())
@@ -68,7 +77,7 @@ pub fn keep_heap_warm(idle: Duration) {
                 && u128::from(quiet) >= idle.as_millis()
                 && !TRIMMED.swap(true, Ordering::AcqRel)
             {
-                release_free_heap();
+                trim();
             }
         });
     if let Err(e) = spawned {
@@ -78,7 +87,8 @@ pub fn keep_heap_warm(idle: Duration) {
 }
 
 /// Marks an inference running until dropped; when the heap is not kept warm, or the
-/// process holds over half the machine's memory, the free heap goes back as it ends.
+/// process holds more than [`KEPT`] above what it held after its last trim (or over half
+/// the machine's memory), the free heap goes back as it ends.
 pub struct HeapUse(());
 
 impl HeapUse {
@@ -96,10 +106,11 @@ impl Drop for HeapUse {
         TRIMMED.store(false, Ordering::Release);
         RUNNING.fetch_sub(1, Ordering::AcqRel);
         let warm = WARM_IDLE_MS.load(Ordering::Relaxed) > 0;
-        let over = resident().is_some_and(|(rss, _)| rss > total_memory() / 2);
+        let kept = BASELINE.load(Ordering::Relaxed).saturating_add(KEPT);
+        let over = resident().is_some_and(|(rss, _)| rss > kept || rss > total_memory() / 2);
         if !warm || over {
             // Off the caller's thread: the trim walks the whole heap.
-            std::thread::spawn(release_free_heap);
+            std::thread::spawn(trim);
         }
     }
 }
@@ -112,6 +123,14 @@ pub fn total_memory() -> u64 {
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
     });
     total.map_or(8 << 30, |kb| kb * 1024)
+}
+
+/// [`release_free_heap`], then what the process holds is the new baseline.
+fn trim() {
+    release_free_heap();
+    if let Some((rss, _)) = resident() {
+        BASELINE.store(rss, Ordering::Relaxed);
+    }
 }
 
 /// Returns free heap pages to the OS (glibc's `malloc_trim`; nothing elsewhere).
