@@ -6,6 +6,7 @@
 //! crate links libtorch: tensors live in the host and are reached through opaque handles.
 
 pub mod abi;
+pub mod ops;
 pub mod sdk;
 
 #[doc(hidden)]

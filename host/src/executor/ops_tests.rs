@@ -106,3 +106,84 @@ fn orient_permutes_flips_and_zeroes_nan_into_c_order() {
         assert!(run("orient", &[x.shallow_clone()], &bad).is_err(), "{bad}");
     }
 }
+
+/// The contract's op list (plugin-api's `ops::NAMES`) against the host: every name is
+/// answered (bad or missing arguments are an error of their own, never UNSUPPORTED), and
+/// a name off the list is UNSUPPORTED.
+#[test]
+fn every_op_the_contract_lists_is_answered() {
+    use labelhost_plugin_api::abi::ErrorCode;
+    let x = Tensor::rand([4, 5, 6], (Kind::Float, tch::Device::Cpu));
+    for name in labelhost_plugin_api::ops::NAMES {
+        let answer = run(name, &[x.shallow_clone(), x.shallow_clone()], &json!({}));
+        if let Err(e) = answer {
+            assert_ne!(e.code, ErrorCode::UNSUPPORTED, "{name}: {}", e.message);
+        }
+    }
+    let e = run("no_such_op", &[x], &json!({})).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UNSUPPORTED);
+}
+
+/// Typed ops reach the host as the arguments they mean.
+#[test]
+fn typed_ops_run_as_their_json() {
+    use labelhost_plugin_api::{abi::DType, ops::*};
+    fn go<O: Op>(op: O, x: &Tensor) -> Tensor {
+        run(
+            O::NAME,
+            &[x.shallow_clone()],
+            &serde_json::to_value(op).unwrap(),
+        )
+        .unwrap()
+        .remove(0)
+    }
+    let x = Tensor::rand([6, 7, 8], (Kind::Float, tch::Device::Cpu));
+    let r = go(
+        Resample {
+            permute: Some([2, 1, 0]),
+            flip: vec![0],
+            start: Some([1, 1, 1]),
+            end: Some([7, 6, 5]),
+            size: Some([9, 9, 9]),
+            range: Some(ScaleIntensityRange {
+                a_min: 0.0,
+                a_max: 0.5,
+                b_min: 0.0,
+                b_max: 1.0,
+                clip: true,
+            }),
+            ..Default::default()
+        },
+        &x,
+    );
+    assert_eq!((r.size(), r.kind()), (vec![9, 9, 9], Kind::Float));
+    assert!(r.max().double_value(&[]) <= 1.0);
+    let m = go(
+        Resample {
+            threshold: Some(0.5),
+            ..Default::default()
+        },
+        &x,
+    );
+    assert!(m.equal(&x.gt(0.5).to_kind(Kind::Uint8)));
+    let i = go(
+        Interpolate {
+            size: [3, 14, 8],
+            ..Default::default()
+        },
+        &x,
+    );
+    assert_eq!(i.size(), vec![3, 14, 8]);
+    let n = go(
+        NormalizeResize {
+            size: [12, 12, 12],
+            dtype: Float::Bfloat16,
+            ..Default::default()
+        },
+        &x,
+    );
+    assert_eq!((n.size(), n.kind()), (vec![12, 12, 12], Kind::BFloat16));
+    assert_eq!(go(ToDtype { dtype: DType::U8 }, &x).kind(), Kind::Uint8);
+    let q = go(Quantiles { q: vec![0.0, 1.0] }, &x);
+    assert_eq!(values(&q), vec![values(&x.min())[0], values(&x.max())[0]]);
+}

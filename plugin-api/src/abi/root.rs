@@ -5,14 +5,18 @@ use abi_stable::{
     declare_root_module_statics, library::RootModule, sabi_types::VersionStrings, StableAbi,
 };
 
-/// The plugin-api (ABI) version a plugin built from this source records.
+/// The ABI version a plugin built from this source records: its own number, raised when
+/// the boundary changes (a root-module field, a trait method, a type's layout: minor for
+/// an addition older hosts can do without, major otherwise), not when only the SDK does,
+/// so an SDK fix does not change what plugins record. The crate's version is this or later
+/// within the same major (test below).
 #[cfg(not(any(
     feature = "abi-1-0",
     feature = "abi-1-1",
     feature = "abi-1-3",
     feature = "abi-2-0"
 )))]
-pub const ABI_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const ABI_VERSION: &str = "1.2.0";
 /// A newer minor than this source (test fixtures only): the root module has one more field.
 #[cfg(all(
     feature = "abi-1-3",
@@ -70,4 +74,36 @@ impl RootModule for AppModuleRef {
     const BASE_NAME: &'static str = "labelhost_app";
     const NAME: &'static str = "labelhost_app";
     const VERSION_STRINGS: VersionStrings = VersionStrings::new(ABI_VERSION);
+}
+
+#[cfg(all(
+    test,
+    not(any(
+        feature = "abi-1-0",
+        feature = "abi-1-1",
+        feature = "abi-1-3",
+        feature = "abi-2-0"
+    ))
+))]
+mod tests {
+    /// `major.minor.patch` as numbers.
+    fn parts(v: &str) -> Vec<u64> {
+        v.split('.')
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect()
+    }
+
+    #[test]
+    fn the_crate_is_at_or_past_the_abi_it_speaks_within_one_major() {
+        let (abi, krate) = (parts(super::ABI_VERSION), parts(env!("CARGO_PKG_VERSION")));
+        assert_eq!(abi.len(), 3, "{}", super::ABI_VERSION);
+        assert_eq!(
+            abi[0], krate[0],
+            "an ABI major the crate's major does not say"
+        );
+        assert!(
+            krate >= abi,
+            "crate {krate:?} is older than its ABI {abi:?}"
+        );
+    }
 }

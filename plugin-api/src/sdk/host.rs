@@ -349,6 +349,18 @@ impl Executor {
         ))?;
         Ok(self.wrap(out))
     }
+    /// Runs a typed op ([`crate::ops`]): its name and its arguments as JSON.
+    pub fn run<O: crate::ops::Op>(&self, op: &O, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let args = serde_json::to_value(op)
+            .map_err(|e| Error::inference(format!("op {}: {e}", O::NAME)))?;
+        self.op(O::NAME, inputs, &args)
+    }
+    /// [`Executor::run`] with one input and one output.
+    pub fn run1<O: crate::ops::Op>(&self, op: &O, input: &Tensor) -> Result<Tensor> {
+        let args = serde_json::to_value(op)
+            .map_err(|e| Error::inference(format!("op {}: {e}", O::NAME)))?;
+        self.op1(O::NAME, input, &args)
+    }
     /// A named op with one output.
     pub fn op1(&self, name: &str, input: &Tensor, args: &Value) -> Result<Tensor> {
         self.op(name, &[input], args)?

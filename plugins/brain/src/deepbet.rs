@@ -4,6 +4,9 @@
 //! thresholded uint8 mask; connected components and hole filling run here on the CPU.
 //! `finetune.rs` trains the 256³ model further on the user's labels.
 
+use labelhost_plugin_api::ops::{
+    Float, Interpolate, NormalizeResize, Resample, ResizeMode, ScaleIntensityRange, Threshold,
+};
 use labelhost_plugin_api::sdk::{
     image, input_image, json, pipeline,
     timing::Laps,
@@ -86,14 +89,19 @@ pub(crate) fn normalize(
     hi: f32,
     side: i64,
 ) -> Result<Tensor> {
-    let x = exec.op1("scale_intensity_range", x, &intensity(lo, hi))?;
+    let x = exec.run1(&intensity(lo, hi), x)?;
     standardize(exec, &x, side, "fp32")
 }
 
-/// deepbet's intensity scaling: [lo, hi] to [0, 1], clipped (`scale_intensity_range`'s
-/// arguments).
-fn intensity(lo: f32, hi: f32) -> Value {
-    json!({"a_min": lo, "a_max": hi, "b_min": 0.0, "b_max": 1.0, "clip": true})
+/// deepbet's intensity scaling: [lo, hi] to [0, 1], clipped.
+fn intensity(lo: f32, hi: f32) -> ScaleIntensityRange {
+    ScaleIntensityRange {
+        a_min: f64::from(lo),
+        a_max: f64::from(hi),
+        b_min: 0.0,
+        b_max: 1.0,
+        clip: true,
+    }
 }
 
 /// The rest of deepbet's `normalize`: z-score, then `0.226 z + 0.449`, of `x` resized to
@@ -103,15 +111,18 @@ fn intensity(lo: f32, hi: f32) -> Value {
 /// fewer passes over the big one).
 fn standardize(exec: &Executor, x: &Tensor, side: i64, precision: &str) -> Result<Tensor> {
     let dtype = match precision {
-        "bf16" => "bfloat16",
-        "fp16" => "float16",
-        _ => "float32",
+        "bf16" => Float::Bfloat16,
+        "fp16" => Float::Float16,
+        _ => Float::Float32,
     };
-    let z = json!({
-        "size": [side, side, side], "unbiased": true, "scale": 0.226, "shift": 0.449,
-        "dtype": dtype
-    });
-    exec.op1("normalize_resize", x, &z)
+    let z = NormalizeResize {
+        size: [side; 3],
+        unbiased: true,
+        scale: 0.226,
+        shift: 0.449,
+        dtype,
+    };
+    exec.run1(&z, x)
 }
 
 /// Runs a model on a `[D,H,W]` volume; returns its brain-probability channel `[D,H,W]`.
@@ -128,12 +139,24 @@ fn brain_probability(exec: &Executor, model: Model, x: &Tensor, side: i64) -> Re
 /// deepbet's way back: `x` resized nearest-exact to `size`, then `> 0.5` as `uint8`, in
 /// one step (the host's `resample`; `interpolate` and `threshold` where a host predates it).
 fn resize_threshold(exec: &Executor, x: &Tensor, size: &[usize]) -> Result<Tensor> {
-    let args = json!({"size": size, "threshold": 0.5});
-    match exec.op1("resample", x, &args) {
+    let size = <[usize; 3]>::try_from(size)
+        .map_err(|_| Error::inference("the box is not 3-D"))?
+        .map(|s| s as i64);
+    let op = Resample {
+        size: Some(size),
+        threshold: Some(0.5),
+        ..Default::default()
+    };
+    match exec.run1(&op, x) {
         Err(e) if e.code == labelhost_plugin_api::abi::ErrorCode::UNSUPPORTED => {
-            let args = json!({"size": size, "mode": "nearest-exact"});
-            let back = exec.op1("interpolate", x, &args)?;
-            exec.op1("threshold", &back, &json!({"value": 0.5}))
+            let back = exec.run1(
+                &Interpolate {
+                    size,
+                    mode: ResizeMode::NearestExact,
+                },
+                x,
+            )?;
+            exec.run1(&Threshold { value: 0.5 }, &back)
         }
         other => other,
     }
@@ -244,7 +267,7 @@ impl InferTask for DeepBet {
         laps.lap("upload");
         let small = stored.resample(&exec, [0; 3], stored.shape, [SMALL as usize; 3])?;
         let (lo, hi) = range(&exec, &small)?;
-        let small = exec.op1("scale_intensity_range", &small, &intensity(lo, hi))?;
+        let small = exec.run1(&intensity(lo, hi), &small)?;
         let small = standardize(&exec, &small, SMALL, &precision)?;
         laps.lap("resize_quantiles");
 
@@ -259,7 +282,7 @@ impl InferTask for DeepBet {
         let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
         let crop_size = [0, 1, 2].map(|i| crop_shape[i]);
         let range = intensity(lo, hi);
-        let crop = stored.resample_scaled(&exec, start, end, crop_size, Some(&range))?;
+        let crop = stored.resample_scaled(&exec, start, end, crop_size, Some(range))?;
         let big = standardize(&exec, &crop, LARGE, &precision)?;
         // Only the 256³ input is needed from here: the volume goes before the big pass.
         drop((crop, stored, small, p_small));

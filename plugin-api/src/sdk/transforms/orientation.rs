@@ -1,7 +1,8 @@
 //! MONAI's `Orientation(axcodes="RAS")`: permute and flip voxel axes to the closest
 //! canonical (RAS+) orientation of an affine, and back (for `Restore`).
 
-use crate::sdk::{image::Voxels, json, Error, Executor, Result, Tensor, Value};
+use crate::ops::{Crop, Float, Interpolate, Orient, Resample, ResizeMode, ScaleIntensityRange};
+use crate::sdk::{image::Voxels, json, Error, Executor, Result, Tensor};
 use ndarray::{ArrayD, Axis};
 
 /// How the voxel axes of a volume relate to RAS+.
@@ -274,35 +275,50 @@ impl Stored {
         self.resample_scaled(exec, start, end, size, None)
     }
 
-    /// [`Stored::resample`], then MONAI's `ScaleIntensityRange` with `range` (the
-    /// `scale_intensity_range` op's arguments), in the same step.
+    /// [`Stored::resample`], then MONAI's `ScaleIntensityRange` with `range`, in the same
+    /// step.
     pub fn resample_scaled(
         &self,
         exec: &Executor,
         start: [usize; 3],
         end: [usize; 3],
         size: [usize; 3],
-        range: Option<&Value>,
+        range: Option<ScaleIntensityRange>,
     ) -> Result<Tensor> {
-        let args = json!({
-            "permute": self.permute, "flip": self.flip, "nan_to_num": true,
-            "start": start, "end": end, "size": size, "range": range
-        });
-        match exec.op1("resample", &self.tensor, &args) {
+        let i64s = |v: [usize; 3]| v.map(|x| x as i64);
+        let op = Resample {
+            permute: <[i64; 3]>::try_from(self.permute.as_slice()).ok(),
+            flip: self.flip.clone(),
+            start: Some(i64s(start)),
+            end: Some(i64s(end)),
+            size: Some(i64s(size)),
+            nan_to_num: true,
+            range,
+            threshold: None,
+        };
+        match exec.run1(&op, &self.tensor) {
             Err(e) if e.code == crate::abi::ErrorCode::UNSUPPORTED => {
-                let orient = json!({
-                    "permute": self.permute, "flip": self.flip, "nan_to_num": true,
-                    "dtype": "float32"
-                });
-                let x = exec.op1("orient", &self.tensor, &orient)?;
-                let mut x = exec.op1("crop", &x, &json!({"start": start, "end": end}))?;
-                let box_size: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
-                if box_size != size {
-                    let args = json!({"size": size, "mode": "nearest-exact"});
-                    x = exec.op1("interpolate", &x, &args)?;
+                let orient = Orient {
+                    permute: self.permute.clone(),
+                    flip: self.flip.clone(),
+                    nan_to_num: true,
+                    dtype: Some(Float::Float32),
+                };
+                let x = exec.run1(&orient, &self.tensor)?;
+                let crop = Crop {
+                    start: i64s(start),
+                    end: i64s(end),
+                };
+                let mut x = exec.run1(&crop, &x)?;
+                if (0..3).any(|i| end[i] - start[i] != size[i]) {
+                    let resize = Interpolate {
+                        size: i64s(size),
+                        mode: ResizeMode::NearestExact,
+                    };
+                    x = exec.run1(&resize, &x)?;
                 }
                 match range {
-                    Some(r) => exec.op1("scale_intensity_range", &x, r),
+                    Some(r) => exec.run1(&r, &x),
                     None => Ok(x),
                 }
             }
