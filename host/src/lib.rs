@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod loader;
 pub mod logs;
 pub mod memory;
+pub mod metrics;
 pub mod random;
 pub mod registry;
 pub mod runtime;

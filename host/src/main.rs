@@ -99,6 +99,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         timeouts: config.timeouts.clone(),
         request_memory: config.request_memory,
         max_abandoned: config.max_abandoned,
+        metrics: Default::default(),
     });
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
     let runtime = tokio::runtime::Runtime::new()

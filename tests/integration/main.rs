@@ -45,3 +45,5 @@ mod auth;
 mod safety;
 // The `cargo generate` app template.
 mod template;
+// `/metrics`: Prometheus text after real requests.
+mod metrics;

@@ -142,12 +142,20 @@ pub(super) async fn infer(
             .executor
             .queue(&device)
             .map_err(Error::BadRequest)?;
+        let asked = std::time::Instant::now();
         let permit = queue.acquire(Priority::Interactive).await.map_err(|full| {
             Error::Overloaded(format!(
                 "the device queue is full ({} waiting); retry later",
                 full.waiting
             ))
         })?;
+        let queue_name = if device.is_empty() {
+            "default"
+        } else {
+            &device
+        };
+        st.metrics
+            .queue_wait(queue_name, asked.elapsed().as_secs_f64());
         if cancel.why().is_some() {
             return Err(Error::BadRequest("the client left while queued".into()));
         }
@@ -176,6 +184,7 @@ pub(super) async fn infer(
         drop(permit);
         drop(heap);
         let (result, label_file) = out?;
+        st.metrics.infer_stages(&model, &result);
         let save_as = image_id.filter(|_| save).map(|id| (id, tag));
         let label_bytes = match &label_file {
             Some(path) => Some(take_label(&store, path, save_as, &model, &result).await?),

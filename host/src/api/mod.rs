@@ -57,6 +57,8 @@ pub struct AppState {
     /// Abandoned plugin calls an app generation may have running before its inferences
     /// are refused with 503.
     pub max_abandoned: usize,
+    /// What `/metrics` serves.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Shared handler state.
@@ -130,6 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth", get(auth::status))
         .route("/auth/token", post(auth::token))
         .route("/auth/token/valid", get(auth::valid))
+        .route("/metrics", get(crate::metrics::scrape))
         // Every route above, after matching: its role checked against the credentials.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -137,6 +140,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Counted and timed by route (the fallbacks' as "unmatched").
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         // An answer given before the body was read waits until the client has sent it.
         .layer(axum::middleware::from_fn_with_state(
             state.access.auth.is_some(),

@@ -35,6 +35,7 @@ fn app(dir: &tempfile::TempDir) -> Router {
         timeouts: Default::default(),
         request_memory: 0,
         max_abandoned: 4,
+        metrics: Default::default(),
     }))
 }
 

@@ -51,7 +51,7 @@ pub fn required(method: &Method, route: Option<&str>) -> Need {
         }
         "/datastore/dataset" => Annotator,
         "/model/info/{model}" | "/model/{model}" => Admin,
-        "/logs/" | "/logs" | "/logs/gpu" => Admin,
+        "/logs/" | "/logs" | "/logs/gpu" | "/metrics" => Admin,
         _ => Admin,
     };
     Need::Role(role)

@@ -102,6 +102,7 @@ fn routes_need_monai_labels_roles_and_unknown_ones_need_admin() {
         Need::Role(Role::Annotator)
     );
     assert_eq!(need(Method::GET, "/logs/"), Need::Role(Role::Admin));
+    assert_eq!(need(Method::GET, "/metrics"), Need::Role(Role::Admin));
     assert_eq!(need(Method::GET, "/apps"), Need::Role(Role::User));
     assert_eq!(need(Method::POST, "/apps"), Need::ManageApps);
     assert_eq!(need(Method::DELETE, "/apps/{name}"), Need::ManageApps);
