@@ -108,10 +108,30 @@ fn a_plugin_runs_a_bundled_torchscript_model_on_the_host_executor() {
     let server = ws.serve(&[]);
     let r = client()
         .post(server.at("/infer/tensor_double?image=img00&output=json"))
+        .header("x-request-id", "req-tensor-7")
         .send()
         .expect("infer");
     assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-tensor-7");
     let params: Value = r.json().expect("json");
+    // The plugin's own log line carries the request's id (its span followed the call).
+    let log = server.log();
+    let line = log.lines().find(|l| l.contains("doubling"));
+    assert!(
+        line.is_some_and(|l| l.contains("req-tensor-7")),
+        "no plugin line with the request id in\n{log}"
+    );
+    // A client's id that could forge a log line is replaced by a fresh one.
+    let r = client()
+        .get(server.at("/info/"))
+        .header("x-request-id", "two words")
+        .send()
+        .expect("info");
+    let id = r.headers()["x-request-id"].to_str().expect("id").to_owned();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
     let (input, output) = (
         params["input_sum"].as_f64().expect("in"),
         params["output_sum"].as_f64().expect("out"),

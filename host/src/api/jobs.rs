@@ -179,12 +179,10 @@ async fn launch(
         .shared
         .jobs
         .submit(kind, crate::random::uuid(), request.clone());
-    tokio::spawn(run_job(
-        state.clone(),
-        kind,
-        record.id.clone(),
-        name,
-        request,
+    let span = tracing::info_span!("job", id = %record.id, kind = kind.title());
+    tokio::spawn(tracing::Instrument::instrument(
+        run_job(state.clone(), kind, record.id.clone(), name, request),
+        span,
     ));
     Ok(serde_json::to_value(record).unwrap_or(Value::Null))
 }
@@ -265,12 +263,10 @@ fn rescore(state: &Arc<AppState>, trainer: &str) {
                 .jobs
                 .submit(Kind::Scoring, crate::random::uuid(), request.clone());
         tracing::info!(%method, %trainer, "scoring queued after training");
-        tokio::spawn(run_job(
-            state.clone(),
-            Kind::Scoring,
-            record.id,
-            method,
-            request,
+        let span = tracing::info_span!("job", id = %record.id, kind = Kind::Scoring.title());
+        tokio::spawn(tracing::Instrument::instrument(
+            run_job(state.clone(), Kind::Scoring, record.id, method, request),
+            span,
         ));
     }
 }

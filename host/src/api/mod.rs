@@ -17,6 +17,7 @@ mod logs;
 mod model;
 mod multipart;
 mod openapi;
+pub mod request_id;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -157,10 +158,14 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .extensions()
                 .get::<MatchedPath>()
                 .map(MatchedPath::as_str);
-            tracing::info_span!("request", method = %req.method(), route = path.unwrap_or("-"))
+            let id = req.extensions().get::<request_id::RequestId>();
+            let id = id.map_or("-", |r| r.0.as_str());
+            tracing::info_span!("request", id, method = %req.method(), route = path.unwrap_or("-"))
         })
         // One access-log line per answer: status and latency under the span's route.
-        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)));
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        // Outermost: the request's id, before the span above names it.
+        .layer(axum::middleware::from_fn(request_id::assign));
     match cors {
         Some(cors) => router.layer(cors).with_state(state),
         None => router.with_state(state),
@@ -302,7 +307,8 @@ where
     out
 }
 
-/// Runs blocking work (file I/O, the datastore, the registry) on tokio's blocking pool.
+/// Runs blocking work (file I/O, the datastore, the registry, plugin calls) on tokio's
+/// blocking pool, inside the caller's span (its request id reaches the plugin's log lines).
 pub(crate) async fn blocking<T, E>(
     f: impl FnOnce() -> std::result::Result<T, E> + Send + 'static,
 ) -> Result<T>
@@ -311,7 +317,8 @@ where
     E: Send + 'static,
     Error: From<E>,
 {
-    match tokio::task::spawn_blocking(f).await {
+    let span = tracing::Span::current();
+    match tokio::task::spawn_blocking(move || span.in_scope(f)).await {
         Ok(done) => done.map_err(Error::from),
         Err(e) => Err(Error::Internal(format!(
             "a blocking task did not complete: {e}"
