@@ -130,27 +130,17 @@ fn on_grid(d: &mut Data, who: &str, op: &str, args: serde_json::Value) -> Result
     on_tensor(d, who, op, args)
 }
 
-/// `ScaleIntensityRanged`: maps `[a_min, a_max]` to `[b_min, b_max]`, optionally clipped.
-pub struct ScaleIntensityRange {
-    /// Input range start.
-    pub a_min: f64,
-    /// Input range end.
-    pub a_max: f64,
-    /// Output range start.
-    pub b_min: f64,
-    /// Output range end.
-    pub b_max: f64,
-    /// Clip to the output range.
-    pub clip: bool,
-}
+/// `ScaleIntensityRanged`: maps `[a_min, a_max]` to `[b_min, b_max]`, optionally clipped;
+/// the executor's op's own arguments ([`crate::ops::ScaleIntensityRange`]) as a transform.
+pub use crate::ops::ScaleIntensityRange;
 
 impl Transform for ScaleIntensityRange {
     fn name(&self) -> &'static str {
         "ScaleIntensityRanged"
     }
     fn apply(&self, d: &mut Data) -> Result<()> {
-        let args = json!({"a_min": self.a_min, "a_max": self.a_max, "b_min": self.b_min, "b_max": self.b_max, "clip": self.clip});
-        on_tensor(d, self.name(), "scale_intensity_range", args)
+        let args = serde_json::to_value(self).map_err(|e| Error::inference(e.to_string()))?;
+        on_tensor(d, self.name(), <Self as crate::ops::Op>::NAME, args)
     }
 }
 

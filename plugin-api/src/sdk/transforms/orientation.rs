@@ -111,28 +111,7 @@ impl Orientation {
     /// memory order (one copy), and the device reorders it into a C-ordered RAS+ tensor
     /// with NaN set to 0 (MONAI's `Orientation` then `nan_to_num`) in one pass.
     pub fn upload(&self, exec: &Executor, x: &ArrayD<f32>, device: &str) -> Result<Tensor> {
-        if x.ndim() != 3 {
-            return Err(Error::invalid_input(format!(
-                "expected a 3-D volume, got {} dims",
-                x.ndim()
-            )));
-        }
-        let reversed = !x.is_standard_layout() && x.t().is_standard_layout();
-        let standard;
-        let (x, reversed) = if x.is_standard_layout() || reversed {
-            (x, reversed)
-        } else {
-            standard = x.as_standard_layout().into_owned();
-            (&standard, false)
-        };
-        let mut dims: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
-        if reversed {
-            dims.reverse();
-        }
-        let values = x
-            .as_slice_memory_order()
-            .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
-        let t = exec.tensor_f32(&dims, values, device)?;
+        let (t, reversed) = send_f32(exec, x, device)?;
         let (permute, flip) = self.orient_args(reversed);
         let args = json!({"permute": permute, "flip": flip, "nan_to_num": true});
         exec.op1("orient", &t, &args)
@@ -159,26 +138,7 @@ impl Orientation {
                 (exec.tensor(dtype, &dims, bytes, device)?, true, shape)
             }
             Voxels::Decoded(a) => {
-                if a.ndim() != 3 {
-                    return Err(Error::invalid_input(format!(
-                        "expected a 3-D volume, got {} dims",
-                        a.ndim()
-                    )));
-                }
-                let reversed = !a.is_standard_layout() && a.t().is_standard_layout();
-                let a = if a.is_standard_layout() || reversed {
-                    a
-                } else {
-                    a.as_standard_layout().into_owned()
-                };
-                let mut dims: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
-                if reversed {
-                    dims.reverse();
-                }
-                let values = a
-                    .as_slice_memory_order()
-                    .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
-                let t = exec.tensor_f32(&dims, values, device)?;
+                let (t, reversed) = send_f32(exec, &a, device)?;
                 (t, reversed, a.shape().to_vec())
             }
         };
@@ -248,6 +208,34 @@ impl Orientation {
         }
         v.permuted_axes(inverse).as_standard_layout().into_owned()
     }
+}
+
+/// A 3-D `f32` volume sent to the executor in its memory order (a copy only when it is in
+/// neither C nor Fortran order): the tensor, and whether its dims are the volume's
+/// reversed (Fortran order, as NIfTI stores voxels).
+fn send_f32(exec: &Executor, x: &ArrayD<f32>, device: &str) -> Result<(Tensor, bool)> {
+    if x.ndim() != 3 {
+        return Err(Error::invalid_input(format!(
+            "expected a 3-D volume, got {} dims",
+            x.ndim()
+        )));
+    }
+    let reversed = !x.is_standard_layout() && x.t().is_standard_layout();
+    let standard;
+    let x = if x.is_standard_layout() || reversed {
+        x
+    } else {
+        standard = x.as_standard_layout().into_owned();
+        &standard
+    };
+    let mut dims: Vec<i64> = x.shape().iter().map(|&d| d as i64).collect();
+    if reversed {
+        dims.reverse();
+    }
+    let values = x
+        .as_slice_memory_order()
+        .ok_or_else(|| Error::inference("voxels are not contiguous"))?;
+    Ok((exec.tensor_f32(&dims, values, device)?, reversed))
 }
 
 /// A volume on the executor as its file stores it, and the `orient` arguments that make it
