@@ -24,6 +24,49 @@ pub enum Command {
     /// Make a new API token: prints the token (give it to its user) and the entry for the
     /// `tokens` list of the auth config file (it holds only the token's SHA-256).
     Token(TokenArgs),
+    /// Manage the apps of a running server: list, load, reload (hot swap), retire.
+    Apps(AppsArgs),
+}
+
+/// `labelhost apps` flags.
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "LABELHOST_SERVER",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub server: String,
+    /// A bearer token (an API token or a JWT) for a server with auth on.
+    #[arg(long, env = "LABELHOST_TOKEN")]
+    pub token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AppsAction,
+}
+
+/// `labelhost apps` actions.
+#[derive(Debug, Subcommand)]
+pub enum AppsAction {
+    /// The loaded apps: name, version, generation, plugin-api and tasks.
+    List,
+    /// Load a bundle from the server's plugins folder.
+    Load {
+        /// The bundle's folder name.
+        bundle: String,
+    },
+    /// Hot-swap an app to the bundle now in its folder (in-flight requests finish on the
+    /// old generation).
+    Reload {
+        /// The app.
+        name: String,
+    },
+    /// Retire an app: stop routing to it, wait for its requests, drop it.
+    Retire {
+        /// The app.
+        name: String,
+    },
 }
 
 /// `labelhost token` flags.

@@ -19,6 +19,7 @@ pub mod memory;
 pub mod metrics;
 pub mod random;
 pub mod registry;
+pub mod remote;
 pub mod runtime;
 pub mod serve;
 pub mod services;

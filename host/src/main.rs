@@ -1,4 +1,5 @@
-//! The `labelhost` binary: `serve` runs the server, `pack` makes app bundles.
+//! The `labelhost` binary: `serve` runs the server, `pack` makes app bundles, `token`
+//! makes API tokens, `apps` manages a running server's apps.
 
 use clap::Parser;
 use labelhost::{
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Pack(args) => pack(args),
         Command::Token(args) => token(args),
+        Command::Apps(args) => labelhost::remote::apps(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -249,3 +249,43 @@ fn files_dropped_into_the_studies_folder_appear_and_disappear_without_a_restart(
     std::fs::remove_file(ws.studies().join("img00.nii.gz")).expect("rm");
     assert_eq!(wait_until(1), 1, "a removed image disappears");
 }
+
+/// `labelhost apps` against a running server: list, retire, load back, hot-swap, and the
+/// server's typed error as the message (exit 2) for an unknown app.
+#[test]
+fn the_cli_lists_retires_loads_and_reloads_the_apps_of_a_running_server() {
+    let ws = Workspace::new(1, 24);
+    pack_first_party(&ws.plugins());
+    let server = ws.serve(&[]);
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::binary())
+            .args(["apps", "--server", &server.at("")])
+            .args(args)
+            .output()
+            .expect("labelhost apps");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, out, err) = cli(&["list"]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0].starts_with("brain ") && rows[0].contains("infer:brain_otsu"), "{out}");
+    assert!(rows[1].starts_with("segmentation "), "{out}");
+
+    let (code, out, err) = cli(&["retire", "segmentation"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("retired segmentation"), "{out}");
+    assert_eq!(app_names(&server), ["brain"]);
+    let (code, out, err) = cli(&["load", "segmentation"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("loaded segmentation"), "{out}");
+    let (code, out, err) = cli(&["reload", "brain"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("reloaded brain (generation 2)"), "{out}");
+    assert_eq!(app_names(&server), ["brain", "segmentation"]);
+
+    let (code, _, err) = cli(&["retire", "nonesuch"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("404") && err.contains("nonesuch"), "{err}");
+}
