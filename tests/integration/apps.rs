@@ -270,7 +270,10 @@ fn the_cli_lists_retires_loads_and_reloads_the_apps_of_a_running_server() {
     assert_eq!(code, Some(0), "{err}");
     let rows: Vec<&str> = out.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{out}");
-    assert!(rows[0].starts_with("brain ") && rows[0].contains("infer:brain_otsu"), "{out}");
+    assert!(
+        rows[0].starts_with("brain ") && rows[0].contains("infer:brain_otsu"),
+        "{out}"
+    );
     assert!(rows[1].starts_with("segmentation "), "{out}");
 
     let (code, out, err) = cli(&["retire", "segmentation"]);
