@@ -229,8 +229,14 @@ fn normalize_intensity(x: &Tensor, args: &Value) -> Res<Tensor> {
 
 /// `scale * (x - mean) / std + shift` as one multiply-add.
 fn z_score(x: &Tensor, mean: f64, std: f64, scale: f64, shift: f64) -> Res<Tensor> {
+    let (a, b) = z_affine(mean, std, scale, shift);
+    mul_add(x, a, b)
+}
+
+/// The `(a, b)` of `a * x + b` that is `scale * (x - mean) / std + shift`.
+pub(super) fn z_affine(mean: f64, std: f64, scale: f64, shift: f64) -> (f64, f64) {
     let factor = scale / std.max(1e-8);
-    mul_add(x, factor, shift - mean * factor)
+    (factor, shift - mean * factor)
 }
 
 /// `x * a + b` into one new tensor.
@@ -283,15 +289,13 @@ fn normalize_resize(x: &Tensor, args: &Value) -> Res<Tensor> {
 }
 
 /// How many times a nearest-exact resize from `from` to `to` voxels repeats each source
-/// voxel along one axis (torch's rule: output `o` reads `floor((o + 0.5) * from / to)`).
-fn repeats(from: i64, to: i64) -> Vec<f64> {
+/// voxel along one axis (the source indices LibTorch's resize reads, counted).
+pub(super) fn repeats(from: i64, to: i64) -> Res<Vec<f64>> {
     let mut counts = vec![0.0; from as usize];
-    let scale = from as f64 / to as f64;
-    for o in 0..to {
-        let i = (((o as f64 + 0.5) * scale).floor() as i64).min(from - 1);
+    for i in super::kernels::nearest_exact(from, to).map_err(torch)? {
         counts[i as usize] += 1.0;
     }
-    counts
+    Ok(counts)
 }
 
 /// Mean and std of `x` (last three dims spatial) as if resized nearest-exact to `size`:
@@ -313,11 +317,11 @@ fn resized_mean_std(x: &Tensor, size: [i64; 3], unbiased: bool) -> Res<(f64, f64
             .f_to_kind(kind)
             .and_then(|t| t.f_to_device(x.device()))
     };
-    let depth: Vec<f64> = (0..lead).flat_map(|_| repeats(d, size[0])).collect();
+    let depth = repeats(d, size[0])?.repeat(lead as usize);
     let (w0, w1, w2) = (
         weights(depth, Kind::Double).map_err(torch)?,
-        weights(repeats(h, size[1]), Kind::Double).map_err(torch)?,
-        weights(repeats(w, size[2]), Kind::Float).map_err(torch)?,
+        weights(repeats(h, size[1])?, Kind::Double).map_err(torch)?,
+        weights(repeats(w, size[2])?, Kind::Float).map_err(torch)?,
     );
     let weighted_sum = |t: &Tensor| -> Result<f64, tch::TchError> {
         t.f_matmul(&w2)?

@@ -4,7 +4,7 @@
 //! copies. On other devices (and layouts the kernel does not take) it is exactly those.
 
 use super::kernels::{self, Out, Plan};
-use super::ops::{bad, ints, orient, IntensityRange, Res};
+use super::ops::{bad, ints, orient, repeats, z_affine, IntensityRange, Res};
 use super::scope::torch;
 use serde_json::{json, Value};
 use tch::{Device, Tensor};
@@ -242,15 +242,15 @@ pub(super) fn normalize_resize(
         return Ok(None);
     };
     let d = x.size();
+    // Small whole numbers: exact in f32.
     let counts = |k: usize| -> Res<Vec<f32>> {
-        let mut c = vec![0f32; d[k] as usize];
-        for i in kernels::nearest_exact(d[k], size[k]).map_err(torch)? {
-            c[i as usize] += 1.0;
-        }
-        Ok(c)
+        Ok(repeats(d[k], size[k])?
+            .into_iter()
+            .map(|c| c as f32)
+            .collect())
     };
     let weights = [counts(0)?, counts(1)?, counts(2)?];
     let (mean, std) = kernels::repeated_mean_std(src, &weights, unbiased);
-    let factor = scale / std.max(1e-8);
-    mul_add_resize(x, factor, shift - mean * factor, size, out)
+    let (a, b) = z_affine(mean, std, scale, shift);
+    mul_add_resize(x, a, b, size, out)
 }
