@@ -65,6 +65,35 @@ fn split<T: Send>(out: &mut [T], unit: usize, parts: usize, f: impl Fn(usize, &m
     });
 }
 
+/// Runs `f(first unit, run)` on about `parts` runs of whole `unit`s of `src`, in parallel;
+/// their answers in order (a panic in one is raised here, never a run left out).
+fn map_chunks<T: Sync, R: Send>(
+    src: &[T],
+    unit: usize,
+    parts: usize,
+    f: impl Fn(usize, &[T]) -> R + Sync,
+) -> Vec<R> {
+    let units = src.len() / unit.max(1);
+    let per = units.div_ceil(parts.max(1)).max(1);
+    if parts <= 1 || units <= 1 {
+        return vec![f(0, src)];
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = src
+            .chunks(per * unit)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let f = &f;
+                s.spawn(move || f(i * per, chunk))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// The source indices LibTorch's nearest-exact resize reads along one axis of `from`
 /// voxels resized to `to` (asked of LibTorch's own 3-D kernel, so they agree on every
 /// version).
@@ -306,35 +335,24 @@ pub(super) fn repeated_mean_std(
     let [w0, w1, w2] = weights;
     let (rows, row) = (w1.len(), w2.len());
     let plane = rows * row;
-    let parts = threads(src.len());
-    let per = w0.len().div_ceil(parts).max(1);
-    let sums: Vec<(f64, f64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = src
-            .chunks(per * plane)
-            .enumerate()
-            .map(|(c, chunk)| {
-                s.spawn(move || {
-                    let (mut sum, mut squares) = (0f64, 0f64);
-                    for (p, voxels) in chunk.chunks(plane).enumerate() {
-                        let (mut plane_sum, mut plane_squares) = (0f64, 0f64);
-                        for (j, r) in voxels.chunks(row).enumerate() {
-                            let (mut a, mut b) = (0f32, 0f32);
-                            for (&v, &w) in r.iter().zip(w2) {
-                                a += w * v;
-                                b += w * v * v;
-                            }
-                            plane_sum += f64::from(w1[j]) * f64::from(a);
-                            plane_squares += f64::from(w1[j]) * f64::from(b);
-                        }
-                        let w = f64::from(w0[c * per + p]);
-                        sum += w * plane_sum;
-                        squares += w * plane_squares;
-                    }
-                    (sum, squares)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    let sums = map_chunks(src, plane, threads(src.len()), |first, chunk| {
+        let (mut sum, mut squares) = (0f64, 0f64);
+        for (p, voxels) in chunk.chunks(plane).enumerate() {
+            let (mut plane_sum, mut plane_squares) = (0f64, 0f64);
+            for (j, r) in voxels.chunks(row).enumerate() {
+                let (mut a, mut b) = (0f32, 0f32);
+                for (&v, &w) in r.iter().zip(w2) {
+                    a += w * v;
+                    b += w * v * v;
+                }
+                plane_sum += f64::from(w1[j]) * f64::from(a);
+                plane_squares += f64::from(w1[j]) * f64::from(b);
+            }
+            let w = f64::from(w0[first + p]);
+            sum += w * plane_sum;
+            squares += w * plane_squares;
+        }
+        (sum, squares)
     });
     let total = |w: &Vec<f32>| w.iter().map(|&v| f64::from(v)).sum::<f64>();
     let n = total(w0) * total(w1) * total(w2);
@@ -371,7 +389,7 @@ pub(super) fn f32_elements(x: &Tensor) -> Option<&[f32]> {
 
 /// Per `(lo, hi)` pair of ranks (`hi` is `lo` or `lo + 1`), the `lo`-th and `hi`-th
 /// smallest of `values`; `None` when any value is NaN. One parallel pass counts, for each
-/// pair, the values below and equal to two pivots taken from a strided sample and keeps
+/// pair, the values below and equal to two pivots taken from a pseudo-random sample and keeps
 /// those between, and the ranks are found among these (ties at a pivot, like a volume's
 /// background, cost nothing); a rank outside its bracket falls back to a selection over a
 /// copy of all. O(n), one pass and no copy in the usual case.
@@ -410,27 +428,17 @@ pub(super) fn order_statistics(
             })
             .collect();
     }
-    let parts = threads(n);
-    let per = n.div_ceil(parts).max(1);
-    let counted: Vec<(bool, Vec<Bracket>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = values
-            .chunks(per)
-            .map(|chunk| {
-                let mut mine: Vec<Bracket> = brackets.iter().map(Bracket::empty_like).collect();
-                s.spawn(move || {
-                    let mut nan = false;
-                    // Blocks small enough to stay in cache while each bracket reads them.
-                    for block in chunk.chunks(4096) {
-                        nan |= block.iter().fold(false, |a, v| a | v.is_nan());
-                        for b in &mut mine {
-                            b.add_all(block);
-                        }
-                    }
-                    (nan, mine)
-                })
-            })
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    let counted = map_chunks(values, 1, threads(n), |_, chunk| {
+        let mut mine: Vec<Bracket> = brackets.iter().map(Bracket::empty_like).collect();
+        let mut nan = false;
+        // Blocks small enough to stay in cache while each bracket reads them.
+        for block in chunk.chunks(4096) {
+            nan |= block.iter().fold(false, |a, v| a | v.is_nan());
+            for b in &mut mine {
+                b.add_all(block);
+            }
+        }
+        (nan, mine)
     });
     if counted.iter().any(|(nan, _)| *nan) {
         return None;
