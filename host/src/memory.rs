@@ -11,6 +11,9 @@
 //! above the last trim's resident size is held, or past half the machine's memory, they
 //! go back, as the trim after every request did before.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
 /// The environment variable LibTorch's CPU allocator reads (once, at its first
 /// allocation) to align tensors of 2 MiB and more to huge pages and `madvise` them so.
 pub const TENSOR_HUGE_PAGES_ENV: &str = "THP_MEM_ALLOC_ENABLE";
@@ -24,9 +27,6 @@ pub fn tensor_huge_pages() -> bool {
     std::env::var(TENSOR_HUGE_PAGES_ENV).is_ok_and(|v| !matches!(v.trim(), "" | "0"))
 }
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
 /// Seconds of no inference before the warm heap is trimmed; 0 when it is not kept warm.
 static WARM_IDLE_MS: AtomicU64 = AtomicU64::new(0);
 /// Inferences running, and when the last one began or ended (ms since [`epoch`]).
@@ -35,6 +35,8 @@ static LAST_USE_MS: AtomicU64 = AtomicU64::new(0);
 static TRIMMED: AtomicBool = AtomicBool::new(true);
 /// Resident bytes after the last trim: the warm heap keeps at most [`KEPT`] above it.
 static BASELINE: AtomicU64 = AtomicU64::new(0);
+/// Half the machine's memory, read once: past it the free heap goes back at once.
+static HALF_MEMORY: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The most freed memory kept warm above what the process held after its last trim: one
 /// 256³ request's intermediates (deepbet's two passes free about 400 MiB) with room; under
 /// sustained concurrent load, fragments beyond it go back as requests end (the load run
@@ -67,6 +69,7 @@ pub fn keep_heap_warm(idle: Duration) {
     }
     WARM_IDLE_MS.store(idle.as_millis().max(1) as u64, Ordering::Relaxed);
     BASELINE.store(resident().map_or(0, |(rss, _)| rss), Ordering::Relaxed);
+    HALF_MEMORY.store(total_memory() / 2, Ordering::Relaxed);
     let tick = idle.min(Duration::from_secs(1));
     let spawned = std::thread::Builder::new()
         .name("heap-trim".into())
@@ -107,8 +110,8 @@ impl Drop for HeapUse {
         RUNNING.fetch_sub(1, Ordering::AcqRel);
         let warm = WARM_IDLE_MS.load(Ordering::Relaxed) > 0;
         let kept = BASELINE.load(Ordering::Relaxed).saturating_add(KEPT);
-        let over = resident().is_some_and(|(rss, _)| rss > kept || rss > total_memory() / 2);
-        if !warm || over {
+        let limit = kept.min(HALF_MEMORY.load(Ordering::Relaxed));
+        if !warm || resident().is_some_and(|(rss, _)| rss > limit) {
             // Off the caller's thread: the trim walks the whole heap.
             std::thread::spawn(trim);
         }
