@@ -2,7 +2,7 @@
 //! canonical (RAS+) orientation of an affine, and back (for `Restore`).
 
 use crate::ops::{Crop, Float, Interpolate, Orient, Resample, ResizeMode, ScaleIntensityRange};
-use crate::sdk::{image::Voxels, json, Error, Executor, Result, Tensor};
+use crate::sdk::{image::Voxels, Error, Executor, Result, Tensor};
 use ndarray::{ArrayD, Axis};
 
 /// How the voxel axes of a volume relate to RAS+.
@@ -112,9 +112,7 @@ impl Orientation {
     /// with NaN set to 0 (MONAI's `Orientation` then `nan_to_num`) in one pass.
     pub fn upload(&self, exec: &Executor, x: &ArrayD<f32>, device: &str) -> Result<Tensor> {
         let (t, reversed) = send_f32(exec, x, device)?;
-        let (permute, flip) = self.orient_args(reversed);
-        let args = json!({"permute": permute, "flip": flip, "nan_to_num": true});
-        exec.op1("orient", &t, &args)
+        self.stored(t, reversed, x.shape())?.whole(exec)
     }
 
     /// [`Orientation::upload`] for what [`crate::sdk::image::read_voxels`] read: stored
@@ -142,12 +140,18 @@ impl Orientation {
                 (t, reversed, a.shape().to_vec())
             }
         };
+        self.stored(tensor, reversed, &shape)
+    }
+
+    /// A volume sent up in its file's order (`reversed`: its dims backwards, as NIfTI's
+    /// Fortran order gives them) as [`Stored`], its `shape` the file's `[i, j, k]`.
+    fn stored(&self, tensor: Tensor, reversed: bool, shape: &[usize]) -> Result<Stored> {
         let (permute, flip) = self.orient_args(reversed);
-        let shape = <[usize; 3]>::try_from(&shape[..])
-            .map_err(|_| Error::invalid_input("expected a 3-D volume"))?;
+        let three = || Error::invalid_input("expected a 3-D volume");
+        let shape = <[usize; 3]>::try_from(shape).map_err(|_| three())?;
         Ok(Stored {
             tensor,
-            permute,
+            permute: <[i64; 3]>::try_from(permute.as_slice()).map_err(|_| three())?,
             flip,
             shape: self.source_axis.map(|a| shape[a]),
         })
@@ -242,7 +246,7 @@ fn send_f32(exec: &Executor, x: &ArrayD<f32>, device: &str) -> Result<(Tensor, b
 /// RAS+ ([`Orientation::upload_stored`]).
 pub struct Stored {
     tensor: Tensor,
-    permute: Vec<i64>,
+    permute: [i64; 3],
     flip: Vec<i64>,
     /// Its RAS+ shape.
     pub shape: [usize; 3],
@@ -275,7 +279,7 @@ impl Stored {
     ) -> Result<Tensor> {
         let i64s = |v: [usize; 3]| v.map(|x| x as i64);
         let op = Resample {
-            permute: <[i64; 3]>::try_from(self.permute.as_slice()).ok(),
+            permute: Some(self.permute),
             flip: self.flip.clone(),
             start: Some(i64s(start)),
             end: Some(i64s(end)),
@@ -287,7 +291,7 @@ impl Stored {
         match exec.run1(&op, &self.tensor) {
             Err(e) if e.code == crate::abi::ErrorCode::UNSUPPORTED => {
                 let orient = Orient {
-                    permute: self.permute.clone(),
+                    permute: self.permute.to_vec(),
                     flip: self.flip.clone(),
                     nan_to_num: true,
                     dtype: Some(Float::Float32),
