@@ -138,10 +138,8 @@ fn brain_probability(exec: &Executor, model: Model, x: &Tensor, side: i64) -> Re
 
 /// deepbet's way back: `x` resized nearest-exact to `size`, then `> 0.5` as `uint8`, in
 /// one step (the host's `resample`; `interpolate` and `threshold` where a host predates it).
-fn resize_threshold(exec: &Executor, x: &Tensor, size: &[usize]) -> Result<Tensor> {
-    let size = <[usize; 3]>::try_from(size)
-        .map_err(|_| Error::inference("the box is not 3-D"))?
-        .map(|s| s as i64);
+fn resize_threshold(exec: &Executor, x: &Tensor, size: [usize; 3]) -> Result<Tensor> {
+    let size = size.map(|s| s as i64);
     let op = Resample {
         size: Some(size),
         threshold: Some(0.5),
@@ -279,8 +277,7 @@ impl InferTask for DeepBet {
         let bbox = bounding_box(&m_small, &shape)?;
         let (start, end) = (bbox.map(|b| b.0), bbox.map(|b| b.1));
         laps.lap("bbox");
-        let crop_shape: Vec<usize> = (0..3).map(|i| end[i] - start[i]).collect();
-        let crop_size = [0, 1, 2].map(|i| crop_shape[i]);
+        let crop_size = [0, 1, 2].map(|i| end[i] - start[i]);
         let range = intensity(lo, hi);
         let crop = stored.resample_scaled(&exec, start, end, crop_size, Some(range))?;
         let big = standardize(&exec, &crop, LARGE, &precision)?;
@@ -290,8 +287,8 @@ impl InferTask for DeepBet {
         let p_big = brain_probability(&exec, model, &big, LARGE)?;
         drop(big);
         laps.lap("model");
-        let m_crop = resize_threshold(&exec, &p_big, &crop_shape)?;
-        let mut m_crop = download_mask(&m_crop, &crop_shape)?;
+        let m_crop = resize_threshold(&exec, &p_big, crop_size)?;
+        let mut m_crop = download_mask(&m_crop, &crop_size)?;
         laps.lap("resize_back");
         // The mask is empty outside the box: its largest component and its holes (background
         // not linked to the border: what touches the box's border reaches the volume's
