@@ -51,6 +51,8 @@ pub struct Metrics {
     memory: Level,
     apps: Level,
     training: Level,
+    /// One scrape at a time: each clears and refills the levels.
+    scraping: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -111,6 +113,7 @@ impl Default for Metrics {
             memory,
             apps,
             training,
+            scraping: std::sync::Mutex::new(()),
         }
     }
 }
@@ -137,6 +140,11 @@ impl Metrics {
 
     /// The levels read from the server now, then everything as OpenMetrics text.
     fn render(&self, state: &AppState) -> String {
+        let _one = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
+        // Levels are read afresh: a retired app or a gone trainer leaves no stale series.
+        for level in [&self.queue, &self.memory, &self.apps, &self.training] {
+            level.clear();
+        }
         let executor = &state.shared.executor;
         for device in executor.devices() {
             if let Ok(q) = executor.queue(&device) {

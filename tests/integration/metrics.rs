@@ -82,4 +82,28 @@ fn metrics_count_requests_time_inference_stages_and_read_the_server_at_each_scra
     assert!(at(r#"labelhost_memory_bytes{kind="resident"}"#) > 1e6);
     // Ids never become labels: the image asked for is nowhere in the text.
     assert!(!text.contains("nope") && !text.contains("img00"), "{text}");
+    assert!(s.contains_key(r#"labelhost_apps{what="live_tensors",app="segmentation"}"#));
+
+    // A retired app's levels go with it.
+    let r = http
+        .delete(server.at("/apps/segmentation"))
+        .send()
+        .expect("retire");
+    assert_eq!(r.status(), 200);
+    let text = http
+        .get(server.at("/metrics"))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    let s = samples(&text);
+    assert_eq!(s[r#"labelhost_apps{what="loaded"}"#], 1.0, "{text}");
+    assert!(
+        !s.contains_key(r#"labelhost_apps{what="live_tensors",app="segmentation"}"#),
+        "{text}"
+    );
+    assert!(
+        s.contains_key(r#"labelhost_apps{what="live_tensors",app="brain"}"#),
+        "{text}"
+    );
 }
