@@ -104,104 +104,104 @@ pub(super) async fn infer(
     let stop_if_dropped = StopOnDrop::new(cancel.clone());
     // The rest runs as its own task: if the client goes away mid-inference, the queue slot
     // is still held until the plugin returns and the result and upload files are cleaned up.
-    let span = tracing::Span::current();
-    let work = tokio::spawn(tracing::Instrument::instrument(
-        async move {
-            let heap = crate::memory::HeapUse::begin();
-            let held = Held::new(generation);
-            let store = st.shared.datastore.clone();
-            // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
-            let (image_path, image_id) = if let Some(sid) = q.session_id.clone() {
-                let sessions = st.clone();
-                let info = blocking(move || sessions.sessions.get(&sid, true)).await?;
-                params.insert(
-                    "session".into(),
-                    serde_json::to_value(&info).unwrap_or(Value::Null),
-                );
-                (std::path::PathBuf::from(info.image), None)
-            } else if let Some(file) = &body.file {
-                (file.path().to_path_buf(), None)
-            } else if let Some(id) = q.image.clone() {
-                let (ds, lookup) = (store.clone(), id.clone());
-                let path = blocking(move || ds.get_image_uri(&lookup)).await?;
-                (path, Some(id))
-            } else {
-                return Err(Error::BadRequest(
-                    "Neither Image nor File not Session ID input is provided".into(),
-                ));
-            };
-            if let Some(label) = &body.label {
-                params.insert("label".into(), json!(label.path()));
-            }
-            let save = save && image_id.is_some();
-            let device = params
-                .get("device")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let queue = st
-                .shared
-                .executor
-                .queue(&device)
-                .map_err(Error::BadRequest)?;
-            let asked = std::time::Instant::now();
-            let permit = queue.acquire(Priority::Interactive).await.map_err(|full| {
-                Error::Overloaded(format!(
-                    "the device queue is full ({} waiting); retry later",
-                    full.waiting
-                ))
-            })?;
-            let queue_name = if device.is_empty() {
-                "default"
-            } else {
-                &device
-            };
-            st.metrics
-                .queue_wait(queue_name, asked.elapsed().as_secs_f64());
-            if cancel.why().is_some() {
-                return Err(Error::BadRequest("the client left while queued".into()));
-            }
-            params.insert("image".into(), json!(image_path));
-            // The generation stays held until the answer is built: its work dir holds the result.
-            let generation = held
-                .get()
-                .cloned()
-                .ok_or_else(|| Error::Internal("no generation".into()))?;
-            let running = run_task(
-                generation,
-                &model,
-                params,
-                Priority::Interactive,
-                cancel.clone(),
+    let job = async move {
+        let heap = crate::memory::HeapUse::begin();
+        let held = Held::new(generation);
+        let store = st.shared.datastore.clone();
+        // MONAI Label's order: a session's image, else an uploaded file, else a datastore id.
+        let (image_path, image_id) = if let Some(sid) = q.session_id.clone() {
+            let sessions = st.clone();
+            let info = blocking(move || sessions.sessions.get(&sid, true)).await?;
+            params.insert(
+                "session".into(),
+                serde_json::to_value(&info).unwrap_or(Value::Null),
             );
-            let Ok(out) = tokio::time::timeout(limit, running).await else {
-                // The slot goes back now; the plugin's thread stops at its next executor call.
-                cancel.stop(Why::TimedOut);
-                drop(permit);
-                return Err(Error::Timeout(format!(
-                    "model '{model}' did not answer within {} s (its time limit)",
-                    limit.as_secs_f64()
-                )));
-            };
+            (std::path::PathBuf::from(info.image), None)
+        } else if let Some(file) = &body.file {
+            (file.path().to_path_buf(), None)
+        } else if let Some(id) = q.image.clone() {
+            let (ds, lookup) = (store.clone(), id.clone());
+            let path = blocking(move || ds.get_image_uri(&lookup)).await?;
+            (path, Some(id))
+        } else {
+            return Err(Error::BadRequest(
+                "Neither Image nor File not Session ID input is provided".into(),
+            ));
+        };
+        if let Some(label) = &body.label {
+            params.insert("label".into(), json!(label.path()));
+        }
+        let save = save && image_id.is_some();
+        let device = params
+            .get("device")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let queue = st
+            .shared
+            .executor
+            .queue(&device)
+            .map_err(Error::BadRequest)?;
+        let asked = std::time::Instant::now();
+        let permit = queue.acquire(Priority::Interactive).await.map_err(|full| {
+            Error::Overloaded(format!(
+                "the device queue is full ({} waiting); retry later",
+                full.waiting
+            ))
+        })?;
+        let queue_name = if device.is_empty() {
+            "default"
+        } else {
+            &device
+        };
+        st.metrics
+            .queue_wait(queue_name, asked.elapsed().as_secs_f64());
+        if cancel.why().is_some() {
+            return Err(Error::BadRequest("the client left while queued".into()));
+        }
+        params.insert("image".into(), json!(image_path));
+        // The generation stays held until the answer is built: its work dir holds the result.
+        let generation = held
+            .get()
+            .cloned()
+            .ok_or_else(|| Error::Internal("no generation".into()))?;
+        let running = run_task(
+            generation,
+            &model,
+            params,
+            Priority::Interactive,
+            cancel.clone(),
+        );
+        let Ok(out) = tokio::time::timeout(limit, running).await else {
+            // The slot goes back now; the plugin's thread stops at its next executor call.
+            cancel.stop(Why::TimedOut);
             drop(permit);
-            drop(heap);
-            let (result, label_file) = out?;
-            st.metrics.infer_stages(&model, &result);
-            let save_as = image_id.filter(|_| save).map(|id| (id, tag));
-            let label_bytes = match &label_file {
-                Some(path) => Some(take_label(&store, path, save_as, &model, &result).await?),
-                None => None,
-            };
-            let file_name = label_file
-                .as_ref()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            drop(body);
-            drop(held);
-            Ok::<_, Error>((result, label_bytes, file_name))
-        },
-        span,
+            return Err(Error::Timeout(format!(
+                "model '{model}' did not answer within {} s (its time limit)",
+                limit.as_secs_f64()
+            )));
+        };
+        drop(permit);
+        drop(heap);
+        let (result, label_file) = out?;
+        st.metrics.infer_stages(&model, &result);
+        let save_as = image_id.filter(|_| save).map(|id| (id, tag));
+        let label_bytes = match &label_file {
+            Some(path) => Some(take_label(&store, path, save_as, &model, &result).await?),
+            None => None,
+        };
+        let file_name = label_file
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        drop(body);
+        drop(held);
+        Ok::<_, Error>((result, label_bytes, file_name))
+    };
+    let work = tokio::spawn(tracing::Instrument::instrument(
+        job,
+        tracing::Span::current(),
     ));
     let done = work.await;
     stop_if_dropped.disarm();
