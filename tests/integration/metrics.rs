@@ -72,7 +72,7 @@ fn metrics_count_requests_time_inference_stages_and_read_the_server_at_each_scra
     assert!(!stages.is_empty(), "{text}");
     assert!(stages.iter().all(|k| s[*k] == 2.0), "{text}");
     assert_eq!(
-        at(r#"labelhost_queue_wait_seconds_count{device="default"}"#),
+        at(r#"labelhost_queue_wait_seconds_count{device="cpu"}"#),
         2.0
     );
     assert_eq!(at(r#"labelhost_queue{device="cpu",state="running"}"#), 0.0);

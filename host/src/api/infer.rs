@@ -149,13 +149,12 @@ pub(super) async fn infer(
                 full.waiting
             ))
         })?;
-        let queue_name = if device.is_empty() {
-            "default"
-        } else {
-            &device
-        };
-        st.metrics
-            .queue_wait(queue_name, asked.elapsed().as_secs_f64());
+        // By the queue's own device name, as `/metrics` names the queues.
+        if let Ok(d) = st.shared.executor.device(&device) {
+            let waited = asked.elapsed().as_secs_f64();
+            st.metrics
+                .queue_wait(&crate::executor::device_name(d), waited);
+        }
         if cancel.why().is_some() {
             return Err(Error::BadRequest("the client left while queued".into()));
         }
