@@ -257,6 +257,17 @@ fn default_request_memory() -> u64 {
     crate::memory::total_memory() / 4
 }
 
+/// A flag's seconds: finite, at most `max`, above 0 (or 0 itself when `zero` is allowed).
+fn seconds(flag: &str, t: f64, zero: bool, max: f64) -> Result<std::time::Duration> {
+    if t.is_finite() && t <= max && (t > 0.0 || zero && t == 0.0) {
+        Ok(std::time::Duration::from_secs_f64(t))
+    } else {
+        Err(Error::BadRequest(format!(
+            "{flag} {t}: expected seconds from 0 to {max}"
+        )))
+    }
+}
+
 /// How long an inference may run: a default and per-task limits.
 #[derive(Debug, Clone)]
 pub struct Timeouts {
@@ -361,31 +372,13 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 Some(mib) => mib.saturating_mul(1 << 20),
                 None => default_request_memory(),
             },
-            warm_heap: match a.warm_heap {
-                t if t.is_finite() && (0.0..=86_400.0).contains(&t) => {
-                    std::time::Duration::from_secs_f64(t)
-                }
-                t => {
-                    return Err(Error::BadRequest(format!(
-                        "--warm-heap {t}: expected seconds from 0 to 86400"
-                    )))
-                }
-            },
+            warm_heap: seconds("--warm-heap", a.warm_heap, true, 86_400.0)?,
             max_abandoned: a.max_abandoned.max(1),
             max_libraries: a.max_libraries,
             follow_symlinks: a.follow_symlinks,
             connections: crate::serve::ConnLimits {
                 max_connections: a.max_connections.max(1),
-                header_timeout: match a.header_timeout {
-                    t if t.is_finite() && t > 0.0 && t <= 3600.0 => {
-                        std::time::Duration::from_secs_f64(t)
-                    }
-                    t => {
-                        return Err(Error::BadRequest(format!(
-                            "--header-timeout {t}: expected seconds from 0 to 3600"
-                        )))
-                    }
-                },
+                header_timeout: seconds("--header-timeout", a.header_timeout, false, 3600.0)?,
             },
         })
     }
