@@ -179,12 +179,18 @@ async fn launch(
         .shared
         .jobs
         .submit(kind, crate::random::uuid(), request.clone());
-    let span = tracing::info_span!("job", id = %record.id, kind = kind.title());
+    spawn_job(state.clone(), kind, record.id.clone(), name, request);
+    Ok(serde_json::to_value(record).unwrap_or(Value::Null))
+}
+
+/// Runs a submitted job in the background under its own `job` span (its id and kind on
+/// every line it logs).
+fn spawn_job(state: Arc<AppState>, kind: Kind, id: String, name: String, request: Value) {
+    let span = tracing::info_span!("job", id = %id, kind = kind.title());
     tokio::spawn(tracing::Instrument::instrument(
-        run_job(state.clone(), kind, record.id.clone(), name, request),
+        run_job(state, kind, id, name, request),
         span,
     ));
-    Ok(serde_json::to_value(record).unwrap_or(Value::Null))
 }
 
 /// A background job's task: waits for its kind's turn, runs, records the outcome; after
@@ -263,11 +269,7 @@ fn rescore(state: &Arc<AppState>, trainer: &str) {
                 .jobs
                 .submit(Kind::Scoring, crate::random::uuid(), request.clone());
         tracing::info!(%method, %trainer, "scoring queued after training");
-        let span = tracing::info_span!("job", id = %record.id, kind = Kind::Scoring.title());
-        tokio::spawn(tracing::Instrument::instrument(
-            run_job(state.clone(), Kind::Scoring, record.id, method, request),
-            span,
-        ));
+        spawn_job(state.clone(), Kind::Scoring, record.id, method, request);
     }
 }
 
