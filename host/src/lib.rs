@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod jobs;
 pub mod loader;
+pub mod local;
 pub mod logs;
 pub mod memory;
 pub mod metrics;
