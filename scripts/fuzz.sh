@@ -12,10 +12,9 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(nifti nrrd multipart params)
 
-# cargo-fuzz from crates.io (0.13 builds with this toolchain), cached with the rest.
-export CARGO_INSTALL_ROOT="$LABELHOST_CACHE/cargo-tools"
-export PATH="$CARGO_INSTALL_ROOT/bin:$PATH"
-command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+# cargo-fuzz from crates.io, cached with the rest (scripts/tools.sh).
+scripts/tools.sh cargo-fuzz
+export PATH="$LABELHOST_CACHE/cargo-tools/bin:$PATH"
 # Sanitizer flags are unstable options: the nightly toolchain when the machine has one,
 # else the pinned stable compiler told to accept them.
 if rustup run nightly rustc --version >/dev/null 2>&1; then
