@@ -1,6 +1,12 @@
 //! Command-line configuration, in two steps: the clap flags as typed ([`Cli`]), then the
 //! validated settings the server runs with ([`ServerConfig`]).
 
+mod commands;
+
+pub use commands::{
+    AppsAction, AppsArgs, DatastoreAction, DatastoreArgs, InferArgs, PackArgs, TokenArgs,
+};
+
 use crate::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
@@ -26,58 +32,10 @@ pub enum Command {
     Token(TokenArgs),
     /// Manage the apps of a running server: list, load, reload (hot swap), retire.
     Apps(AppsArgs),
-}
-
-/// `labelhost apps` flags.
-#[derive(Debug, Args)]
-pub struct AppsArgs {
-    /// The server's URL.
-    #[arg(
-        long,
-        env = "LABELHOST_SERVER",
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub server: String,
-    /// A bearer token (an API token or a JWT) for a server with auth on.
-    #[arg(long, env = "LABELHOST_TOKEN")]
-    pub token: Option<String>,
-    /// What to do.
-    #[command(subcommand)]
-    pub action: AppsAction,
-}
-
-/// `labelhost apps` actions.
-#[derive(Debug, Subcommand)]
-pub enum AppsAction {
-    /// The loaded apps: name, version, generation, plugin-api and tasks.
-    List,
-    /// Load a bundle from the server's plugins folder.
-    Load {
-        /// The bundle's folder name.
-        bundle: String,
-    },
-    /// Hot-swap an app to the bundle now in its folder (in-flight requests finish on the
-    /// old generation).
-    Reload {
-        /// The app.
-        name: String,
-    },
-    /// Retire an app: stop routing to it, wait for its requests, drop it.
-    Retire {
-        /// The app.
-        name: String,
-    },
-}
-
-/// `labelhost token` flags.
-#[derive(Debug, Args)]
-pub struct TokenArgs {
-    /// Who the token is for.
-    #[arg(long)]
-    pub username: String,
-    /// A role it carries: user, annotator, reviewer or admin (repeatable).
-    #[arg(long = "role", required = true)]
-    pub roles: Vec<String>,
+    /// Run one infer task on one image file, without a server.
+    Infer(InferArgs),
+    /// A studies folder's counts; import images and labels; export them as a dataset.
+    Datastore(DatastoreArgs),
 }
 
 /// `labelhost serve` flags; each also reads an environment variable.
@@ -192,23 +150,6 @@ pub struct ServeArgs {
     pub json_logs: bool,
 }
 
-/// `labelhost pack` flags.
-#[derive(Debug, Args)]
-pub struct PackArgs {
-    /// The plugin library (`.so`).
-    #[arg(long)]
-    pub library: PathBuf,
-    /// An asset to include, `SOURCE[=PATH_IN_BUNDLE]` (repeatable).
-    #[arg(long = "asset")]
-    pub assets: Vec<String>,
-    /// The bundle folder to write (with --archive: the folder name, `.tar.gz` is added).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Write the bundle as one `.tar.gz` file instead of a folder.
-    #[arg(long)]
-    pub archive: bool,
-}
-
 /// Validated server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -317,6 +258,18 @@ impl Timeouts {
     }
 }
 
+/// `--conf KEY=VALUE` flags as settings (empty items, from a trailing comma, ignored).
+pub fn parse_conf(flags: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut conf = BTreeMap::new();
+    for kv in flags.iter().filter(|s| !s.is_empty()) {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Error::BadRequest(format!("--conf {kv}: expected KEY=VALUE")))?;
+        conf.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    Ok(conf)
+}
+
 fn absolute(p: &std::path::Path, what: &str) -> Result<PathBuf> {
     std::path::absolute(p).map_err(|e| Error::BadRequest(format!("{what} {}: {e}", p.display())))
 }
@@ -332,13 +285,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
                 plugins.display()
             )));
         }
-        let mut conf = BTreeMap::new();
-        for kv in a.conf.iter().filter(|s| !s.is_empty()) {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| Error::BadRequest(format!("--conf {kv}: expected KEY=VALUE")))?;
-            conf.insert(k.trim().to_owned(), v.trim().to_owned());
-        }
+        let conf = parse_conf(&a.conf)?;
         let runtime_dir = match &a.runtime_dir {
             Some(d) => Some(absolute(d, "--runtime-dir")?),
             None => None,

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod bundle;
+pub mod cli;
 pub mod config;
 pub mod datastore;
 pub mod error;

@@ -1,28 +1,35 @@
-//! The `labelhost` binary: `serve` runs the server, `pack` makes app bundles, `token`
-//! makes API tokens, `apps` manages a running server's apps.
+//! The `labelhost` binary: `serve` runs the server, `token` makes API tokens, `apps`
+//! manages a running server's apps; `pack`, `infer` and `datastore` work without one
+//! (`labelhost::cli`).
 
 use clap::Parser;
 use labelhost::{
     api::{self, AppState},
-    bundle,
-    config::{Cli, Command, PackArgs, ServeArgs, ServerConfig, TokenArgs},
+    config::{Cli, Command, ServeArgs, ServerConfig, TokenArgs},
     datastore::LocalDatastore,
     executor::TorchExecutor,
-    loader,
     registry::Registry,
     services::Shared,
     Error, Result,
 };
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{process::ExitCode, sync::Arc};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Pack(args) => pack(args),
+        Command::Pack(args) => labelhost::cli::pack::run(&args),
         Command::Token(args) => token(args),
         Command::Apps(args) => labelhost::remote::apps(&args),
+        Command::Infer(args) => {
+            init_cli_logging();
+            labelhost::cli::infer::run(&args)
+        }
+        Command::Datastore(args) => {
+            init_cli_logging();
+            labelhost::cli::datastore::run(&args)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,6 +53,16 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// Warnings and errors (the host's and the plugins') on stderr, for the verbs that run
+/// apps or a datastore in process; `RUST_LOG` overrides.
+fn init_cli_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
@@ -183,58 +200,5 @@ fn token(args: TokenArgs) -> Result<()> {
     });
     println!("token: {token}");
     println!("auth config entry: {entry}");
-    Ok(())
-}
-
-fn pack(args: PackArgs) -> Result<()> {
-    let library = std::path::absolute(&args.library)
-        .map_err(|e| Error::BadRequest(format!("{}: {e}", args.library.display())))?;
-    // Open a private copy: the path stays free for the next build of the plugin.
-    // A private folder with a random name, removed when it is dropped.
-    let scratch = tempfile::Builder::new()
-        .prefix("labelhost-pack-")
-        .tempdir()
-        .map_err(|e| Error::Internal(format!("cannot make a scratch folder: {e}")))?;
-    let probe = scratch.path().join("probe.so");
-    std::fs::copy(&library, &probe)
-        .map_err(|e| Error::BadRequest(format!("{}: {e}", library.display())))?;
-    let opened = loader::open(&probe);
-    let _ = std::fs::remove_file(&probe);
-    let manifest = opened
-        .map_err(|e| Error::PluginLoad(e.to_string()))?
-        .manifest();
-    let assets: Vec<(PathBuf, String)> = args
-        .assets
-        .iter()
-        .map(|a| match a.split_once('=') {
-            Some((src, dst)) => (PathBuf::from(src), dst.to_owned()),
-            None => {
-                let src = PathBuf::from(a);
-                let name = src
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                (src, name)
-            }
-        })
-        .collect();
-    let (written, path) = if args.archive {
-        let staging = scratch.path().join("bundle");
-        let packed = bundle::pack(&library, &assets, &staging, &manifest);
-        let path = PathBuf::from(format!("{}.tar.gz", args.out.display()));
-        let archived = packed.and_then(|m| bundle::write_archive(&staging, &path).map(|()| m));
-        let _ = std::fs::remove_dir_all(&staging);
-        (archived?, path)
-    } else {
-        (
-            bundle::pack(&library, &assets, &args.out, &manifest)?,
-            args.out.clone(),
-        )
-    };
-    let (name, version, api) = (&written.name, &written.version, &written.plugin_api);
-    println!(
-        "bundle {name} {version} (plugin-api {api}) written to {}",
-        path.display()
-    );
     Ok(())
 }

@@ -47,3 +47,5 @@ mod safety;
 mod template;
 // `/metrics`: Prometheus text after real requests.
 mod metrics;
+// `labelhost infer` and `labelhost datastore`: the verbs that work without a server.
+mod cli;

@@ -196,6 +196,17 @@ pub fn pack(
     out: &Path,
     plugin: &labelhost_plugin_api::abi::Manifest,
 ) -> Result<BundleManifest> {
+    pack_reporting(library, assets, out, plugin, &mut |_, _| {})
+}
+
+/// [`pack`], telling `done(path in bundle, bytes)` after each file is written.
+pub fn pack_reporting(
+    library: &Path,
+    assets: &[(PathBuf, String)],
+    out: &Path,
+    plugin: &labelhost_plugin_api::abi::Manifest,
+    done: &mut dyn FnMut(&str, u64),
+) -> Result<BundleManifest> {
     let io = |e: std::io::Error, p: &Path| Error::Internal(format!("{}: {e}", p.display()));
     fs::create_dir_all(out).map_err(|e| io(e, out))?;
     let lib_name = library
@@ -211,6 +222,7 @@ pub fn pack(
             fs::create_dir_all(parent).map_err(|e| io(e, parent))?;
         }
         let sha256 = copy_hashing(src, &dst).map_err(|e| io(e, src))?;
+        done(rel, fs::metadata(&dst).map_or(0, |m| m.len()));
         files.push(BundleFile {
             path: rel.clone(),
             sha256,

@@ -1,0 +1,8 @@
+//! The command-line verbs that work without a server: `infer` (one task on one file),
+//! `datastore` (stats, import, export) and `pack` (app bundles); long work shows progress
+//! on stderr.
+
+pub mod datastore;
+pub mod infer;
+pub mod pack;
+pub mod progress;

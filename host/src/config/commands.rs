@@ -1,0 +1,153 @@
+//! The flags of the verbs other than `serve`: `apps` (a running server's apps), `token`,
+//! `pack`, `infer` and `datastore` (work without a server).
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// `labelhost apps` flags.
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "LABELHOST_SERVER",
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub server: String,
+    /// A bearer token (an API token or a JWT) for a server with auth on.
+    #[arg(long, env = "LABELHOST_TOKEN")]
+    pub token: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AppsAction,
+}
+
+/// `labelhost apps` actions.
+#[derive(Debug, Subcommand)]
+pub enum AppsAction {
+    /// The loaded apps: name, version, generation, plugin-api and tasks.
+    List,
+    /// Load a bundle from the server's plugins folder.
+    Load {
+        /// The bundle's folder name.
+        bundle: String,
+    },
+    /// Hot-swap an app to the bundle now in its folder (in-flight requests finish on the
+    /// old generation).
+    Reload {
+        /// The app.
+        name: String,
+    },
+    /// Retire an app: stop routing to it, wait for its requests, drop it.
+    Retire {
+        /// The app.
+        name: String,
+    },
+}
+
+/// `labelhost token` flags.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Who the token is for.
+    #[arg(long)]
+    pub username: String,
+    /// A role it carries: user, annotator, reviewer or admin (repeatable).
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<String>,
+}
+
+/// `labelhost pack` flags.
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// The plugin library (`.so`).
+    #[arg(long)]
+    pub library: PathBuf,
+    /// An asset to include, `SOURCE[=PATH_IN_BUNDLE]` (repeatable).
+    #[arg(long = "asset")]
+    pub assets: Vec<String>,
+    /// The bundle folder to write (with --archive: the folder name, `.tar.gz` is added).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write the bundle as one `.tar.gz` file instead of a folder.
+    #[arg(long)]
+    pub archive: bool,
+}
+
+/// `labelhost infer` flags.
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// The infer task to run (as `POST /infer/{model}` names it).
+    #[arg(long)]
+    pub model: String,
+    /// The image file (NIfTI or NRRD).
+    pub image: PathBuf,
+    /// Where to write the label (default: `<image name>_<model><ext>` in the current folder).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Folder of app bundles.
+    #[arg(long, env = "LABELHOST_PLUGINS")]
+    pub plugins: PathBuf,
+    /// A studies folder the task may read (default: an empty one, removed at exit).
+    #[arg(long)]
+    pub studies: Option<PathBuf>,
+    /// App configuration, KEY=VALUE (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "conf", env = "LABELHOST_CONF", value_delimiter = ',')]
+    pub conf: Vec<String>,
+    /// A request parameter, KEY=VALUE; VALUE is JSON where it reads as JSON, else text
+    /// (repeatable).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// The executor device to run on (`cpu`, `cuda:0`; default: CUDA device 0 when present).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// `labelhost datastore` flags.
+#[derive(Debug, Args)]
+pub struct DatastoreArgs {
+    /// Studies folder (the datastore).
+    #[arg(long, env = "LABELHOST_STUDIES")]
+    pub studies: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DatastoreAction,
+}
+
+/// `labelhost datastore` actions.
+#[derive(Debug, Subcommand)]
+pub enum DatastoreAction {
+    /// Images, how many are labelled (`final`), labels per tag.
+    Stats {
+        /// Print MONAI Label's datastore status JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy image files in, checked as uploads are, with labels named as the images.
+    Import {
+        /// Image files, or folders whose image files (`.nii`, `.nii.gz`, `.nrrd`...) go in.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+        /// A folder of labels named as their images (`<id>.nii.gz`), saved with `--tag`.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// The tag the imported labels get.
+        #[arg(long, default_value = "final")]
+        tag: String,
+        /// Replace images already in the datastore (default: keep them).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Copy images and their labels of one tag out as a Decathlon-style dataset folder
+    /// (`imagesTr`, `labelsTr`, `imagesTs`, `dataset.json`).
+    Export {
+        /// A new or empty folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The labels to export.
+        #[arg(long, default_value = "final")]
+        tag: String,
+        /// Leave out images with no label of that tag.
+        #[arg(long)]
+        labelled_only: bool,
+    },
+}
