@@ -1,7 +1,9 @@
-//! Command-line configuration, in two steps: the clap flags as typed ([`Cli`]), then the
-//! validated settings the server runs with ([`ServerConfig`]).
+//! Command-line configuration, in one place: the optional config file's settings become
+//! flags ([`file`]), clap reads flags and environment as typed ([`Cli`]), then the settings
+//! the server runs with are checked together ([`ServerConfig`]).
 
 mod commands;
+pub mod file;
 
 pub use commands::{
     AppsAction, AppsArgs, DatastoreAction, DatastoreArgs, InferArgs, PackArgs, TokenArgs,
@@ -15,6 +17,10 @@ use std::{collections::BTreeMap, net::IpAddr, path::PathBuf};
 #[derive(Debug, Parser)]
 #[command(name = "labelhost", version)]
 pub struct Cli {
+    /// A TOML file of settings: a table per verb, keyed by its long flags (`[serve]
+    /// port = 8000`). The command line and the environment take precedence over it.
+    #[arg(long, global = true, env = "LABELHOST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -16,7 +16,27 @@ use std::{process::ExitCode, sync::Arc};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (argv, injected) = match labelhost::config::file::with_file(std::env::args_os().collect()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("labelhost: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            if let Some(file) = injected.filter(|i| !i.flags.is_empty() && e.use_stderr()) {
+                eprintln!(
+                    "(with settings from {}: {})",
+                    file.file,
+                    file.flags.join(" ")
+                );
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Pack(args) => labelhost::cli::pack::run(&args),

@@ -200,3 +200,43 @@ fn datastore_imports_images_with_labels_counts_them_and_exports_a_dataset() {
     assert_eq!(code, Some(2));
     assert!(err.contains("is not empty"), "{err}");
 }
+
+#[test]
+fn a_config_file_supplies_flags_the_command_line_overrides_and_bad_settings_are_named() {
+    let ws = Workspace::new(2, 8);
+    let dir = ws.dir.path();
+    let file = dir.join("labelhost.toml");
+    let studies = ws.studies();
+    let other = dir.join("empty-studies");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(
+        &file,
+        format!(
+            "[datastore]\nstudies = {:?}\n",
+            studies.to_str().expect("utf-8")
+        ),
+    )
+    .expect("config");
+    let config = file.to_str().expect("utf-8");
+    let (code, out, err) = labelhost(dir, &["--config", config, "datastore", "stats"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("images:  2 "), "{out}");
+    let (code, out, err) = labelhost(
+        dir,
+        &[
+            "datastore",
+            "--config",
+            config,
+            "--studies",
+            other.to_str().expect("utf-8"),
+            "stats",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("images:  0 "), "the command line wins: {out}");
+
+    std::fs::write(&file, "[datastore]\nstudy = \"x\"\n").expect("config");
+    let (code, _, err) = labelhost(dir, &["--config", config, "datastore", "stats"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("[datastore] study: no such setting"), "{err}");
+}
