@@ -40,6 +40,7 @@ named!(
     Quantile = "quantile",
     Quantiles = "quantiles",
     Shape = "shape",
+    Describe = "describe",
     ForegroundBbox = "foreground_bbox",
     Pad = "pad",
     Reshape = "reshape",
@@ -232,6 +233,12 @@ pub struct Quantiles {
 /// The input's shape, as an `i64` tensor.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Shape {}
+
+/// The input's element type (its [`DType`] code) and shape, as an `i64` tensor
+/// `[dtype, d0, d1, ...]`, read from the tensor's header: no element is copied
+/// (`sdk::Tensor::describe`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Describe {}
 
 /// The `[start, end)` box of the voxels above `threshold` (any channel), as an `i64`
 /// tensor `[s0, s1, s2, e0, e1, e2]`; all zeros when none is.

@@ -523,6 +523,10 @@ pub(super) fn run(name: &str, inputs: &[Tensor], args: &Value) -> Res<Vec<Tensor
             Tensor::f_stack(&quantiles(x, &qs)?, 0).map_err(torch)?
         }
         "shape" => Tensor::from_slice(&x.size()),
+        "describe" => {
+            let dtype = i64::from(super::scope::dtype_of(x.kind())?.0);
+            Tensor::from_slice(&[vec![dtype], x.size()].concat())
+        }
         "foreground_bbox" => foreground_bbox(
             x,
             args.get("threshold").and_then(Value::as_f64).unwrap_or(0.0),

@@ -91,6 +91,7 @@ pub(super) fn kind_of(d: DType) -> Res<Kind> {
         DType::F32 => Kind::Float,
         DType::F64 => Kind::Double,
         DType::F16 => Kind::Half,
+        DType::BF16 => Kind::BFloat16,
         other => {
             return Err(err(
                 ErrorCode::INVALID_INPUT,
@@ -100,7 +101,7 @@ pub(super) fn kind_of(d: DType) -> Res<Kind> {
     })
 }
 
-fn dtype_of(k: Kind) -> Res<DType> {
+pub(super) fn dtype_of(k: Kind) -> Res<DType> {
     Ok(match k {
         Kind::Uint8 => DType::U8,
         Kind::Int16 => DType::I16,
@@ -109,6 +110,7 @@ fn dtype_of(k: Kind) -> Res<DType> {
         Kind::Float => DType::F32,
         Kind::Double => DType::F64,
         Kind::Half => DType::F16,
+        Kind::BFloat16 => DType::BF16,
         other => {
             return Err(err(
                 ErrorCode::INFERENCE_ERROR,

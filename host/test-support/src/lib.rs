@@ -116,6 +116,20 @@ impl TestHost {
             .save_label(image, &path, tag, Map::new())?)
     }
 
+    /// The SDK's `Host` as an app named `app` gets it (assets from `bundle_dir`), for
+    /// testing code that takes a `&Host` (a pipeline step, a helper) without an app.
+    pub fn plugin_host(&self, app: &str, bundle_dir: &Path) -> Result<sdk::Host> {
+        let work = self.dir.path().join("work").join(app);
+        std::fs::create_dir_all(&work).map_err(io)?;
+        let ctx = labelhost::services::HostContext::new(
+            app,
+            self.shared.clone(),
+            bundle_dir.to_path_buf(),
+            work,
+        );
+        Ok(sdk::Host::from_abi(ctx.into_abi()))
+    }
+
     /// Builds app `A` with its assets from the crate under test (`CARGO_MANIFEST_DIR`, which
     /// cargo sets for tests): `assets/x` there is `host.asset("assets/x")`.
     pub fn app<A: sdk::App>(&self) -> Result<TestApp<'_>> {

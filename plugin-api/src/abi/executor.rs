@@ -43,12 +43,14 @@ impl DType {
     pub const F64: DType = DType(6);
     /// `f16`.
     pub const F16: DType = DType(7);
+    /// `bf16` (bfloat16; what `normalize_resize` and `to_dtype` may write).
+    pub const BF16: DType = DType(8);
 
     /// Bytes per element, `None` for an unknown type.
     pub fn size(self) -> Option<usize> {
         match self {
             DType::U8 => Some(1),
-            DType::I16 | DType::F16 => Some(2),
+            DType::I16 | DType::F16 | DType::BF16 => Some(2),
             DType::I32 | DType::F32 => Some(4),
             DType::I64 | DType::F64 => Some(8),
             _ => None,

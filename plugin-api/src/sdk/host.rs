@@ -485,6 +485,30 @@ impl Drop for Tensor {
 }
 
 impl Tensor {
+    /// The tensor's element type and shape, without copying its elements (the `describe`
+    /// op: a few bytes cross the boundary, however big the tensor).
+    pub fn describe(&self) -> Result<(DType, Vec<i64>)> {
+        let meta = self
+            .exec
+            .run1(&crate::ops::Describe {}, self)?
+            .to_data()?
+            .to_i64()?;
+        match meta.split_first() {
+            Some((&dtype, shape)) => Ok((DType(u32::try_from(dtype).unwrap_or(0)), shape.to_vec())),
+            None => Err(Error::new(
+                ErrorCode::INFERENCE_ERROR,
+                "describe answered nothing",
+            )),
+        }
+    }
+    /// The tensor's shape, outermost first (see [`Tensor::describe`]).
+    pub fn shape(&self) -> Result<Vec<i64>> {
+        self.describe().map(|(_, shape)| shape)
+    }
+    /// The tensor's element type (see [`Tensor::describe`]).
+    pub fn dtype(&self) -> Result<DType> {
+        self.describe().map(|(dtype, _)| dtype)
+    }
     /// Reads a one-element `f32` tensor (a quantile, a mean).
     pub fn scalar_f32(&self) -> Result<f32> {
         let values = self.to_data()?.to_f32()?;
