@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: sets up LibTorch, the data and the cargo tools if missing, builds the server and all
-# plugins, checks formatting and lints (warnings are errors), then runs the workspace's
-# unit and end-to-end tests, then each fuzz target for FUZZ_SECONDS (30) from its seeds.
+# Runs every test: sets up LibTorch, the data, the cargo tools and Chromium if missing,
+# builds the server and all plugins, checks formatting and lints (warnings are errors),
+# then runs the workspace's unit and end-to-end tests, then each fuzz target for
+# FUZZ_SECONDS (30) from its seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/tools.sh
+scripts/browser.sh
 scripts/build.sh
 source scripts/env.sh
 cargo fmt --all --check

@@ -75,6 +75,38 @@ pub struct Record {
     /// training), kept after it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_stats: Option<Value>,
+    /// One point per epoch a training job finished (labelhost; the dashboard's curves):
+    /// `{"epoch", "train": {metric: value}, "eval": {metric: value}}` from its stats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Value>,
+}
+
+/// The most epochs a record's history keeps (the latest).
+const MAX_HISTORY: usize = 2000;
+
+/// An epoch's point from train stats (MONAI Label's layout: `epoch`, `train.metrics`,
+/// `eval.metrics`), if they name an epoch.
+fn epoch_point(stats: &Value) -> Option<Value> {
+    let epoch = stats.get("epoch").and_then(Value::as_u64)?;
+    let metrics = |k: &str| {
+        stats
+            .get(k)
+            .and_then(|v| v.get("metrics"))
+            .filter(|m| m.is_object())
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({}))
+    };
+    Some(serde_json::json!({"epoch": epoch, "train": metrics("train"), "eval": metrics("eval")}))
+}
+
+/// Adds an epoch's point, replacing the last one when it is of the same epoch.
+fn record_epoch(history: &mut Vec<Value>, point: Value) {
+    if history.last().and_then(|p| p.get("epoch")) == point.get("epoch") {
+        history.pop();
+    }
+    history.push(point);
+    let excess = history.len().saturating_sub(MAX_HISTORY);
+    history.drain(..excess);
 }
 
 /// `YYYY-mm-dd HH:MM:SS` in UTC.
@@ -181,6 +213,7 @@ impl Jobs {
             details: Vec::new(),
             result: None,
             train_stats: None,
+            history: Vec::new(),
         };
         if let Ok(mut all) = self.records.lock() {
             let list = all.entry(kind).or_default();
@@ -247,6 +280,11 @@ impl Jobs {
                     Some(r) => {
                         if let Some(stats) = report.get("stats") {
                             r.train_stats = Some(stats.clone());
+                            // A report with a log line ends an epoch (the SDK's trainer
+                            // logs once per epoch); the others are within one.
+                            if let Some(point) = line.as_ref().and_then(|_| epoch_point(stats)) {
+                                record_epoch(&mut r.history, point);
+                            }
                         }
                         if let Some(line) = &line {
                             tracing::info!(job = id, "{line}");
@@ -340,5 +378,39 @@ mod tests {
             1,
             "kept across a restart"
         );
+    }
+
+    #[test]
+    fn each_finished_epoch_adds_one_point_to_the_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jobs = Jobs::open(dir.path());
+        jobs.submit(Kind::Train, "t".into(), serde_json::json!({"model": "net"}));
+        jobs.update(Kind::Train, "t", |r| r.status = Status::Running);
+        let stats = |epoch: u64, loss: f64, dice: f64| {
+            serde_json::json!({"epoch": epoch,
+                "train": {"metrics": {"train_loss": loss}},
+                "eval": {"metrics": {"val_mean_dice": dice}}})
+        };
+        // Within an epoch (no line): no point.
+        jobs.progress("t", serde_json::json!({"stats": stats(1, 0.9, 0.1)}));
+        jobs.progress(
+            "t",
+            serde_json::json!({"stats": stats(1, 0.8, 0.2), "log": "epoch 1"}),
+        );
+        jobs.progress(
+            "t",
+            serde_json::json!({"stats": stats(1, 0.8, 0.2), "log": "again"}),
+        );
+        jobs.progress(
+            "t",
+            serde_json::json!({"stats": stats(2, 0.5, 0.6), "log": "epoch 2"}),
+        );
+        // A line with no epoch (a skipped case) adds nothing.
+        jobs.progress("t", serde_json::json!({"stats": {}, "log": "skipped x"}));
+        let again = Jobs::open(dir.path());
+        let h = &again.list(Kind::Train)[0].history;
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h[0]["train"]["train_loss"], 0.8);
+        assert_eq!(h[1]["eval"]["val_mean_dice"], 0.6);
     }
 }

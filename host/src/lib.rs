@@ -26,5 +26,6 @@ pub mod runtime;
 pub mod serve;
 pub mod services;
 pub mod sessions;
+pub mod ui;
 
 pub use error::{Error, Result};

@@ -260,7 +260,10 @@ fn tokens_and_jwts_with_monai_label_roles_guard_every_route() {
     );
     let label = std::fs::read(ws.studies().join("img00.nii.gz")).expect("read");
     let put_label = |token: &str| {
-        let form = Form::new().part("label", Part::bytes(label.clone()).file_name("l.nii.gz"));
+        // A client cannot claim another name: the label records the token's user.
+        let form = Form::new()
+            .text("params", r#"{"user": "someone-else"}"#)
+            .part("label", Part::bytes(label.clone()).file_name("l.nii.gz"));
         client()
             .put(server.at("/datastore/label?image=img00"))
             .bearer_auth(token)
@@ -270,6 +273,17 @@ fn tokens_and_jwts_with_monai_label_roles_guard_every_route() {
             .status()
     };
     assert_eq!(put_label(&annotator), 200, "RS256 from the realm's PEM key");
+    let info = send(
+        &server,
+        Method::GET,
+        "/datastore/label/info?label=img00&tag=final",
+        Some(&annotator),
+    );
+    assert_eq!(
+        info.json::<Value>().expect("json")["user"],
+        "ann",
+        "who saved it"
+    );
     let me = send(&server, Method::GET, "/auth/token/valid", Some(&annotator));
     assert_eq!(
         me.json::<Value>().expect("json")["email"],

@@ -49,3 +49,5 @@ mod template;
 mod metrics;
 // `labelhost infer` and `labelhost datastore`: the verbs that work without a server.
 mod cli;
+// The dashboard at /ui/ in headless Chromium.
+mod dashboard;

@@ -19,6 +19,7 @@ mod multipart;
 mod openapi;
 pub mod request_id;
 mod sessions;
+mod status;
 #[cfg(test)]
 mod tests;
 mod upload;
@@ -134,6 +135,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth/token", post(auth::token))
         .route("/auth/token/valid", get(auth::valid))
         .route("/metrics", get(crate::metrics::scrape))
+        .route("/status", get(status::status))
+        .merge(crate::ui::routes())
         // Every route above, after matching: its role checked against the credentials.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

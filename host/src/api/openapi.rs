@@ -1,7 +1,9 @@
 //! The OpenAPI description, generated from the handlers' `#[utoipa::path]` attributes, and
 //! a docs page rendering it (`/openapi.json`, `/docs`).
 
-use super::{activelearning, apps, auth, datastore, infer, info, jobs, logs, model, sessions};
+use super::{
+    activelearning, apps, auth, datastore, infer, info, jobs, logs, model, sessions, status,
+};
 use axum::{response::Html, Json};
 use utoipa::OpenApi;
 
@@ -58,6 +60,7 @@ use utoipa::OpenApi;
         auth::status,
         auth::token,
         auth::valid,
+        status::status,
     )
 )]
 pub(super) struct ApiDoc;

@@ -30,6 +30,9 @@ pub fn required(method: &Method, route: Option<&str>) -> Need {
         "/health" | "/openapi.json" | "/docs" | "/auth/" | "/auth" | "/auth/token" => {
             return Need::Public
         }
+        // The dashboard's page holds no data; what it shows comes from the routes below.
+        "/ui" | "/ui/" | "/ui/app.js" | "/ui/style.css" => return Need::Public,
+        "/ui/slice" | "/status" => User,
         "/auth/token/valid" => return Need::Bearer,
         "/apps" if get => User,
         "/apps" | "/apps/{name}/reload" | "/apps/{name}" => return Need::ManageApps,

@@ -45,7 +45,16 @@ pub(in crate::api) async fn save(
         Ok(ds.get_image_uri(&known).map(drop)?)
     })
     .await?;
-    let (file, params) = read_upload(req, "label").await?;
+    // Under auth the label records who saved it (the dashboard counts labels by user); a
+    // client cannot claim another name. Without auth, `user` is what the client sent.
+    let user = req
+        .extensions()
+        .get::<crate::auth::Identity>()
+        .map(|who| who.username.clone());
+    let (file, mut params) = read_upload(req, "label").await?;
+    if let Some(user) = user {
+        params.insert("user".into(), Value::from(user));
+    }
     let label = blocking(&state.shared.datastore, {
         let image = image.clone();
         move |ds| {
