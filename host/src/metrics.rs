@@ -1,8 +1,9 @@
 //! Prometheus metrics at `GET /metrics` (the `prometheus-client` crate, OpenMetrics text):
 //! requests by route, method and status with their latency; each inference's stage times
 //! per model (the task's own `latencies`) and its wait for a device slot; and, read at each
-//! scrape, device queue depth, resident memory, loaded apps, mapped libraries, live tensors
-//! and every number in the latest training stats (epoch, iteration, loss, best metric).
+//! scrape, device queue depth, resident memory, CUDA devices' memory, loaded apps, mapped
+//! libraries, live tensors and every number in the latest training stats (epoch,
+//! iteration, loss, best metric).
 
 use crate::api::AppState;
 use axum::{
@@ -49,6 +50,7 @@ pub struct Metrics {
     queue_wait_seconds: Seconds,
     queue: Level,
     memory: Level,
+    device_memory: Level,
     apps: Level,
     training: Level,
     /// One scrape at a time: each clears and refills the levels.
@@ -62,7 +64,7 @@ impl Default for Metrics {
         let request_seconds = Seconds::new_with_constructor(seconds);
         let stage_seconds = Seconds::new_with_constructor(seconds);
         let queue_wait_seconds = Seconds::new_with_constructor(seconds);
-        let (queue, memory, apps, training) = Default::default();
+        let (queue, memory, device_memory, apps, training) = Default::default();
         registry.register(
             "http_requests",
             "Requests answered, by route, method and status",
@@ -94,6 +96,11 @@ impl Default for Metrics {
             Level::clone(&memory),
         );
         registry.register(
+            "device_memory_bytes",
+            "Each CUDA device's used and total bytes (device-wide; none without CUDA)",
+            Level::clone(&device_memory),
+        );
+        registry.register(
             "apps",
             "Loaded apps, mapped plugin libraries and live executor tensors (by app)",
             Level::clone(&apps),
@@ -111,6 +118,7 @@ impl Default for Metrics {
             queue_wait_seconds,
             queue,
             memory,
+            device_memory,
             apps,
             training,
             scraping: std::sync::Mutex::new(()),
@@ -142,7 +150,14 @@ impl Metrics {
     fn render(&self, state: &AppState) -> String {
         let _one = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
         // Levels are read afresh: a retired app or a gone trainer leaves no stale series.
-        for level in [&self.queue, &self.memory, &self.apps, &self.training] {
+        let levels = [
+            &self.queue,
+            &self.memory,
+            &self.device_memory,
+            &self.apps,
+            &self.training,
+        ];
+        for level in levels {
             level.clear();
         }
         let executor = &state.shared.executor;
@@ -162,6 +177,12 @@ impl Metrics {
                 self.memory
                     .get_or_create(&labels(&[("kind", what)]))
                     .set(n as f64);
+            }
+        }
+        for m in executor.cuda_memory() {
+            for (what, n) in [("used", m.used), ("total", m.total)] {
+                let key = labels(&[("device", &m.device), ("kind", what)]);
+                self.device_memory.get_or_create(&key).set(n as f64);
             }
         }
         let snapshot = state.registry.snapshot();

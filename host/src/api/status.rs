@@ -1,6 +1,7 @@
 //! `GET /status`: what the server is doing now, as JSON (the dashboard's and an operator's
-//! view; `/metrics` has the same levels for Prometheus): device queues, memory, loaded
-//! apps and mapped libraries, the job of each kind now running or next.
+//! view; `/metrics` has the same levels for Prometheus): device queues, memory (the
+//! process's, and each CUDA device's used and total), loaded apps and mapped libraries, the
+//! job of each kind now running or next.
 
 use super::State;
 use crate::jobs::Kind;
@@ -24,6 +25,11 @@ pub(super) async fn status(state: State) -> Json<Value> {
         Value::Null,
         |(rss, peak)| json!({"resident": rss, "peak_resident": peak}),
     );
+    let cuda: Vec<Value> = executor
+        .cuda_memory()
+        .into_iter()
+        .map(|m| json!({"device": m.device, "used": m.used, "total": m.total}))
+        .collect();
     let snapshot = state.registry.snapshot();
     let apps: Vec<Value> = snapshot
         .apps
@@ -48,6 +54,7 @@ pub(super) async fn status(state: State) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "devices": devices,
         "memory": memory,
+        "cuda_memory": cuda,
         "apps": apps,
         "libraries_mapped": state.registry.libraries_mapped(),
         "jobs": jobs,

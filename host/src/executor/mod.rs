@@ -10,6 +10,7 @@
 mod cache;
 pub mod cancel;
 pub mod compute;
+mod device_memory;
 mod dropout;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -39,6 +40,7 @@ mod train;
 mod train_tests;
 
 pub use compute::with_priority;
+pub use device_memory::DeviceMemory;
 pub use precision::Precision;
 pub use queue::{DeviceQueue, Permit, Priority, QueueFull};
 pub use scope::ExecutorScope;
@@ -145,6 +147,11 @@ impl TorchExecutor {
             .get(&key)
             .cloned()
             .ok_or_else(|| format!("no queue for {key}"))
+    }
+
+    /// Used and total bytes of each CUDA device (none without CUDA).
+    pub fn cuda_memory(&self) -> Vec<DeviceMemory> {
+        device_memory::cuda_memory(self.cuda_devices)
     }
 
     /// Device names, the default first (`cuda:0`, ..., `cpu`).

@@ -9,7 +9,7 @@
 //! - scoring `{{crate_name}}_dice`: Dice between each image's `original` and `final` label.
 //!
 //! A task that runs a TorchScript model asks the host's executor (`host.executor()`):
-//! see the plugin author's guide (docs/plugin-guide.md in labelhost).
+//! see the plugin author's guide (plugin-api/GUIDE.md in labelhost).
 
 use labelhost_plugin_api::{
     export_app,
