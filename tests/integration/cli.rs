@@ -28,17 +28,14 @@ fn infer_runs_a_task_of_the_plugins_folder_on_a_file_and_writes_its_label() {
     let plugins = plugins.to_str().expect("utf-8");
     let image = image.to_str().expect("utf-8");
 
-    let (code, out, err) = labelhost(
-        dir,
-        &[
-            "infer",
-            "--model",
-            "segmentation_kmeans",
-            "--plugins",
-            plugins,
-            image,
-        ],
-    );
+    // `labelhost infer --model MODEL --plugins PLUGINS IMAGE EXTRA...` in the workspace.
+    let infer = |model: &str, image: &str, extra: &[&str]| {
+        let mut args = vec!["infer", "--model", model, "--plugins", plugins, image];
+        args.extend(extra);
+        labelhost(dir, &args)
+    };
+
+    let (code, out, err) = infer("segmentation_kmeans", image, &[]);
     assert_eq!(code, Some(0), "{err}");
     let result: Value = serde_json::from_str(&out).expect("the result JSON on stdout");
     assert_eq!(result["label_names"]["class_1"], 1, "{result}");
@@ -55,60 +52,25 @@ fn infer_runs_a_task_of_the_plugins_folder_on_a_file_and_writes_its_label() {
     );
 
     // A request parameter and an explicit output path.
-    let (code, out, err) = labelhost(
-        dir,
-        &[
-            "infer",
-            "--model",
-            "segmentation_kmeans",
-            "--plugins",
-            plugins,
-            image,
-            "--param",
-            "iterations=1",
-            "-o",
-            "mine.nii.gz",
-        ],
+    let (code, out, err) = infer(
+        "segmentation_kmeans",
+        image,
+        &["--param", "iterations=1", "-o", "mine.nii.gz"],
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("\"centres\""), "{out}");
     assert!(dir.join("mine.nii.gz").is_file());
 
-    let (code, _, err) = labelhost(
-        dir,
-        &["infer", "--model", "nope", "--plugins", plugins, image],
-    );
+    let (code, _, err) = infer("nope", image, &[]);
     assert_eq!(code, Some(2));
     assert!(
         err.contains("no app in") && err.contains("'nope'") && err.contains("segmentation_kmeans"),
         "{err}"
     );
-    let (code, _, err) = labelhost(
-        dir,
-        &[
-            "infer",
-            "--model",
-            "segmentation_kmeans",
-            "--plugins",
-            plugins,
-            "missing.nii.gz",
-        ],
-    );
+    let (code, _, err) = infer("segmentation_kmeans", "missing.nii.gz", &[]);
     assert_eq!(code, Some(2));
     assert!(err.contains("missing.nii.gz is not a file"), "{err}");
-    let (code, _, err) = labelhost(
-        dir,
-        &[
-            "infer",
-            "--model",
-            "segmentation_kmeans",
-            "--plugins",
-            plugins,
-            image,
-            "--device",
-            "tpu:7",
-        ],
-    );
+    let (code, _, err) = infer("segmentation_kmeans", image, &["--device", "tpu:7"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("tpu:7"), "{err}");
 }

@@ -4,7 +4,7 @@
 //! slice of an image with its labels. Screenshots are kept under `<target>/artefacts/`.
 
 use crate::{
-    support::{cache_dir, client, get_json, pack, target_dir, write_label, Server, Workspace},
+    support::{client, get_json, pack_segmentation, target_dir, write_label, Server, Workspace},
     training::{start, wait_done},
 };
 use serde_json::json;
@@ -70,13 +70,7 @@ fn save_label(server: &Server, ws: &Workspace, image: &str, tag: &str, user: &st
 #[test]
 fn the_dashboard_shows_apps_a_training_curve_labelling_progress_and_a_slice() {
     let ws = Workspace::new(3, 24);
-    let unet = cache_dir().join("models/segmentation/unet.pt");
-    pack(
-        &ws.plugins(),
-        "segmentation",
-        "labelhost_app_segmentation",
-        &[format!("{}=models/unet.pt", unet.display())],
-    );
+    pack_segmentation(&ws.plugins());
     let server = ws.serve(&[]);
     save_label(&server, &ws, "img00", "final", "alice");
     save_label(&server, &ws, "img01", "final", "bob");

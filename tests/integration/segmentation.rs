@@ -1,7 +1,7 @@
 //! The `segmentation` app's UNet by sliding-window inference on volumes larger than its ROI
 //! (and one thinner than it, which is padded).
 
-use crate::support::{cache_dir, client, pack, Workspace};
+use crate::support::{cache_dir, client, pack_segmentation, Workspace};
 use nifti::{NiftiObject, ReaderOptions};
 use serde_json::{json, Value};
 
@@ -10,13 +10,8 @@ fn the_unet_segments_volumes_larger_and_thinner_than_its_roi() {
     let ws = Workspace::new(1, 80);
     let t1 = cache_dir().join("data/KmeansTest_T1UCharRaw.nii.gz");
     std::fs::copy(&t1, ws.studies().join("t1.nii.gz")).expect("sample volume (scripts/setup.sh)");
+    pack_segmentation(&ws.plugins());
     let unet = cache_dir().join("models/segmentation/unet.pt");
-    pack(
-        &ws.plugins(),
-        "segmentation",
-        "labelhost_app_segmentation",
-        &[format!("{}=models/unet.pt", unet.display())],
-    );
     let server = ws.serve(&[]);
     // img00 is 80³ (windows overlap), t1 is 128x128x62 (padded to 64 along its last axis).
     for (image, dims) in [("img00", [80u16, 80, 80]), ("t1", [128, 128, 62])] {
