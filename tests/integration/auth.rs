@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 /// `labelhost token --username U --role R`: the token and its config entry.
-fn make_token(username: &str, role: &str) -> (String, Value) {
+pub(crate) fn make_token(username: &str, role: &str) -> (String, Value) {
     let out = std::process::Command::new(binary())
         .args(["token", "--username", username, "--role", role])
         .output()

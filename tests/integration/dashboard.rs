@@ -139,3 +139,47 @@ fn the_dashboard_shows_apps_a_training_curve_labelling_progress_and_a_slice() {
     );
     println!("dashboard screenshot: {}", shot.display());
 }
+
+#[test]
+fn under_auth_the_page_takes_a_token_from_its_link_and_shows_app_buttons_to_admins_only() {
+    let ws = Workspace::new(1, 16);
+    crate::support::pack_first_party(&ws.plugins());
+    let (user, user_entry) = crate::auth::make_token("viewer", "user");
+    let (admin, admin_entry) = crate::auth::make_token("boss", "admin");
+    let config = ws.dir.path().join("auth.json");
+    let tokens = json!({"tokens": [user_entry, admin_entry]});
+    std::fs::write(&config, tokens.to_string()).expect("auth config");
+    let server = ws.serve_with(&[], &["--auth-config", config.to_str().expect("utf-8")]);
+
+    let page = |token: &str| {
+        let profile = tempfile::tempdir().expect("profile");
+        chromium(
+            &server.at(&format!("/ui/#token={token}")),
+            "--dump-dom",
+            profile.path(),
+        )
+    };
+    let dom = page(&user);
+    assert!(
+        dom.contains(r#"data-app="brain""#),
+        "a user reads the apps: {dom}"
+    );
+    assert!(dom.contains(r#"data-user="viewer""#), "{dom}");
+    assert!(
+        !dom.contains(">Reload</button>"),
+        "no app buttons for a user: {dom}"
+    );
+    let dom = page(&admin);
+    assert!(dom.contains(r#"data-user="boss""#), "{dom}");
+    assert!(
+        dom.contains(">Reload</button>") && dom.contains(">Retire</button>"),
+        "{dom}"
+    );
+    // Without a token the page asks for one and shows nothing it may not.
+    let dom = page("");
+    assert!(!dom.contains("data-app="), "{dom}");
+    assert!(
+        dom.contains(r#"<form id="token-form">"#),
+        "the token form shows: {dom}"
+    );
+}

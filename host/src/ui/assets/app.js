@@ -3,7 +3,14 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { token: localStorage.getItem("labelhost.token") || "", job: null, images: [] };
+const state = {
+  token: localStorage.getItem("labelhost.token") || "",
+  // Whether the app buttons show: with auth off always (the server still keeps app
+  // management to loopback), with auth on for an admin's token.
+  admin: true,
+  job: null,
+  images: [],
+};
 
 function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -47,10 +54,13 @@ async function refreshApps() {
         try { await api(path, { method }); showError(null); await refreshApps(); } catch (e) { showError(e); }
       },
     }, verb);
+    const buttons = state.admin
+      ? [act("Reload", "POST", `/apps/${a.name}/reload`), act("Retire", "DELETE", `/apps/${a.name}`)]
+      : [];
     return el("tr", { "data-app": a.name },
       el("td", {}, a.name), el("td", {}, a.version), el("td", {}, a.generation),
       el("td", {}, a.plugin_api), el("td", { class: "tasks" }, tasks),
-      el("td", {}, act("Reload", "POST", `/apps/${a.name}/reload`), act("Retire", "DELETE", `/apps/${a.name}`)));
+      el("td", {}, ...buttons));
   }));
 }
 
@@ -184,7 +194,10 @@ function drawCurve(job) {
   g.fillText(`epoch ${e1}`, pad.l + w - 50, c.height - 8);
 }
 
-// Grey image, original label in amber, final label in green (the final drawn over).
+// Grey image; the final (annotator's) label filled, a colour per label value, the original
+// (model's) label's outlines in amber over it, so where the annotator changed the model's
+// answer shows.
+const PALETTE = [[40, 200, 90], [60, 130, 240], [220, 70, 200], [240, 220, 60], [80, 220, 230], [240, 110, 60]];
 async function loadSlice(resetIndex) {
   const image = $("viewer-image").value;
   if (!image) return;
@@ -200,14 +213,22 @@ async function loadSlice(resetIndex) {
   c.height = s.height;
   const g = c.getContext("2d");
   const img = g.createImageData(s.width, s.height);
-  const overlays = [];
-  if ($("show-original").checked && Array.isArray(s.labels.original)) overlays.push([s.labels.original, [255, 176, 0]]);
-  if ($("show-final").checked && Array.isArray(s.labels.final)) overlays.push([s.labels.final, [40, 200, 90]]);
+  const fill = $("show-final").checked && Array.isArray(s.labels.final) ? s.labels.final : null;
+  const outline = $("show-original").checked && Array.isArray(s.labels.original) ? s.labels.original : null;
+  const [w, h] = [s.width, s.height];
+  // A voxel of a label whose 4-neighbour holds another value (or is off the plane).
+  const edge = (label, i) => {
+    const [x, y] = [i % w, Math.floor(i / w)];
+    return [[x - 1, y], [x + 1, y], [x, y - 1], [x, y + 1]].some(([u, v]) =>
+      u < 0 || v < 0 || u >= w || v >= h || label[v * w + u] !== label[i]);
+  };
   for (let i = 0; i < s.pixels.length; i++) {
     let rgb = [s.pixels[i], s.pixels[i], s.pixels[i]];
-    for (const [label, color] of overlays) {
-      if (label[i] > 0) rgb = rgb.map((v, k) => Math.round(0.45 * v + 0.55 * color[k]));
+    if (fill && fill[i] > 0) {
+      const color = PALETTE[(fill[i] - 1) % PALETTE.length];
+      rgb = rgb.map((v, k) => Math.round(0.5 * v + 0.5 * color[k]));
     }
+    if (outline && outline[i] > 0 && edge(outline, i)) rgb = [255, 176, 0];
     img.data.set([rgb[0], rgb[1], rgb[2], 255], 4 * i);
   }
   g.putImageData(img, 0, 0);
@@ -224,18 +245,39 @@ async function refresh() {
   document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
 }
 
+// With auth on: who the token belongs to decides whether the app buttons show.
+async function checkRoles() {
+  let auth = null;
+  try { auth = await api("/auth/"); } catch (e) { return; /* 404: auth is off */ }
+  if (!auth || !auth.enabled) return;
+  $("token-form").hidden = false;
+  state.admin = false;
+  if (!state.token) return;
+  try {
+    const me = await api("/auth/token/valid");
+    state.admin = (me.roles || []).includes("admin");
+    $("version").dataset.user = me.username;
+  } catch (e) { showError(e); }
+}
+
 async function start() {
+  // A link may carry the token in its fragment (`/ui/#token=...`), which never reaches a
+  // server; it is kept like a typed one and taken out of the address bar.
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromLink) {
+    state.token = fromLink;
+    localStorage.setItem("labelhost.token", state.token);
+    history.replaceState(null, "", location.pathname);
+  }
   $("token").value = state.token;
-  $("token-form").addEventListener("submit", (ev) => {
+  $("token-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     state.token = $("token").value.trim();
     localStorage.setItem("labelhost.token", state.token);
+    await checkRoles();
     refresh();
   });
-  try {
-    const auth = await api("/auth/");
-    if (auth && auth.enabled) $("token-form").hidden = false;
-  } catch (e) { /* the page works without it */ }
+  await checkRoles();
   const reslice = (reset) => () => loadSlice(reset).catch(showError);
   $("viewer-image").addEventListener("change", reslice(true));
   $("viewer-axis").addEventListener("change", reslice(true));
