@@ -9,6 +9,11 @@ pub mod abi;
 pub mod ops;
 pub mod sdk;
 
+/// The plugin author's guide, compiled here only so its Rust blocks run as doc tests.
+#[cfg(all(doctest, feature = "nifti"))]
+#[doc = include_str!("../GUIDE.md")]
+pub struct Guide;
+
 #[doc(hidden)]
 pub use abi_stable as __abi_stable;
 
