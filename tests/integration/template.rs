@@ -1,6 +1,6 @@
 //! The `cargo generate` template, through the real cargo-generate: the new crate's own
-//! tests pass, it builds, packs and loads, answers an inference, and a rebuilt edit of it
-//! hot-swaps in with `labelhost apps reload`.
+//! tests pass, it builds, packs and loads into a running server (`POST /apps`), answers an
+//! inference, and a rebuilt edit of it hot-swaps in with `labelhost apps reload`.
 
 use crate::support::{binary, cache_dir, client, get_json, repo_root, target_dir, Workspace};
 use serde_json::{json, Value};
@@ -106,9 +106,17 @@ fn cargo_generate_makes_an_app_that_tests_loads_and_hot_swaps() {
     let tested = run(&mut cargo(&project, "test"), "the new crate's tests");
     assert!(tested.contains("test result: ok. 5 passed"), "{tested}");
 
+    // A running server with no apps loads the new bundle over the API.
+    let server = ws.serve(&[]);
+    assert_eq!(get_json(&server, "/apps")["apps"], json!([]));
     run(&mut cargo(&project, "build"), "the new crate's build");
     pack(&ws, &project);
-    let server = ws.serve(&[]);
+    let r = client()
+        .post(server.at("/apps"))
+        .json(&json!({"bundle": "tpl-app"}))
+        .send()
+        .expect("POST /apps");
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
     let apps = get_json(&server, "/apps");
     assert_eq!(apps["apps"][0]["name"], "tpl-app", "{apps}");
     assert_eq!(apps["apps"][0]["version"], "0.1.0", "{apps}");
