@@ -241,6 +241,10 @@ def table(lh, ml, refs):
         row(f"`/info/` p50 while {clients} infer", m["info_p50"], c["info_p50"])
         row(f"`/info/` max while {clients} infer", m["info_max"], c["info_max"])
     row("peak RSS (server + children)", ml["peak_rss"] / 2**20, lh["peak_rss"] / 2**20, "MiB", "{:.0f}")
+    # What labelhost's /status (and /metrics) report of each CUDA device after the run.
+    for m in lh.get("cuda_memory", []):
+        rows.append(f"| {m['device']} memory after the run (labelhost `/status`, device-wide) | – | "
+                    f"{m['used'] / 2**20:.0f} of {m['total'] / 2**20:.0f} MiB | – |")
     return "\n".join(rows)
 
 
@@ -292,6 +296,10 @@ def main():
             servers.append(Server(name, command, f"http://127.0.0.1:{port}", env, work))
         print("measuring both, interleaved...", file=sys.stderr, flush=True)
         measure(servers, a)
+        lh = next(s for s in servers if s.name == "labelhost")
+        lh.out["cuda_memory"] = requests.get(lh.url + "/status", timeout=60).json().get("cuda_memory", [])
+        if a.device.startswith("cuda") and not lh.out["cuda_memory"]:
+            print("labelhost's /status reports no CUDA device memory on a CUDA run", file=sys.stderr)
     finally:
         for s in servers:
             s.stop()
