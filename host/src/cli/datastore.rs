@@ -1,5 +1,6 @@
 //! `labelhost datastore`: a studies folder's counts, and images with their labels copied in
-//! (checked as uploads are) or out (as a Decathlon-style dataset folder), without a server.
+//! (checked as uploads are; a folder's DICOM series each become one NIfTI image) or out (as
+//! a Decathlon-style dataset folder), without a server.
 //! A server on the same folder sees the changes at its next poll; the datastore's file lock
 //! keeps the two from writing the index at once.
 
@@ -69,9 +70,26 @@ fn stats(store: &LocalDatastore, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The image files of `sources`: each file as given, each folder's image files (by
-/// name: `.nii`, `.nii.gz`, `.nrrd`...) in name order.
-fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// What one image is imported from.
+enum Source {
+    /// An image file.
+    File(PathBuf),
+    /// A DICOM series: its instances (the image's id is the series UID).
+    Series(String, Vec<PathBuf>),
+}
+
+impl Source {
+    fn label(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Series(uid, files) => format!("DICOM series {uid} ({} files)", files.len()),
+        }
+    }
+}
+
+/// The images of `sources`: each file as given; in each folder, its image files (by name:
+/// `.nii`, `.nii.gz`, `.nrrd`...) in name order, then each DICOM series of its DICOM files.
+fn image_files(sources: &[PathBuf]) -> Result<Vec<Source>> {
     let mut files = Vec::new();
     for src in sources {
         if src.is_dir() {
@@ -81,9 +99,12 @@ fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .filter(|p| p.is_file() && ids::is_image_name(&name(p)))
                 .collect();
             found.sort();
-            files.extend(found);
+            files.extend(found.into_iter().map(Source::File));
+            for (uid, instances) in crate::dicom::series_in(src)? {
+                files.push(Source::Series(uid, instances));
+            }
         } else if src.is_file() {
-            files.push(src.clone());
+            files.push(Source::File(src.clone()));
         } else {
             return Err(Error::BadRequest(format!(
                 "{} is neither a file nor a folder",
@@ -129,11 +150,14 @@ fn import(
     let existing: std::collections::BTreeSet<String> = store.list_images().into_iter().collect();
     let bar = progress::bar(files.len() as u64, "importing");
     let (mut added, mut skipped, mut labelled, mut failed) = (0, 0, 0, Vec::new());
-    for file in &files {
-        let file_name = name(file);
-        bar.set_message(file_name.clone());
-        let Some((id, _)) = ids::split_name(&file_name) else {
-            failed.push(format!("{}: no image id in the name", file.display()));
+    for source in &files {
+        bar.set_message(source.label());
+        let id = match source {
+            Source::File(file) => ids::split_name(&name(file)).map(|(id, _)| id),
+            Source::Series(uid, _) => Some(uid.clone()),
+        };
+        let Some(id) = id else {
+            failed.push(format!("{}: no image id in the name", source.label()));
             bar.inc(1);
             continue;
         };
@@ -142,9 +166,11 @@ fn import(
             bar.inc(1);
             continue;
         }
-        let done = store.add_image(&id, file, Map::new()).and_then(|_| {
+        let done = add(store, &id, source).and_then(|()| {
             match labels.and_then(|dir| label_for(dir, &id)) {
-                Some(label) => store.save_label(&id, &label, tag, Map::new()).map(|_| true),
+                Some(label) => Ok(store
+                    .save_label(&id, &label, tag, Map::new())
+                    .map(|_| true)?),
                 None => Ok(false),
             }
         });
@@ -153,7 +179,7 @@ fn import(
                 added += 1;
                 labelled += usize::from(with_label);
             }
-            Err(e) => failed.push(format!("{}: {e}", file.display())),
+            Err(e) => failed.push(format!("{}: {e}", source.label())),
         }
         bar.inc(1);
     }
@@ -177,6 +203,31 @@ fn import(
         failed.len(),
         files.len()
     )))
+}
+
+/// Adds one image: a file as it is; a DICOM series as the NIfTI volume it makes, with
+/// its study, series and instance UIDs (in slice order) in the image's info under `dicom`.
+fn add(store: &LocalDatastore, id: &str, source: &Source) -> Result<()> {
+    match source {
+        Source::File(file) => {
+            store.add_image(id, file, Map::new())?;
+        }
+        Source::Series(_, instances) => {
+            let volume = crate::dicom::read_series(instances)?;
+            let scratch = tempfile::tempdir()
+                .map_err(|e| Error::Internal(format!("a scratch folder: {e}")))?;
+            let file = scratch.path().join(format!("{id}.nii.gz"));
+            crate::dicom::write_nifti(&volume, &file)?;
+            let info = json!({"dicom": {
+                "study_uid": volume.study_uid,
+                "series_uid": volume.series_uid,
+                "instance_uids": volume.instance_uids,
+            }});
+            let info = info.as_object().cloned().unwrap_or_default();
+            store.add_image(id, &file, info)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `out/imagesTr` (images with a `tag` label), `out/labelsTr` (those labels),

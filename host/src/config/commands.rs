@@ -124,7 +124,9 @@ pub enum DatastoreAction {
     },
     /// Copy image files in, checked as uploads are, with labels named as the images.
     Import {
-        /// Image files, or folders whose image files (`.nii`, `.nii.gz`, `.nrrd`...) go in.
+        /// Image files, or folders whose image files (`.nii`, `.nii.gz`, `.nrrd`...) go in;
+        /// a folder's DICOM files go in as one NIfTI image per series (id: the
+        /// SeriesInstanceUID).
         #[arg(required = true)]
         sources: Vec<PathBuf>,
         /// A folder of labels named as their images (`<id>.nii.gz`), saved with `--tag`.

@@ -1,0 +1,12 @@
+//! DICOM for the datastore: a series of instances read into one volume (slices sorted along
+//! their normal, geometry from the headers, the modality rescale applied) and written as the
+//! NIfTI file apps read. Decoding is dicom-rs's, pure Rust (native, JPEG, RLE, deflate
+//! transfer syntaxes).
+
+mod folder;
+mod series;
+#[cfg(test)]
+mod series_tests;
+
+pub use folder::{is_dicom_file, series_in};
+pub use series::{read_series, write_nifti, SeriesVolume};
