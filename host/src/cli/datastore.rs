@@ -29,7 +29,12 @@ pub fn run(args: &DatastoreArgs) -> Result<()> {
             labels,
             tag,
             replace,
-        } => import(&store, sources, labels.as_deref(), tag, *replace),
+            filters,
+            dicomweb_credentials,
+        } => {
+            let web = Web::new(filters, dicomweb_credentials.as_deref())?;
+            import(&store, sources, &web, labels.as_deref(), tag, *replace)
+        }
         DatastoreAction::Export {
             out,
             tag,
@@ -76,6 +81,11 @@ enum Source {
     File(PathBuf),
     /// A DICOM series: its instances (the image's id is the series UID).
     Series(String, Vec<PathBuf>),
+    /// A series on a DICOMweb server.
+    Remote(
+        std::sync::Arc<crate::dicom::DicomWeb>,
+        crate::dicom::SeriesRef,
+    ),
 }
 
 impl Source {
@@ -83,16 +93,59 @@ impl Source {
         match self {
             Source::File(p) => p.display().to_string(),
             Source::Series(uid, files) => format!("DICOM series {uid} ({} files)", files.len()),
+            Source::Remote(_, s) => format!("DICOMweb series {} ({})", s.series_uid, s.modality),
         }
     }
 }
 
+/// How DICOMweb sources are searched: QIDO-RS filters and credentials.
+struct Web {
+    filters: Vec<(String, String)>,
+    basic: Option<(String, String)>,
+}
+
+impl Web {
+    fn new(filters: &[String], credentials: Option<&str>) -> Result<Self> {
+        let filters = filters
+            .iter()
+            .map(|f| {
+                f.split_once('=')
+                    .filter(|(k, _)| !k.trim().is_empty())
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                    .ok_or_else(|| Error::BadRequest(format!("--filter {f}: expected KEY=VALUE")))
+            })
+            .collect::<Result<_>>()?;
+        let basic = match credentials {
+            Some(c) => {
+                let (u, p) = c.split_once(':').ok_or_else(|| {
+                    Error::BadRequest("DICOMweb credentials: expected USER:PASSWORD".into())
+                })?;
+                Some((u.to_owned(), p.to_owned()))
+            }
+            None => None,
+        };
+        Ok(Web { filters, basic })
+    }
+}
+
 /// The images of `sources`: each file as given; in each folder, its image files (by name:
-/// `.nii`, `.nii.gz`, `.nrrd`...) in name order, then each DICOM series of its DICOM files.
-fn image_files(sources: &[PathBuf]) -> Result<Vec<Source>> {
+/// `.nii`, `.nii.gz`, `.nrrd`...) in name order, then each DICOM series of its DICOM files;
+/// for a DICOMweb URL, each series its QIDO-RS search finds.
+fn image_files(sources: &[PathBuf], web: &Web) -> Result<Vec<Source>> {
     let mut files = Vec::new();
     for src in sources {
-        if src.is_dir() {
+        let text = src.to_string_lossy();
+        if text.starts_with("http://") || text.starts_with("https://") {
+            let client = crate::dicom::DicomWeb::new(
+                &text,
+                web.basic.clone(),
+                std::time::Duration::from_secs(300),
+            )?;
+            let client = std::sync::Arc::new(client);
+            for series in client.search_series(&web.filters)? {
+                files.push(Source::Remote(client.clone(), series));
+            }
+        } else if src.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(src)
                 .map_err(|e| Error::BadRequest(format!("{}: {e}", src.display())))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -135,6 +188,7 @@ fn label_for(labels: &Path, id: &str) -> Option<PathBuf> {
 fn import(
     store: &LocalDatastore,
     sources: &[PathBuf],
+    web: &Web,
     labels: Option<&Path>,
     tag: &str,
     replace: bool,
@@ -146,7 +200,7 @@ fn import(
             dir.display()
         )));
     }
-    let files = image_files(sources)?;
+    let files = image_files(sources, web)?;
     let existing: std::collections::BTreeSet<String> = store.list_images().into_iter().collect();
     let bar = progress::bar(files.len() as u64, "importing");
     let (mut added, mut skipped, mut labelled, mut failed) = (0, 0, 0, Vec::new());
@@ -155,6 +209,7 @@ fn import(
         let id = match source {
             Source::File(file) => ids::split_name(&name(file)).map(|(id, _)| id),
             Source::Series(uid, _) => Some(uid.clone()),
+            Source::Remote(_, s) => Some(s.series_uid.clone()),
         };
         let Some(id) = id else {
             failed.push(format!("{}: no image id in the name", source.label()));
@@ -211,6 +266,17 @@ fn add(store: &LocalDatastore, id: &str, source: &Source) -> Result<()> {
     match source {
         Source::File(file) => {
             store.add_image(id, file, Map::new())?;
+        }
+        Source::Remote(web, series) => {
+            let scratch = tempfile::tempdir()
+                .map_err(|e| Error::Internal(format!("a scratch folder: {e}")))?;
+            let dir = scratch.path().join("instances");
+            let instances = web.retrieve_series(&series.study_uid, &series.series_uid, &dir)?;
+            return add(
+                store,
+                id,
+                &Source::Series(series.series_uid.clone(), instances),
+            );
         }
         Source::Series(_, instances) => {
             let volume = crate::dicom::read_series(instances)?;

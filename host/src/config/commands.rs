@@ -126,9 +126,16 @@ pub enum DatastoreAction {
     Import {
         /// Image files, or folders whose image files (`.nii`, `.nii.gz`, `.nrrd`...) go in;
         /// a folder's DICOM files go in as one NIfTI image per series (id: the
-        /// SeriesInstanceUID).
+        /// SeriesInstanceUID), and so does each series a DICOMweb server's QIDO-RS finds
+        /// (`http://pacs:8042/dicom-web`).
         #[arg(required = true)]
         sources: Vec<PathBuf>,
+        /// A QIDO-RS filter for DICOMweb sources, KEY=VALUE (`Modality=MR`; repeatable).
+        #[arg(long = "filter")]
+        filters: Vec<String>,
+        /// HTTP basic credentials for DICOMweb sources, USER:PASSWORD.
+        #[arg(long, env = "LABELHOST_DICOMWEB_CREDENTIALS")]
+        dicomweb_credentials: Option<String>,
         /// A folder of labels named as their images (`<id>.nii.gz`), saved with `--tag`.
         #[arg(long)]
         labels: Option<PathBuf>,

@@ -1,12 +1,14 @@
 //! DICOM for the datastore: a series of instances read into one volume (slices sorted along
 //! their normal, geometry from the headers, the modality rescale applied) and written as the
-//! NIfTI file apps read. Decoding is dicom-rs's, pure Rust (native, JPEG, RLE, deflate
-//! transfer syntaxes).
+//! NIfTI file apps read; a DICOMweb client (QIDO-RS, WADO-RS, STOW-RS) for a PACS. Decoding
+//! is dicom-rs's, pure Rust (native, JPEG, RLE, deflate transfer syntaxes).
 
 mod folder;
 mod series;
 #[cfg(test)]
 mod series_tests;
+mod web;
 
 pub use folder::{is_dicom_file, series_in};
 pub use series::{read_series, write_nifti, SeriesVolume};
+pub use web::{DicomWeb, SeriesRef};

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A PACS for the tests, from Debian's packages: Orthanc with its DICOMweb plugin.
+#   scripts/pacs.sh install                       install orthanc and orthanc-dicomweb when missing
+#   scripts/pacs.sh run DIR HTTP_PORT DICOM_PORT  run one on 127.0.0.1 in the foreground,
+#                                                 its database and config in DIR; DICOMweb at
+#                                                 http://127.0.0.1:HTTP_PORT/dicom-web
+set -euo pipefail
+plugin=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
+case "${1:-}" in
+    install)
+        [ -x /usr/sbin/Orthanc ] && [ -f "$plugin" ] && exit 0
+        sudo=()
+        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+        export DEBIAN_FRONTEND=noninteractive
+        echo "pacs: installing Debian's orthanc and orthanc-dicomweb (once)"
+        "${sudo[@]}" apt-get install -y --no-install-recommends orthanc orthanc-dicomweb \
+            || { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends orthanc orthanc-dicomweb; }
+        ;;
+    run)
+        dir=$2 http=$3 dicom=$4
+        mkdir -p "$dir/db"
+        cat > "$dir/orthanc.json" <<JSON
+{
+  "Name": "labelhost-test-pacs",
+  "StorageDirectory": "$dir/db",
+  "IndexDirectory": "$dir/db",
+  "HttpPort": $http,
+  "DicomPort": $dicom,
+  "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": false,
+  "HttpTimeout": 60,
+  "Plugins": ["$plugin"],
+  "DicomWeb": {"Enable": true, "Root": "/dicom-web/", "EnableWado": true, "WadoRoot": "/wado",
+               "Ssl": false, "StudiesMetadata": "Full", "SeriesMetadata": "Full"}
+}
+JSON
+        exec /usr/sbin/Orthanc "$dir/orthanc.json"
+        ;;
+    *)
+        echo "usage: scripts/pacs.sh install | run DIR HTTP_PORT DICOM_PORT" >&2
+        exit 2
+        ;;
+esac
