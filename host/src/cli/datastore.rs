@@ -261,7 +261,8 @@ fn import(
 }
 
 /// Adds one image: a file as it is; a DICOM series as the NIfTI volume it makes, with
-/// its study, series and instance UIDs (in slice order) in the image's info under `dicom`.
+/// its header (UIDs, slice positions, what a segmentation of it copies) in the image's
+/// info under `dicom`.
 fn add(store: &LocalDatastore, id: &str, source: &Source) -> Result<()> {
     match source {
         Source::File(file) => {
@@ -284,11 +285,7 @@ fn add(store: &LocalDatastore, id: &str, source: &Source) -> Result<()> {
                 .map_err(|e| Error::Internal(format!("a scratch folder: {e}")))?;
             let file = scratch.path().join(format!("{id}.nii.gz"));
             crate::dicom::write_nifti(&volume, &file)?;
-            let info = json!({"dicom": {
-                "study_uid": volume.study_uid,
-                "series_uid": volume.series_uid,
-                "instance_uids": volume.instance_uids,
-            }});
+            let info = json!({ "dicom": volume.header });
             let info = info.as_object().cloned().unwrap_or_default();
             store.add_image(id, &file, info)?;
         }

@@ -10,5 +10,5 @@ mod series_tests;
 mod web;
 
 pub use folder::{is_dicom_file, series_in};
-pub use series::{read_series, write_nifti, SeriesVolume};
+pub use series::{read_series, write_nifti, SeriesHeader, SeriesVolume};
 pub use web::{DicomWeb, SeriesRef};

@@ -25,12 +25,51 @@ pub struct SeriesVolume {
     pub data: Array3<f32>,
     /// Voxel indices to RAS mm.
     pub affine: [[f64; 4]; 4],
-    /// `SeriesInstanceUID`.
-    pub series_uid: String,
+    /// What derived objects (a segmentation) need of the series.
+    pub header: SeriesHeader,
+}
+
+/// The attributes of the source's patient and study a derived object copies (type 2 in the
+/// Segmentation IOD: present, maybe empty).
+pub(super) const SHARED: [(Tag, &str); 9] = [
+    (tags::PATIENT_NAME, "PatientName"),
+    (tags::PATIENT_ID, "PatientID"),
+    (tags::PATIENT_BIRTH_DATE, "PatientBirthDate"),
+    (tags::PATIENT_SEX, "PatientSex"),
+    (tags::STUDY_DATE, "StudyDate"),
+    (tags::STUDY_TIME, "StudyTime"),
+    (tags::REFERRING_PHYSICIAN_NAME, "ReferringPhysicianName"),
+    (tags::STUDY_ID, "StudyID"),
+    (tags::ACCESSION_NUMBER, "AccessionNumber"),
+];
+
+/// A series' identity and geometry, slice by slice (kept in the image's info as JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SeriesHeader {
     /// `StudyInstanceUID`.
     pub study_uid: String,
+    /// `SeriesInstanceUID`.
+    pub series_uid: String,
+    /// `FrameOfReferenceUID` ("" when absent).
+    pub frame_of_reference_uid: String,
+    /// The instances' `SOPClassUID`.
+    pub sop_class_uid: String,
     /// Each slice's `SOPInstanceUID`, in slice order.
     pub instance_uids: Vec<String>,
+    /// Each slice's `ImagePositionPatient` (LPS mm), in slice order.
+    pub positions: Vec<[f64; 3]>,
+    /// `ImageOrientationPatient`: row then column direction cosines.
+    pub orientation: [f64; 6],
+    /// `PixelSpacing`: between rows, between columns (mm).
+    pub pixel_spacing: [f64; 2],
+    /// The distance between slices along the normal (mm).
+    pub slice_step: f64,
+    /// `Rows`.
+    pub rows: usize,
+    /// `Columns`.
+    pub columns: usize,
+    /// The patient and study attributes of [`SHARED`], by keyword, as text.
+    pub shared: std::collections::BTreeMap<String, String>,
 }
 
 /// One instance's header fields that place it, and its pixels.
@@ -44,6 +83,9 @@ struct Slice {
     series_uid: String,
     study_uid: String,
     instance_uid: String,
+    sop_class_uid: String,
+    frame_of_reference_uid: String,
+    shared: std::collections::BTreeMap<String, String>,
 }
 
 fn bad(file: &Path, what: impl std::fmt::Display) -> Error {
@@ -158,6 +200,16 @@ fn read_slice(file: &Path) -> Result<Slice> {
         series_uid: text(&obj, tags::SERIES_INSTANCE_UID, "SeriesInstanceUID", file)?,
         study_uid: text(&obj, tags::STUDY_INSTANCE_UID, "StudyInstanceUID", file)?,
         instance_uid: text(&obj, tags::SOP_INSTANCE_UID, "SOPInstanceUID", file)?,
+        sop_class_uid: text(&obj, tags::SOP_CLASS_UID, "SOPClassUID", file)?,
+        frame_of_reference_uid: text(&obj, tags::FRAME_OF_REFERENCE_UID, "", file)
+            .unwrap_or_default(),
+        shared: SHARED
+            .iter()
+            .filter_map(|(tag, name)| {
+                let v = text(&obj, *tag, name, file).ok()?;
+                Some(((*name).to_owned(), v))
+            })
+            .collect(),
     })
 }
 
@@ -256,12 +308,25 @@ pub fn read_series(files: &[PathBuf]) -> Result<SeriesVolume> {
         ];
     }
     affine[3] = [0.0, 0.0, 0.0, 1.0];
+    let first = &slices[0];
+    let header = SeriesHeader {
+        study_uid: first.study_uid.clone(),
+        series_uid: first.series_uid.clone(),
+        frame_of_reference_uid: first.frame_of_reference_uid.clone(),
+        sop_class_uid: first.sop_class_uid.clone(),
+        instance_uids: slices.iter().map(|s| s.instance_uid.clone()).collect(),
+        positions: slices.iter().map(|s| s.position).collect(),
+        orientation: o,
+        pixel_spacing: first.spacing,
+        slice_step: step,
+        rows,
+        columns,
+        shared: first.shared.clone(),
+    };
     Ok(SeriesVolume {
         data,
         affine,
-        series_uid: slices[0].series_uid.clone(),
-        study_uid: slices[0].study_uid.clone(),
-        instance_uids: slices.iter().map(|s| s.instance_uid.clone()).collect(),
+        header,
     })
 }
 

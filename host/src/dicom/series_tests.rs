@@ -114,11 +114,16 @@ fn slices_are_ordered_along_the_normal_whatever_the_file_order() {
         .collect();
     let v = read_series(&files).expect("series");
     assert_eq!(v.data.shape(), [4, 3, 3], "[column, row, slice]");
-    assert_eq!(v.instance_uids, ["1.2.3.0", "1.2.3.1", "1.2.3.2"]);
+    let h = &v.header;
+    assert_eq!(h.instance_uids, ["1.2.3.0", "1.2.3.1", "1.2.3.2"]);
     assert_eq!(
-        (v.series_uid.as_str(), v.study_uid.as_str()),
+        (h.series_uid.as_str(), h.study_uid.as_str()),
         ("1.2.8", "1.2.9")
     );
+    assert_eq!(h.sop_class_uid, "1.2.840.10008.5.1.4.1.1.4");
+    assert_eq!((h.rows, h.columns), (3, 4));
+    assert!((h.slice_step - 3.0).abs() < 1e-9, "{}", h.slice_step);
+    assert_eq!(h.positions[0], [10.0, 20.0, 30.0]);
     // pixel (r=2, c=3) of slice k=1, rescaled by -1000
     assert_eq!(v.data[[3, 2, 1]], 100.0 + 20.0 + 3.0 - 1000.0);
     // Columns step 0.5 mm along x, rows 2 mm along (0, .8, .6), slices 3 mm along the
@@ -231,5 +236,5 @@ fn zero_bytes_after_the_pixel_data_are_left_unread() {
     }
     let padded = read_series(&files).expect("series despite the padding");
     assert_eq!(padded.data, clean.data);
-    assert_eq!(padded.instance_uids, clean.instance_uids);
+    assert_eq!(padded.header, clean.header);
 }
