@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # A PACS for the tests, from Debian's packages: Orthanc with its DICOMweb plugin.
-#   scripts/pacs.sh install                       install orthanc and orthanc-dicomweb when missing
+#   scripts/pacs.sh install                       install orthanc, orthanc-dicomweb and dicom3tools
+#                                                 (dciodvfy checks the objects labelhost writes)
+#                                                 when missing
 #   scripts/pacs.sh run DIR HTTP_PORT DICOM_PORT  run one on 127.0.0.1 in the foreground,
 #                                                 its database and config in DIR; DICOMweb at
 #                                                 http://127.0.0.1:HTTP_PORT/dicom-web
@@ -8,13 +10,14 @@ set -euo pipefail
 plugin=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
 case "${1:-}" in
     install)
-        [ -x /usr/sbin/Orthanc ] && [ -f "$plugin" ] && exit 0
+        [ -x /usr/sbin/Orthanc ] && [ -f "$plugin" ] && [ -x /usr/bin/dciodvfy ] && exit 0
         sudo=()
         [ "$(id -u)" -eq 0 ] || sudo=(sudo)
         export DEBIAN_FRONTEND=noninteractive
-        echo "pacs: installing Debian's orthanc and orthanc-dicomweb (once)"
-        "${sudo[@]}" apt-get install -y --no-install-recommends orthanc orthanc-dicomweb \
-            || { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends orthanc orthanc-dicomweb; }
+        packages=(orthanc orthanc-dicomweb dicom3tools)
+        echo "pacs: installing Debian's ${packages[*]} (once)"
+        "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}" \
+            || { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}"; }
         ;;
     run)
         dir=$2 http=$3 dicom=$4

@@ -6,7 +6,8 @@ mod commands;
 pub mod file;
 
 pub use commands::{
-    AppsAction, AppsArgs, DatastoreAction, DatastoreArgs, InferArgs, PackArgs, TokenArgs,
+    AppsAction, AppsArgs, DatastoreAction, DatastoreArgs, DicomAction, DicomArgs, InferArgs,
+    PackArgs, TokenArgs,
 };
 
 use crate::{Error, Result};
@@ -42,6 +43,9 @@ pub enum Command {
     Infer(InferArgs),
     /// A studies folder's counts; import images and labels; export them as a dataset.
     Datastore(DatastoreArgs),
+    /// DICOM: a series as NIfTI, a label as a DICOM SEG of its series (stored on a PACS by
+    /// STOW-RS), a SEG read back as a label.
+    Dicom(DicomArgs),
 }
 
 /// `labelhost serve` flags; each also reads an environment variable.

@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             init_cli_logging();
             labelhost::cli::datastore::run(&args)
         }
+        Command::Dicom(args) => labelhost::cli::dicom::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

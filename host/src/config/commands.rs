@@ -160,3 +160,58 @@ pub enum DatastoreAction {
         labelled_only: bool,
     },
 }
+
+/// `labelhost dicom` flags.
+#[derive(Debug, Args)]
+pub struct DicomArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DicomAction,
+}
+
+/// `labelhost dicom` actions.
+#[derive(Debug, Subcommand)]
+pub enum DicomAction {
+    /// A folder's DICOM series (one) as a NIfTI volume, `[column, row, slice]` with its
+    /// RAS affine.
+    ToNifti {
+        /// The series' folder.
+        series: PathBuf,
+        /// The NIfTI file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// A label volume on a series' grid (what `to-nifti` makes of it) as a binary DICOM
+    /// Segmentation referencing the series.
+    Seg {
+        /// The series' folder.
+        #[arg(long)]
+        series: PathBuf,
+        /// The label (NIfTI) on the series' grid.
+        label: PathBuf,
+        /// A segment, NAME=VALUE (repeatable; default: one per value, named by it).
+        #[arg(long = "segment")]
+        segments: Vec<String>,
+        /// The algorithm that made it (the segments are AUTOMATIC); without it, MANUAL.
+        #[arg(long)]
+        algorithm: Option<String>,
+        /// The SEG file to write.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Also store it on this DICOMweb server (STOW-RS).
+        #[arg(long)]
+        stow: Option<String>,
+    },
+    /// A DICOM SEG of a series read back as a label volume (each segment's voxels get its
+    /// SegmentNumber).
+    ReadSeg {
+        /// The series' folder.
+        #[arg(long)]
+        series: PathBuf,
+        /// The SEG file.
+        seg: PathBuf,
+        /// The NIfTI file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+}

@@ -4,11 +4,15 @@
 //! is dicom-rs's, pure Rust (native, JPEG, RLE, deflate transfer syntaxes).
 
 mod folder;
+mod seg;
+#[cfg(test)]
+mod seg_tests;
 mod series;
 #[cfg(test)]
 mod series_tests;
 mod web;
 
 pub use folder::{is_dicom_file, series_in};
+pub use seg::{new_uid, read_seg, write_seg, Made, Segment, SegmentNames, SEGMENTATION_STORAGE};
 pub use series::{read_series, write_nifti, SeriesHeader, SeriesVolume};
 pub use web::{DicomWeb, SeriesRef};
