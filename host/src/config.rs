@@ -54,9 +54,32 @@ pub struct ServeArgs {
     /// Folder of app bundles.
     #[arg(long, env = "LABELHOST_PLUGINS")]
     pub plugins: PathBuf,
-    /// Studies folder (the datastore).
+    /// Studies folder (the datastore), or a DICOMweb server's URL
+    /// (`http://pacs:8042/dicom-web`): its series are the images, cached in
+    /// `--dicomweb-cache`, and final labels go back to it as DICOM SEG.
     #[arg(long, env = "LABELHOST_STUDIES")]
     pub studies: PathBuf,
+    /// With a DICOMweb `--studies`: a QIDO-RS filter, KEY=VALUE (`Modality=MR`; repeatable).
+    #[arg(
+        long = "dicomweb-filter",
+        env = "LABELHOST_DICOMWEB_FILTERS",
+        value_delimiter = ','
+    )]
+    pub dicomweb_filters: Vec<String>,
+    /// With a DICOMweb `--studies`: HTTP basic credentials, USER:PASSWORD.
+    #[arg(long, env = "LABELHOST_DICOMWEB_CREDENTIALS")]
+    pub dicomweb_credentials: Option<String>,
+    /// With a DICOMweb `--studies`: the folder of its cache and index (default: one per
+    /// server URL under ~/.cache/labelhost/dicomweb).
+    #[arg(long, env = "LABELHOST_DICOMWEB_CACHE")]
+    pub dicomweb_cache: Option<PathBuf>,
+    /// With a DICOMweb `--studies`: MiB of fetched volumes kept (least recently read go
+    /// first).
+    #[arg(long, env = "LABELHOST_DICOMWEB_CACHE_MIB", default_value_t = 10240)]
+    pub dicomweb_cache_mib: u64,
+    /// With a DICOMweb `--studies`: seconds between searches of the server for new series.
+    #[arg(long, env = "LABELHOST_DICOMWEB_POLL_SECONDS", default_value_t = 30.0)]
+    pub dicomweb_poll: f64,
     /// Address to listen on.
     #[arg(long, env = "LABELHOST_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -165,8 +188,10 @@ pub struct ServeArgs {
 pub struct ServerConfig {
     /// Absolute plugins folder.
     pub plugins: PathBuf,
-    /// Absolute studies folder.
+    /// Absolute studies folder (a DICOMweb server's cache folder when `dicomweb` is set).
     pub studies: PathBuf,
+    /// The DICOMweb server behind the datastore, if any.
+    pub dicomweb: Option<DicomWebConfig>,
     /// Listen address.
     pub host: IpAddr,
     /// Listen port.
@@ -201,6 +226,71 @@ pub struct ServerConfig {
     pub connections: crate::serve::ConnLimits,
     /// Whether the datastore reads symbolic links.
     pub follow_symlinks: bool,
+}
+
+/// A DICOMweb server as the datastore.
+#[derive(Debug, Clone)]
+pub struct DicomWebConfig {
+    /// Its URL.
+    pub url: String,
+    /// QIDO-RS filters.
+    pub filters: Vec<(String, String)>,
+    /// HTTP basic credentials.
+    pub basic: Option<(String, String)>,
+    /// Bytes of cached volumes.
+    pub cache_bytes: u64,
+    /// Between searches for new series.
+    pub poll: std::time::Duration,
+}
+
+/// `KEY=VALUE` items of flag `flag` as pairs.
+pub fn key_values(flag: &str, items: &[String]) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| Error::BadRequest(format!("{flag} {kv}: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+/// `USER:PASSWORD` as a pair.
+pub fn credentials(flag: &str, value: Option<&str>) -> Result<Option<(String, String)>> {
+    value
+        .map(|c| {
+            c.split_once(':')
+                .map(|(u, p)| (u.to_owned(), p.to_owned()))
+                .ok_or_else(|| Error::BadRequest(format!("{flag}: expected USER:PASSWORD")))
+        })
+        .transpose()
+}
+
+/// The studies folder and the DICOMweb server of `--studies`: a URL's cache folder is
+/// `--dicomweb-cache`, or one per URL under `~/.cache/labelhost/dicomweb`.
+fn studies(a: &ServeArgs) -> Result<(PathBuf, Option<DicomWebConfig>)> {
+    let text = a.studies.to_string_lossy().into_owned();
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Ok((absolute(&a.studies, "--studies")?, None));
+    }
+    let cache = match &a.dicomweb_cache {
+        Some(dir) => absolute(dir, "--dicomweb-cache")?,
+        None => {
+            let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+            let key = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())[..8]);
+            home.join(".cache/labelhost/dicomweb").join(key)
+        }
+    };
+    let config = DicomWebConfig {
+        url: text,
+        filters: key_values("--dicomweb-filter", &a.dicomweb_filters)?,
+        basic: credentials("--dicomweb-credentials", a.dicomweb_credentials.as_deref())?,
+        cache_bytes: a.dicomweb_cache_mib.saturating_mul(1 << 20),
+        poll: seconds("--dicomweb-poll", a.dicomweb_poll, false, 86_400.0)?,
+    };
+    Ok((cache, Some(config)))
 }
 
 /// A quarter of the machine's memory (`MemTotal`, or 8 GiB where `/proc` has no answer).
@@ -296,13 +386,15 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             )));
         }
         let conf = parse_conf(&a.conf)?;
+        let (studies, dicomweb) = studies(a)?;
         let runtime_dir = match &a.runtime_dir {
             Some(d) => Some(absolute(d, "--runtime-dir")?),
             None => None,
         };
         Ok(ServerConfig {
             plugins,
-            studies: absolute(&a.studies, "--studies")?,
+            studies,
+            dicomweb,
             host: a.host,
             port: a.port,
             conf,

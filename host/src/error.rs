@@ -211,6 +211,7 @@ impl From<crate::datastore::DatastoreError> for Error {
             D::InvalidInput(m) => Error::BadRequest(m),
             D::Io(m) => Error::Internal(m),
             D::Full(m) => Error::StorageFull(m),
+            D::Upstream(m) => Error::BadGateway(m),
         }
     }
 }

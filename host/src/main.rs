@@ -120,6 +120,20 @@ fn serve(args: ServeArgs) -> Result<()> {
     datastore.set_claim_secs(config.claim_seconds);
     datastore.set_max_voxels(config.max_voxels);
     datastore.set_follow_links(config.follow_symlinks);
+    if let Some(d) = &config.dicomweb {
+        let web = labelhost::dicom::DicomWeb::new(
+            &d.url,
+            d.basic.clone(),
+            std::time::Duration::from_secs(300),
+        )?;
+        datastore.set_remote(labelhost::datastore::Remote::new(
+            web,
+            d.filters.clone(),
+            d.cache_bytes,
+        ));
+        let (added, removed) = datastore.sync_remote()?;
+        tracing::info!(url = %d.url, added, removed, cache = %config.studies.display(), "DICOMweb datastore");
+    }
     let shared = Shared::new(datastore, executor, config.conf.clone());
     let registry = Registry::new(&config.plugins, runtime.path(), shared.clone())
         .with_max_libraries(config.max_libraries);
@@ -156,6 +170,23 @@ fn serve(args: ServeArgs) -> Result<()> {
         // Files dropped into (or removed from) the studies folder appear without a restart.
         let store = state.shared.datastore.clone();
         let state_for_poll = state.clone();
+        // A DICOMweb server's new (and gone) series appear without a restart.
+        if let Some(d) = config.dicomweb.clone() {
+            let store = state.shared.datastore.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(d.poll).await;
+                    let s = store.clone();
+                    match tokio::task::spawn_blocking(move || s.sync_remote()).await {
+                        Ok(Err(e)) => tracing::warn!("DICOMweb search: {e}"),
+                        Ok(Ok((a, r))) if a + r > 0 => {
+                            tracing::info!(added = a, removed = r, "DICOMweb series")
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(poll).await;

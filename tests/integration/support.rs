@@ -169,12 +169,12 @@ impl Server {
     fn start(ws: &Workspace, conf: &[&str], flags: &[&str]) -> Self {
         let log = ws.dir.path().join(format!("server-{}.log", rand_suffix()));
         let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .arg("--plugins")
-            .arg(ws.plugins())
-            .arg("--studies")
-            .arg(ws.studies())
-            .arg("--runtime-dir")
+        cmd.arg("serve").arg("--plugins").arg(ws.plugins());
+        // The workspace's studies folder unless the flags name other studies.
+        if !flags.contains(&"--studies") {
+            cmd.arg("--studies").arg(ws.studies());
+        }
+        cmd.arg("--runtime-dir")
             .arg(ws.dir.path().join("runtime"))
             .args(["--port", "0"])
             .env("RUST_LOG", "labelhost=info,tower_http=info")

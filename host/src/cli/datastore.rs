@@ -106,25 +106,10 @@ struct Web {
 
 impl Web {
     fn new(filters: &[String], credentials: Option<&str>) -> Result<Self> {
-        let filters = filters
-            .iter()
-            .map(|f| {
-                f.split_once('=')
-                    .filter(|(k, _)| !k.trim().is_empty())
-                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-                    .ok_or_else(|| Error::BadRequest(format!("--filter {f}: expected KEY=VALUE")))
-            })
-            .collect::<Result<_>>()?;
-        let basic = match credentials {
-            Some(c) => {
-                let (u, p) = c.split_once(':').ok_or_else(|| {
-                    Error::BadRequest("DICOMweb credentials: expected USER:PASSWORD".into())
-                })?;
-                Some((u.to_owned(), p.to_owned()))
-            }
-            None => None,
-        };
-        Ok(Web { filters, basic })
+        Ok(Web {
+            filters: crate::config::key_values("--filter", filters)?,
+            basic: crate::config::credentials("DICOMweb credentials", credentials)?,
+        })
     }
 }
 

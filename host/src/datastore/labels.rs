@@ -82,6 +82,8 @@ impl LocalDatastore {
         if self.check_files {
             self.check_label(image_id, file)?;
         }
+        // A remote image's final label goes to its server first: refused there, not saved.
+        self.store_label_remotely(image_id, tag, file, &info)?;
         self.mutate(|idx, dirs| {
             let obj = idx
                 .objects

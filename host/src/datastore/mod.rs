@@ -12,6 +12,8 @@ pub(crate) mod ids;
 mod index;
 mod labels;
 mod reconcile;
+mod remote;
+pub use remote::Remote;
 #[cfg(test)]
 mod tests;
 
@@ -46,6 +48,9 @@ pub enum DatastoreError {
     /// The disk (or the user's quota) is full; nothing was changed.
     #[error("{0}")]
     Full(String),
+    /// The DICOMweb server behind the store failed or refused; nothing was changed.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 /// Result type of the datastore API.
@@ -77,6 +82,8 @@ pub struct LocalDatastore {
     check_files: bool,
     /// Whether symbolic links in the studies folder are read (`checks.rs`).
     follow_links: std::sync::atomic::AtomicBool,
+    /// The DICOMweb server whose series the store lists and caches (`remote.rs`).
+    remote: std::sync::OnceLock<Remote>,
 }
 
 fn image_not_found(id: &str) -> DatastoreError {
@@ -138,6 +145,7 @@ impl LocalDatastore {
             max_voxels: AtomicU64::new(ReadOptions::default().max_voxels),
             check_files: true,
             follow_links: std::sync::atomic::AtomicBool::new(false),
+            remote: std::sync::OnceLock::new(),
         })
     }
 
@@ -249,9 +257,13 @@ impl LocalDatastore {
         self.lock().index.objects.keys().cloned().collect()
     }
 
-    /// Absolute path of an image (refused when it is a link the store does not follow).
+    /// Absolute path of an image (refused when it is a link the store does not follow); a
+    /// remote image not in the cache is fetched first.
     pub fn get_image_uri(&self, id: &str) -> Result<PathBuf> {
         let path = self.with_image(id, |_, path| path)?;
+        if !path.is_file() {
+            self.fetch_if_remote(id, &path)?;
+        }
         self.readable(&format!("image {id:?}"), path)
     }
 

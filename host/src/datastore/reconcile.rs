@@ -112,14 +112,16 @@ fn found_entry(path: &Path, name: &str, ext: &str) -> FileEntry {
     FileEntry::new(ext, Map::new(), mtime, name)
 }
 
-/// Drops objects whose image file is missing (or whose id/ext is unsafe) and labels whose
-/// file is missing; returns whether anything was dropped.
+/// Drops objects whose image file is missing (but remote ones) or whose id/ext is unsafe,
+/// and labels whose file is missing; returns whether anything was dropped.
 fn drop_missing(index: &mut DatastoreIndex, dirs: &Dirs) -> bool {
     let objects_before = index.objects.len();
+    // A remote image (on a DICOMweb server) stays without its cached file.
     index.objects.retain(|id, obj| {
         validate_id(id).is_ok()
             && valid_ext(&obj.image.ext)
-            && dirs.image(id, &obj.image.ext).is_file()
+            && (dirs.image(id, &obj.image.ext).is_file()
+                || super::remote::remote_of(&obj.image).is_some())
     });
     let mut changed = objects_before != index.objects.len();
     for (id, obj) in index.objects.iter_mut() {

@@ -15,7 +15,9 @@ impl From<DatastoreError> for PluginError {
         let code = match &e {
             DatastoreError::NotFound(_) => ErrorCode::NOT_FOUND,
             DatastoreError::InvalidInput(_) => ErrorCode::INVALID_INPUT,
-            DatastoreError::Io(_) | DatastoreError::Full(_) => ErrorCode::SERVER_ERROR,
+            DatastoreError::Io(_) | DatastoreError::Full(_) | DatastoreError::Upstream(_) => {
+                ErrorCode::SERVER_ERROR
+            }
         };
         PluginError::new(code, e.to_string())
     }

@@ -1,0 +1,265 @@
+//! Images that live on a DICOMweb server (a PACS) behind the same datastore: the index lists
+//! every series the server's QIDO-RS search finds (image id = SeriesInstanceUID, its image
+//! info `dicomweb = {study_uid, series_uid}`), the volume is fetched by WADO-RS and made a
+//! NIfTI file the first time it is read, and the studies folder keeps those files as a cache
+//! of bounded size (the least recently read go first; a remote image's entry stays without
+//! its file). A `final` label of a remote image is stored on the server as a DICOM SEG
+//! (STOW-RS) before it is saved here, so a refused store saves nothing.
+
+use super::{index::FileEntry, DatastoreError, LocalDatastore, Result, FINAL_TAG};
+use crate::dicom::{self, DicomWeb, Made, Segment, SeriesHeader};
+use serde_json::{json, Map, Value};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+/// The extension of a remote image's cached file.
+pub(crate) const REMOTE_EXT: &str = ".nii.gz";
+
+/// A DICOMweb server behind a datastore.
+pub struct Remote {
+    web: DicomWeb,
+    filters: Vec<(String, String)>,
+    cache_bytes: u64,
+    /// One fetch per image at a time (others wait for it, then read the file).
+    fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+fn upstream(e: crate::Error) -> DatastoreError {
+    match e {
+        crate::Error::BadRequest(m) | crate::Error::Unprocessable(m) => {
+            DatastoreError::InvalidInput(m)
+        }
+        other => DatastoreError::Upstream(other.to_string()),
+    }
+}
+
+/// The `dicomweb` info of a remote image entry: (study, series).
+pub(crate) fn remote_of(entry: &FileEntry) -> Option<(String, String)> {
+    let r = entry.info.get("dicomweb")?;
+    let study = r.get("study_uid")?.as_str()?.to_owned();
+    let series = r.get("series_uid")?.as_str()?.to_owned();
+    Some((study, series))
+}
+
+impl Remote {
+    /// The server at `web`, searched with QIDO-RS `filters` (`Modality=MR`), its volumes
+    /// cached up to `cache_bytes`.
+    pub fn new(web: DicomWeb, filters: Vec<(String, String)>, cache_bytes: u64) -> Self {
+        Remote {
+            web,
+            filters,
+            cache_bytes,
+            fetching: Mutex::default(),
+        }
+    }
+}
+
+impl LocalDatastore {
+    /// Puts the datastore in front of a DICOMweb server (once; later calls are ignored).
+    pub fn set_remote(&self, remote: Remote) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Brings the index in line with the server: an entry for each series its search finds
+    /// and the index lacks, and no entry for a remote series it no longer finds (with its
+    /// cached file and labels). Answers how many entries came and went.
+    pub fn sync_remote(&self) -> Result<(usize, usize)> {
+        let Some(remote) = self.remote.get() else {
+            return Ok((0, 0));
+        };
+        let found = remote
+            .web
+            .search_series(&remote.filters)
+            .map_err(upstream)?;
+        let now = super::now_secs();
+        let gone_files = std::sync::Mutex::new(Vec::new());
+        let counts = self.mutate(|idx, dirs| {
+            let mut added = 0;
+            for s in &found {
+                if super::ids::validate_id(&s.series_uid).is_err()
+                    || idx.objects.contains_key(&s.series_uid)
+                {
+                    continue;
+                }
+                let info = json!({"dicomweb": {"study_uid": s.study_uid, "series_uid": s.series_uid},
+                                  "modality": s.modality, "description": s.description});
+                let info = info.as_object().cloned().unwrap_or_default();
+                let name = format!("{}{REMOTE_EXT}", s.series_uid);
+                let obj = idx.objects.entry(s.series_uid.clone()).or_default();
+                obj.image = FileEntry::new(REMOTE_EXT, info, now, &name);
+                added += 1;
+            }
+            let keep: std::collections::HashSet<&str> =
+                found.iter().map(|s| s.series_uid.as_str()).collect();
+            let before = idx.objects.len();
+            idx.objects.retain(|id, obj| {
+                let stays = remote_of(&obj.image).is_none() || keep.contains(id.as_str());
+                if !stays {
+                    if let Ok(mut files) = gone_files.lock() {
+                        files.push(dirs.image(id, &obj.image.ext));
+                        for (tag, l) in &obj.labels {
+                            files.push(dirs.label(tag, id, &l.ext));
+                        }
+                    }
+                }
+                stays
+            });
+            Ok((added, before - idx.objects.len()))
+        })?;
+        for f in gone_files.into_inner().unwrap_or_default() {
+            let _ = std::fs::remove_file(f);
+        }
+        Ok(counts)
+    }
+
+    /// Fetches a remote image's volume into `path` when it is not there (WADO-RS, then a
+    /// NIfTI file written next to it and renamed into place), keeps its series header in
+    /// the image's info, then trims the cache. Nothing for a local image.
+    pub(crate) fn fetch_if_remote(&self, id: &str, path: &Path) -> Result<()> {
+        let Some(remote) = self.remote.get() else {
+            return Ok(());
+        };
+        let Some((study, series)) = self.with_image(id, |entry, _| remote_of(entry))? else {
+            return Ok(());
+        };
+        let gate = {
+            let mut all = remote.fetching.lock().unwrap_or_else(|e| e.into_inner());
+            all.entry(id.to_owned()).or_default().clone()
+        };
+        let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
+        if path.is_file() {
+            touch(path);
+            return Ok(());
+        }
+        let scratch = tempfile::Builder::new()
+            .prefix(".labelhost-fetch-")
+            .tempdir_in(self.root())
+            .map_err(|e| DatastoreError::Io(format!("a scratch folder: {e}")))?;
+        let instances = remote
+            .web
+            .retrieve_series(&study, &series, &scratch.path().join("instances"))
+            .map_err(upstream)?;
+        let volume = dicom::read_series(&instances).map_err(upstream)?;
+        let made = scratch.path().join(format!("volume{REMOTE_EXT}"));
+        dicom::write_nifti(&volume, &made).map_err(upstream)?;
+        std::fs::rename(&made, path)
+            .map_err(|e| DatastoreError::Io(format!("{}: {e}", path.display())))?;
+        let mut info = Map::new();
+        info.insert("dicom".into(), json!(volume.header));
+        self.update_image_info(id, info)?;
+        self.trim_cache(remote.cache_bytes, path);
+        Ok(())
+    }
+
+    /// Removes cached remote volumes, least recently read first, until they take at most
+    /// `bound` bytes (never `keep`, the one just fetched).
+    fn trim_cache(&self, bound: u64, keep: &Path) {
+        let cached: Vec<PathBuf> = {
+            let st = self.lock();
+            st.index
+                .objects
+                .iter()
+                .filter(|(_, o)| remote_of(&o.image).is_some())
+                .map(|(id, o)| st.dirs.image(id, &o.image.ext))
+                .filter(|p| p.is_file())
+                .collect()
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = cached
+            .into_iter()
+            .filter_map(|p| {
+                let m = std::fs::metadata(&p).ok()?;
+                Some((m.accessed().or_else(|_| m.modified()).ok()?, m.len(), p))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= bound {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+    }
+
+    /// Before a `final` label of a remote image is saved: the label as a SEG of the image's
+    /// series, stored on the server (STOW-RS). Segments are named from the label's info
+    /// (`label_info` `[{name, idx}]` as 3D Slicer sends it) or by value. Nothing for a
+    /// local image or another tag.
+    pub(crate) fn store_label_remotely(
+        &self,
+        image_id: &str,
+        tag: &str,
+        file: &Path,
+        info: &Map<String, Value>,
+    ) -> Result<()> {
+        let Some(remote) = self.remote.get() else {
+            return Ok(());
+        };
+        if tag != FINAL_TAG {
+            return Ok(());
+        }
+        let header = self.with_image(image_id, |entry, _| {
+            remote_of(entry)?;
+            serde_json::from_value::<SeriesHeader>(entry.info.get("dicom")?.clone()).ok()
+        })?;
+        let Some(header) = header else {
+            return Ok(());
+        };
+        let label = read_label(file)?;
+        let names: HashMap<u64, String> = info
+            .get("label_info")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| {
+                        let idx = i.get("idx").or_else(|| i.get("id"))?.as_u64()?;
+                        Some((idx, i.get("name")?.as_str()?.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut values: Vec<u8> = label.iter().copied().filter(|v| *v > 0).collect();
+        values.sort_unstable();
+        values.dedup();
+        let segments: Vec<Segment> = values
+            .into_iter()
+            .map(|value| Segment {
+                value,
+                label: names
+                    .get(&u64::from(value))
+                    .cloned()
+                    .unwrap_or_else(|| format!("label {value}")),
+            })
+            .collect();
+        let seg = dicom::write_seg(&label, &header, &segments, Made::Manual, "annotator")
+            .map_err(upstream)?;
+        remote.web.store(&[seg]).map_err(upstream)?;
+        Ok(())
+    }
+}
+
+/// A label file's voxels as `u8`, `[i, j, k]` (NIfTI or NRRD; `check_label` already
+/// matched its grid to the image's).
+fn read_label(file: &Path) -> Result<ndarray::Array3<u8>> {
+    let bad = |e: String| DatastoreError::InvalidInput(format!("the label: {e}"));
+    let volume = labelhost_plugin_api::sdk::image::read(file).map_err(|e| bad(e.to_string()))?;
+    let data = volume
+        .first_frame()
+        .into_dimensionality::<ndarray::Ix3>()
+        .map_err(|_| bad("not a 3-D volume".into()))?;
+    Ok(data.mapv(|v| v.round().clamp(0.0, 255.0) as u8))
+}
+
+/// Marks a file read now (the cache's order), where the file system keeps access times.
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        let now = std::time::SystemTime::now();
+        let _ = f.set_times(std::fs::FileTimes::new().set_accessed(now));
+    }
+}
