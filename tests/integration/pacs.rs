@@ -346,6 +346,30 @@ fn a_server_on_a_pacs_lists_its_series_infers_on_them_and_stores_final_labels_as
     let stats = crate::support::get_json(&server, "/datastore/?output=stats");
     assert_eq!(stats["completed"], 1, "{stats}");
 
+    // OHIF's passthrough: QIDO-RS and WADO-RS answers of the PACS, through labelhost.
+    let r = client()
+        .get(server.at("/proxy/dicom/qido/series?Modality=MR"))
+        .header("accept", "application/dicom+json")
+        .send()
+        .expect("proxy QIDO");
+    assert_eq!(r.status(), 200);
+    let series: serde_json::Value = r.json().expect("JSON");
+    assert_eq!(series[0]["0020000E"]["Value"][0], uid, "{series}");
+    let study = series[0]["0020000D"]["Value"][0].as_str().expect("study");
+    let r = client()
+        .get(server.at(&format!(
+            "/proxy/dicom/wado/studies/{study}/series/{uid}/metadata"
+        )))
+        .send()
+        .expect("proxy WADO");
+    assert_eq!(r.status(), 200);
+    let metadata: serde_json::Value = r.json().expect("JSON");
+    assert_eq!(
+        metadata.as_array().map(Vec::len),
+        Some(20),
+        "one entry per instance"
+    );
+
     // With the PACS gone, a final label cannot be stored there: 502, and the saved one stays.
     drop(pacs);
     let r = put_final(&server, uid, original);
@@ -355,5 +379,24 @@ fn a_server_on_a_pacs_lists_its_series_infers_on_them_and_stores_final_labels_as
     assert_eq!(
         crate::support::get_json(&server, "/datastore/?output=stats")["completed"],
         1
+    );
+}
+
+#[test]
+fn the_dicom_proxy_of_a_folder_datastore_is_a_typed_404() {
+    let ws = Workspace::new(0, 8);
+    let server = ws.serve(&[]);
+    let r = client()
+        .get(server.at("/proxy/dicom/qido/series"))
+        .send()
+        .expect("proxy");
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().expect("typed error");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("no DICOMweb server"),
+        "{body}"
     );
 }

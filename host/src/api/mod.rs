@@ -17,6 +17,7 @@ mod logs;
 mod model;
 mod multipart;
 mod openapi;
+mod proxy;
 pub mod request_id;
 mod sessions;
 mod status;
@@ -136,6 +137,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/auth/token/valid", get(auth::valid))
         .route("/metrics", get(crate::metrics::scrape))
         .route("/status", get(status::status))
+        .route(
+            "/proxy/dicom/{*path}",
+            get(proxy::proxy)
+                .post(proxy::proxy)
+                .layer(upload::upload_limit()),
+        )
         .merge(crate::ui::routes())
         // Every route above, after matching: its role checked against the credentials.
         .route_layer(axum::middleware::from_fn_with_state(

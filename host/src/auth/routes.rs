@@ -33,6 +33,8 @@ pub fn required(method: &Method, route: Option<&str>) -> Need {
         // The dashboard's page holds no data; what it shows comes from the routes below.
         "/ui" | "/ui/" | "/ui/app.js" | "/ui/style.css" => return Need::Public,
         "/ui/slice" | "/status" => User,
+        "/proxy/dicom/{*path}" if get => User,
+        "/proxy/dicom/{*path}" => Annotator,
         "/auth/token/valid" => return Need::Bearer,
         "/apps" if get => User,
         "/apps" | "/apps/{name}/reload" | "/apps/{name}" => return Need::ManageApps,

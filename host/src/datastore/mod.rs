@@ -260,8 +260,12 @@ impl LocalDatastore {
     /// Absolute path of an image (refused when it is a link the store does not follow); a
     /// remote image not in the cache is fetched first.
     pub fn get_image_uri(&self, id: &str) -> Result<PathBuf> {
-        let path = self.with_image(id, |_, path| path)?;
-        if !path.is_file() {
+        let (path, remote) =
+            self.with_image(id, |e, path| (path, remote::remote_of(e).is_some()))?;
+        if remote && path.is_file() {
+            // The cache drops the least recently read first.
+            remote::touch(&path);
+        } else if !path.is_file() {
             self.fetch_if_remote(id, &path)?;
         }
         self.readable(&format!("image {id:?}"), path)

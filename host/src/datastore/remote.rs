@@ -58,6 +58,12 @@ impl Remote {
 }
 
 impl LocalDatastore {
+    /// The DICOMweb server behind the store, if any: its URL and credentials.
+    pub fn dicomweb(&self) -> Option<(String, Option<(String, String)>)> {
+        let r = self.remote.get()?;
+        Some((r.web.base().to_owned(), r.web.basic().cloned()))
+    }
+
     /// Puts the datastore in front of a DICOMweb server (once; later calls are ignored).
     pub fn set_remote(&self, remote: Remote) {
         let _ = self.remote.set(remote);
@@ -131,7 +137,6 @@ impl LocalDatastore {
         };
         let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
         if path.is_file() {
-            touch(path);
             return Ok(());
         }
         let scratch = tempfile::Builder::new()
@@ -257,7 +262,7 @@ fn read_label(file: &Path) -> Result<ndarray::Array3<u8>> {
 }
 
 /// Marks a file read now (the cache's order), where the file system keeps access times.
-fn touch(path: &Path) {
+pub(crate) fn touch(path: &Path) {
     if let Ok(f) = std::fs::File::open(path) {
         let now = std::time::SystemTime::now();
         let _ = f.set_times(std::fs::FileTimes::new().set_accessed(now));

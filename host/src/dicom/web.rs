@@ -70,6 +70,16 @@ impl DicomWeb {
         })
     }
 
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Its HTTP basic credentials.
+    pub fn basic(&self) -> Option<&(String, String)> {
+        self.basic.as_ref()
+    }
+
     fn get(&self, url: &str, accept: &str) -> Result<reqwest::blocking::Response> {
         let mut req = self.client.get(url).header(reqwest::header::ACCEPT, accept);
         if let Some((user, pass)) = &self.basic {
