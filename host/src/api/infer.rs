@@ -78,10 +78,16 @@ pub(super) async fn infer(
 ) -> Result<Response> {
     let (Path(model), Query(q)) = (model?, q?);
     let output = q.output.as_deref().unwrap_or("all").to_owned();
-    if !matches!(output.as_str(), "image" | "json" | "all") {
+    if !matches!(output.as_str(), "image" | "json" | "all" | "dicom_seg") {
         return Err(Error::BadRequest(format!(
-            "output must be image, json or all, not '{output}'"
+            "output must be image, json, all or dicom_seg, not '{output}'"
         )));
+    }
+    if output == "dicom_seg" && (q.image.is_none() || q.session_id.is_some()) {
+        return Err(Error::BadRequest(
+            "output=dicom_seg answers for a datastore image made from a DICOM series (?image=ID)"
+                .into(),
+        ));
     }
     let body = read_body(req).await?;
     if q.session_id.is_none() && body.file.is_none() && q.image.is_none() {
@@ -104,6 +110,7 @@ pub(super) async fn infer(
     let stop_if_dropped = StopOnDrop::new(cancel.clone());
     // The rest runs as its own task: if the client goes away mid-inference, the queue slot
     // is still held until the plugin returns and the result and upload files are cleaned up.
+    let wants_seg = output == "dicom_seg";
     let job = async move {
         let heap = crate::memory::HeapUse::begin();
         let held = Held::new(generation);
@@ -184,16 +191,32 @@ pub(super) async fn infer(
         drop(heap);
         let (result, label_file) = out?;
         st.metrics.infer_stages(&model, &result);
-        let save_as = image_id.filter(|_| save).map(|id| (id, tag));
+        // MONAI Label's output=dicom_seg: the result as a SEG of the image's series.
+        let seg = match (&label_file, image_id.as_deref()) {
+            (Some(path), Some(id)) if wants_seg => {
+                let (ds, id, path) = (store.clone(), id.to_owned(), path.clone());
+                let (names, model) = (result["label_names"].clone(), model.clone());
+                Some(blocking(move || dicom_seg(&ds, &id, &path, &names, &model)).await?)
+            }
+            _ => None,
+        };
+        let save_as = image_id.clone().filter(|_| save).map(|id| (id, tag));
         let label_bytes = match &label_file {
             Some(path) => Some(take_label(&store, path, save_as, &model, &result).await?),
             None => None,
         };
-        let file_name = label_file
+        let mut file_name = label_file
             .as_ref()
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let label_bytes = match seg {
+            Some(bytes) => {
+                file_name = format!("{}.dcm", image_id.as_deref().unwrap_or("seg"));
+                Some(bytes)
+            }
+            None => label_bytes,
+        };
         drop(body);
         drop(held);
         Ok::<_, Error>((result, label_bytes, file_name))
@@ -272,6 +295,17 @@ fn respond(
     name: &str,
 ) -> Response {
     match (output, label) {
+        ("dicom_seg", Some(bytes)) => {
+            let mut r = (headers, bytes).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/dicom"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+            }
+            r
+        }
         ("image", Some(bytes)) => {
             let disposition = format!("attachment; filename=\"{name}\"");
             let mut r = (headers, bytes).into_response();
@@ -306,4 +340,25 @@ fn multipart(headers: HeaderMap, result: &Value, bytes: &[u8], name: &str) -> Re
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     r
+}
+
+/// The result label of an inference on datastore image `id` as a DICOM SEG of its series
+/// (the series header its info keeps: an image imported from DICOM, or a DICOMweb one).
+fn dicom_seg(
+    store: &crate::datastore::LocalDatastore,
+    id: &str,
+    label: &std::path::Path,
+    names: &Value,
+    model: &str,
+) -> Result<Vec<u8>> {
+    let info = store.get_image_info(id)?;
+    let header: crate::dicom::SeriesHeader = info
+        .get("dicom")
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "output=dicom_seg: image {id} was not made from a DICOM series"
+            ))
+        })?;
+    crate::dicom::seg_of_label_file(label, &header, names, model)
 }

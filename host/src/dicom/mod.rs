@@ -13,6 +13,9 @@ mod series_tests;
 mod web;
 
 pub use folder::{is_dicom_file, series_in};
-pub use seg::{new_uid, read_seg, write_seg, Made, Segment, SegmentNames, SEGMENTATION_STORAGE};
+pub use seg::{
+    new_uid, read_seg, seg_of_label_file, write_seg, Made, Segment, SegmentNames,
+    SEGMENTATION_STORAGE,
+};
 pub use series::{read_series, write_nifti, SeriesHeader, SeriesVolume};
 pub use web::{DicomWeb, SeriesRef};

@@ -497,3 +497,39 @@ pub fn read_seg(bytes: &[u8], header: &SeriesHeader) -> Result<(Array3<u8>, Segm
     }
     Ok((label, segments))
 }
+
+/// A SEG of the label file `label` (NIfTI or NRRD, on the series' grid) made by `algorithm`,
+/// its segments named by `names` (`{name: value}`, as a task's `label_names`; values it does
+/// not name are "label N").
+pub fn seg_of_label_file(
+    label: &std::path::Path,
+    header: &SeriesHeader,
+    names: &serde_json::Value,
+    algorithm: &str,
+) -> Result<Vec<u8>> {
+    let volume = labelhost_plugin_api::sdk::image::read(label)
+        .map_err(|e| Error::Internal(format!("the result label: {e}")))?;
+    let data = volume
+        .first_frame()
+        .into_dimensionality::<ndarray::Ix3>()
+        .map_err(|_| Error::Internal("the result label is not 3-D".into()))?
+        .mapv(|v| v.round().clamp(0.0, 255.0) as u8);
+    let mut values: Vec<u8> = data.iter().copied().filter(|v| *v > 0).collect();
+    values.sort_unstable();
+    values.dedup();
+    let named = |value: u8| {
+        names.as_object().and_then(|m| {
+            m.iter()
+                .find(|(_, v)| v.as_u64() == Some(u64::from(value)))
+                .map(|(k, _)| k.clone())
+        })
+    };
+    let segments: Vec<Segment> = values
+        .into_iter()
+        .map(|value| Segment {
+            value,
+            label: named(value).unwrap_or_else(|| format!("label {value}")),
+        })
+        .collect();
+    write_seg(&data, header, &segments, Made::Automatic, algorithm)
+}
