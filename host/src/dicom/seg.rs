@@ -408,7 +408,8 @@ pub fn write_seg(
 }
 
 /// A SEG (Part 10 bytes) of `header`'s series read back as a label volume
-/// (`[column, row, slice]`): each segment's voxels get its `SegmentNumber`; answers the
+/// (`[column, row, slice]`): each segment's voxels get the label value its description
+/// names ("label value N", as labelhost writes it), else its `SegmentNumber`; answers the
 /// volume and the segments' (number, label). Frames are placed by the source image they
 /// reference.
 pub fn read_seg(bytes: &[u8], header: &SeriesHeader) -> Result<(Array3<u8>, SegmentNames)> {
@@ -436,6 +437,21 @@ pub fn read_seg(bytes: &[u8], header: &SeriesHeader) -> Result<(Array3<u8>, Segm
             .and_then(|e| e.items().map(<[InMemDicomObject]>::to_vec))
             .unwrap_or_default()
     };
+    // What each segment's voxels become: the label value its description names (as
+    // labelhost writes it: "label value N"), else its number.
+    let values: std::collections::HashMap<u8, u8> = items(&obj, tags::SEGMENT_SEQUENCE)
+        .iter()
+        .filter_map(|s| {
+            let n = s.element(tags::SEGMENT_NUMBER).ok()?.to_int::<u8>().ok()?;
+            let value = s
+                .element(tags::SEGMENT_DESCRIPTION)
+                .ok()
+                .and_then(|d| d.to_str().ok().map(|t| t.trim().to_owned()))
+                .and_then(|t| t.strip_prefix("label value ")?.parse::<u8>().ok())
+                .unwrap_or(n);
+            Some((n, value))
+        })
+        .collect();
     let segments: Vec<(u16, String)> = items(&obj, tags::SEGMENT_SEQUENCE)
         .iter()
         .filter_map(|s| {
@@ -490,7 +506,7 @@ pub fn read_seg(bytes: &[u8], header: &SeriesHeader) -> Result<(Array3<u8>, Segm
                 let bit = start + r * columns + c;
                 let on = bits.get(bit / 8).is_some_and(|b| b >> (bit % 8) & 1 == 1);
                 if on {
-                    label[[c, r, k]] = number;
+                    label[[c, r, k]] = values.get(&number).copied().unwrap_or(number);
                 }
             }
         }
@@ -532,4 +548,15 @@ pub fn seg_of_label_file(
         })
         .collect();
     write_seg(&data, header, &segments, Made::Automatic, algorithm)
+}
+
+/// The `SeriesInstanceUID` of a DICOM Part 10 file's bytes (its header only is read).
+pub fn series_uid_of(bytes: &[u8]) -> Option<String> {
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Never)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(bytes.get(128..)?)
+        .ok()?;
+    let uid = obj.element(tags::SERIES_INSTANCE_UID).ok()?.to_str().ok()?;
+    Some(uid.trim_end_matches(['\0', ' ']).to_owned())
 }

@@ -126,6 +126,14 @@ impl DicomWeb {
         Ok(found)
     }
 
+    /// WADO-RS: the DICOM JSON metadata of a series' instances.
+    pub fn series_metadata(&self, study: &str, series: &str) -> Result<Vec<Value>> {
+        let url = format!("{}/studies/{study}/series/{series}/metadata", self.base);
+        self.get(&url, "application/dicom+json")?
+            .json()
+            .map_err(|e| upstream("WADO-RS metadata", e))
+    }
+
     /// WADO-RS: every instance of a series, written into `into` as `NNNN.dcm`.
     pub fn retrieve_series(&self, study: &str, series: &str, into: &Path) -> Result<Vec<PathBuf>> {
         let url = format!("{}/studies/{study}/series/{series}", self.base);
