@@ -606,3 +606,79 @@ fn monai_label_s_python_client_runs_a_session_on_a_server_over_the_pacs() {
         .collect();
     assert_eq!(names, ["dark", "mid", "bright"], "{tags}");
 }
+
+#[test]
+fn a_volume_written_as_dicom_comes_back_from_the_pacs_on_its_grid() {
+    // ITK's KmeansTest T1 (uint8 voxels) as an MR series, into Orthanc, back by QIDO/WADO.
+    let source = crate::support::cache_dir().join("data/KmeansTest_T1UCharRaw.nii.gz");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let series = dir.path().join("series");
+    let made = dicom(&[
+        "from-nifti",
+        source.to_str().expect("utf-8"),
+        "-o",
+        series.to_str().expect("utf-8"),
+        "--patient-id",
+        "kmeans",
+    ]);
+    assert!(made.contains("62 instances"), "{made}");
+    let pacs = Pacs::start();
+    pacs.upload(&dicom_files(&series));
+    let ws = Workspace::new(0, 8);
+    let out = Command::new(binary())
+        .args(["datastore", "--studies"])
+        .arg(ws.studies())
+        .args(["import", &pacs.dicomweb()])
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored: Vec<_> = std::fs::read_dir(ws.studies())
+        .expect("studies")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with(".nii.gz"))
+        .collect();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    // Voxel by voxel in world space: the same value at the same place (the series may
+    // run its slices the other way, so indices are mapped through both affines).
+    let (h0, original) = read_nifti(&source);
+    let (h1, back) = read_nifti(&stored[0]);
+    let affine = |h: &nifti::NiftiHeader| [h.srow_x, h.srow_y, h.srow_z].map(|r| r.map(f64::from));
+    let (a, b) = (affine(&h0), affine(&h1));
+    let inverse = inverse3(&b);
+    let mut checked = 0;
+    for (idx, v) in original.indexed_iter().step_by(997) {
+        let ijk = [idx[0] as f64, idx[1] as f64, idx[2] as f64];
+        let world: Vec<f64> = (0..3)
+            .map(|r| a[r][0] * ijk[0] + a[r][1] * ijk[1] + a[r][2] * ijk[2] + a[r][3])
+            .collect();
+        let there: Vec<usize> = (0..3)
+            .map(|r| {
+                let w = [world[0] - b[0][3], world[1] - b[1][3], world[2] - b[2][3]];
+                (inverse[r][0] * w[0] + inverse[r][1] * w[1] + inverse[r][2] * w[2]).round()
+                    as usize
+            })
+            .collect();
+        assert_eq!(back[[there[0], there[1], there[2]]], *v, "at {idx:?}");
+        checked += 1;
+    }
+    assert!(checked > 500, "{checked}");
+}
+
+/// The inverse of an affine's 3×3 part.
+fn inverse3(m: &[[f64; 4]; 3]) -> [[f64; 3]; 3] {
+    let a = |r: usize, c: usize| m[r][c];
+    let det = a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1))
+        - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
+        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0));
+    std::array::from_fn(|r| {
+        std::array::from_fn(|c| {
+            let (r1, r2) = ((c + 1) % 3, (c + 2) % 3);
+            let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
+            (a(r1, c1) * a(r2, c2) - a(r1, c2) * a(r2, c1)) / det
+        })
+    })
+}

@@ -23,6 +23,25 @@ pub fn run(args: &DicomArgs) -> Result<()> {
             );
             Ok(())
         }
+        DicomAction::FromNifti {
+            volume,
+            out,
+            patient_id,
+            description,
+        } => {
+            let facts = dicom::SeriesFacts {
+                patient_id: patient_id.clone(),
+                patient_name: patient_id.clone(),
+                description: description.clone(),
+            };
+            let (files, uid) = dicom::write_series(volume, out, &facts)?;
+            println!(
+                "series {uid}: {} instances written to {}",
+                files.len(),
+                out.display()
+            );
+            Ok(())
+        }
         DicomAction::Seg {
             series,
             label,

@@ -181,6 +181,21 @@ pub enum DicomAction {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// A NIfTI or NRRD volume as a DICOM MR series (one instance per slice along its third
+    /// axis, geometry from its affine, fresh UIDs), for a PACS.
+    FromNifti {
+        /// The volume.
+        volume: PathBuf,
+        /// The folder to write the instances into.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// `PatientID`.
+        #[arg(long, default_value = "anonymous")]
+        patient_id: String,
+        /// `SeriesDescription`.
+        #[arg(long, default_value = "labelhost")]
+        description: String,
+    },
     /// A label volume on a series' grid (what `to-nifti` makes of it) as a binary DICOM
     /// Segmentation referencing the series.
     Seg {

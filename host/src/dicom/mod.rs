@@ -10,6 +10,7 @@ mod seg_tests;
 mod series;
 #[cfg(test)]
 mod series_tests;
+mod volume_to_series;
 mod web;
 
 pub use folder::{is_dicom_file, series_in};
@@ -18,4 +19,5 @@ pub use seg::{
     SEGMENTATION_STORAGE,
 };
 pub use series::{read_series, write_nifti, SeriesHeader, SeriesVolume};
+pub use volume_to_series::{write_series, SeriesFacts};
 pub use web::{DicomWeb, SeriesRef};
