@@ -605,6 +605,17 @@ fn monai_label_s_python_client_runs_a_session_on_a_server_over_the_pacs() {
         .filter_map(|s| s["SegmentLabel"].as_str())
         .collect();
     assert_eq!(names, ["dark", "mid", "bright"], "{tags}");
+
+    // A training list names the image's cached file, fetched again when the cache lost it.
+    let cached = cache.join(format!("{uid}.nii.gz"));
+    std::fs::remove_file(&cached).expect("evict");
+    let list = crate::support::get_json(&server, "/datastore/?output=train");
+    assert_eq!(
+        list[0]["image"],
+        cached.to_string_lossy().as_ref(),
+        "{list}"
+    );
+    assert!(cached.is_file(), "fetched again");
 }
 
 #[test]

@@ -232,18 +232,25 @@ impl LocalDatastore {
     }
 
     /// `[{"image": abs path, "label": abs path}]` for images with a "final" label, sorted by id
-    /// (without those the store may not read: links it does not follow).
+    /// (without those the store may not read: links it does not follow); a remote image not
+    /// in the cache is fetched.
     pub fn datalist(&self) -> Vec<Value> {
-        let st = self.lock();
-        st.index
-            .objects
-            .iter()
-            .filter_map(|(id, obj)| {
-                let label = obj.labels.get(FINAL_TAG)?;
-                let image = st.dirs.image(id, &obj.image.ext);
-                let label = st.dirs.label(FINAL_TAG, id, &label.ext);
-                let image = self.readable(id, image).ok()?;
-                let label = self.readable(id, label).ok()?;
+        let labelled: Vec<(String, PathBuf)> = {
+            let st = self.lock();
+            st.index
+                .objects
+                .iter()
+                .filter_map(|(id, obj)| {
+                    let label = obj.labels.get(FINAL_TAG)?;
+                    Some((id.clone(), st.dirs.label(FINAL_TAG, id, &label.ext)))
+                })
+                .collect()
+        };
+        labelled
+            .into_iter()
+            .filter_map(|(id, label)| {
+                let image = self.get_image_uri(&id).ok()?;
+                let label = self.readable(&id, label).ok()?;
                 Some(serde_json::json!({
                     "image": image.to_string_lossy(),
                     "label": label.to_string_lossy(),
