@@ -53,5 +53,7 @@ mod cli;
 mod dashboard;
 // DICOM series read into volumes.
 mod dicom;
-// A real PACS (Orthanc, DICOMweb).
+// A real PACS (Orthanc, DICOMweb) and labelhost's DICOM tools against it.
 mod pacs;
+// A server over a PACS: the DICOMweb datastore.
+mod dicomweb;

@@ -5,6 +5,7 @@
 
 mod folder;
 mod seg;
+mod seg_read;
 #[cfg(test)]
 mod seg_tests;
 mod series;
@@ -15,9 +16,9 @@ mod web;
 
 pub use folder::{is_dicom_file, series_in};
 pub use seg::{
-    new_uid, read_seg, seg_of_label_file, series_uid_of, write_seg, Made, Segment, SegmentNames,
-    SEGMENTATION_STORAGE,
+    new_uid, seg_of_label_file, write_seg, Made, Segment, SegmentNames, SEGMENTATION_STORAGE,
 };
+pub use seg_read::{read_seg, series_uid_of};
 pub use series::{read_series, write_nifti, SeriesHeader, SeriesVolume};
 pub use volume_to_series::{write_series, SeriesFacts};
 pub use web::{DicomWeb, SeriesRef};

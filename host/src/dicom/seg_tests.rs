@@ -2,7 +2,8 @@
 //! (3 × 5 pixels: frames share bytes in the bit-packed pixel data).
 
 use super::{
-    seg::{read_seg, write_seg, Made, Segment},
+    seg::{write_seg, Made, Segment},
+    seg_read::read_seg,
     series::SeriesHeader,
 };
 use ndarray::Array3;
