@@ -32,14 +32,7 @@ pub fn series_in(folder: &Path) -> Result<BTreeMap<String, Vec<PathBuf>>> {
             .read_until(tags::PIXEL_DATA)
             .open_file(&file)
             .map_err(|e| Error::Unprocessable(format!("{}: not DICOM: {e}", file.display())))?;
-        let uid = obj
-            .element(tags::SERIES_INSTANCE_UID)
-            .ok()
-            .and_then(|e| {
-                e.to_str()
-                    .ok()
-                    .map(|s| s.trim_end_matches(['\0', ' ']).to_owned())
-            })
+        let uid = super::text::string_of(&obj, tags::SERIES_INSTANCE_UID)
             .filter(|s| !s.is_empty())
             .ok_or_else(|| {
                 Error::Unprocessable(format!("{}: no SeriesInstanceUID", file.display()))

@@ -11,6 +11,7 @@ mod seg_tests;
 mod series;
 #[cfg(test)]
 mod series_tests;
+mod text;
 mod volume_to_series;
 mod web;
 

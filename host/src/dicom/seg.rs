@@ -2,7 +2,10 @@
 //! one frame per slice that holds a segment, each referencing its source image and placed by
 //! its ImagePositionPatient; the patient, study and frame of reference are the source's.
 
-use super::series::{SeriesHeader, SHARED};
+use super::{
+    series::{SeriesHeader, SHARED},
+    text::{ds, ds_multi},
+};
 use crate::{Error, Result};
 use dicom_core::{value::DataSetSequence, DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
@@ -39,26 +42,6 @@ pub fn new_uid() -> String {
     let hi = u128::from(crate::random::bits());
     let lo = u128::from(crate::random::bits());
     format!("2.25.{}", (hi << 64 | lo) >> 1)
-}
-
-/// A decimal string of at most 16 characters (the DS limit).
-fn ds(v: f64) -> String {
-    for digits in (0..=10).rev() {
-        let s = format!("{v:.digits$}");
-        let s = if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_owned()
-        } else {
-            s
-        };
-        if s.len() <= 16 {
-            return if s == "-0" { "0".into() } else { s };
-        }
-    }
-    format!("{v:.3e}")
-}
-
-fn ds_multi(values: &[f64]) -> String {
-    values.iter().map(|v| ds(*v)).collect::<Vec<_>>().join("\\")
 }
 
 fn el(tag: Tag, vr: VR, value: impl Into<PrimitiveValue>) -> DataElement<InMemDicomObject> {

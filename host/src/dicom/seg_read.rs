@@ -1,7 +1,7 @@
 //! DICOM SEG objects read back: a binary SEG of a series as a label volume on the series'
 //! grid, and the series UID of any Part 10 file's bytes.
 
-use super::{seg::SegmentNames, series::SeriesHeader};
+use super::{seg::SegmentNames, series::SeriesHeader, text::string_of};
 use crate::{Error, Result};
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
@@ -90,14 +90,7 @@ pub fn read_seg(bytes: &[u8], header: &SeriesHeader) -> Result<(Array3<u8>, Segm
         let source = items(frame, tags::DERIVATION_IMAGE_SEQUENCE)
             .first()
             .and_then(|d| items(d, tags::SOURCE_IMAGE_SEQUENCE).first().cloned())
-            .and_then(|s| {
-                let uid = s
-                    .element(tags::REFERENCED_SOP_INSTANCE_UID)
-                    .ok()?
-                    .to_str()
-                    .ok()?;
-                Some(uid.trim_end_matches(['\0', ' ']).to_owned())
-            });
+            .and_then(|s| string_of(&s, tags::REFERENCED_SOP_INSTANCE_UID));
         let k = source
             .and_then(|uid| header.instance_uids.iter().position(|u| *u == uid))
             .ok_or_else(|| bad("a frame references no image of the series"))?;
@@ -122,6 +115,5 @@ pub fn series_uid_of(bytes: &[u8]) -> Option<String> {
         .read_until(tags::PIXEL_DATA)
         .from_reader(bytes.get(128..)?)
         .ok()?;
-    let uid = obj.element(tags::SERIES_INSTANCE_UID).ok()?.to_str().ok()?;
-    Some(uid.trim_end_matches(['\0', ' ']).to_owned())
+    string_of(&obj, tags::SERIES_INSTANCE_UID)
 }

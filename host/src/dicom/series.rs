@@ -97,7 +97,7 @@ fn text(obj: &DefaultDicomObject, tag: Tag, name: &str, file: &Path) -> Result<S
         .element(tag)
         .map_err(|_| bad(file, format!("no {name}")))?;
     let s = e.to_str().map_err(|e| bad(file, format!("{name}: {e}")))?;
-    Ok(s.trim_end_matches(['\0', ' ']).to_owned())
+    Ok(super::text::unpadded(&s))
 }
 
 fn floats<const N: usize>(

@@ -2,7 +2,7 @@
 //! third voxel axis: geometry from its affine (RAS to LPS), voxels as 16-bit integers (with
 //! a rescale when they are not integers in range), fresh UIDs under `2.25`.
 
-use super::seg::new_uid;
+use super::{seg::new_uid, text::ds};
 use crate::{Error, Result};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
@@ -20,16 +20,6 @@ pub struct SeriesFacts {
     pub patient_name: String,
     /// `SeriesDescription`.
     pub description: String,
-}
-
-fn ds(v: f64) -> String {
-    let s = format!("{v:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" {
-        "0".into()
-    } else {
-        s.to_owned()
-    }
 }
 
 /// Writes `volume` as `dir/slice_NNNN.dcm`; answers the files and the series UID.
