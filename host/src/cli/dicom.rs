@@ -146,16 +146,7 @@ fn read_label(path: &Path, volume: &dicom::SeriesVolume) -> Result<ndarray::Arra
 /// `NAME=VALUE` flags, or one segment per value the label holds.
 fn parse_segments(flags: &[String], label: &ndarray::Array3<u8>) -> Result<Vec<Segment>> {
     if flags.is_empty() {
-        let mut values: Vec<u8> = label.iter().copied().filter(|&v| v > 0).collect();
-        values.sort_unstable();
-        values.dedup();
-        return Ok(values
-            .into_iter()
-            .map(|value| Segment {
-                value,
-                label: format!("label {value}"),
-            })
-            .collect());
+        return Ok(dicom::segments_of(label, |_| None));
     }
     flags
         .iter()

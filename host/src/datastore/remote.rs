@@ -7,7 +7,7 @@
 //! (STOW-RS) before it is saved here, so a refused store saves nothing.
 
 use super::{index::FileEntry, DatastoreError, LocalDatastore, Result, FINAL_TAG};
-use crate::dicom::{self, DicomWeb, Made, Segment, SeriesHeader};
+use crate::dicom::{self, DicomWeb, Made, SeriesHeader};
 use serde_json::{json, Map, Value};
 use std::{
     collections::HashMap,
@@ -220,7 +220,8 @@ impl LocalDatastore {
         let Some(header) = header else {
             return Ok(None);
         };
-        let label = read_label(file)?;
+        let label = dicom::read_label_file(file)
+            .map_err(|e| DatastoreError::InvalidInput(format!("the label: {e}")))?;
         let names: HashMap<u64, String> = info
             .get("label_info")
             .and_then(Value::as_array)
@@ -234,19 +235,7 @@ impl LocalDatastore {
                     .collect()
             })
             .unwrap_or_default();
-        let mut values: Vec<u8> = label.iter().copied().filter(|v| *v > 0).collect();
-        values.sort_unstable();
-        values.dedup();
-        let segments: Vec<Segment> = values
-            .into_iter()
-            .map(|value| Segment {
-                value,
-                label: names
-                    .get(&u64::from(value))
-                    .cloned()
-                    .unwrap_or_else(|| format!("label {value}")),
-            })
-            .collect();
+        let segments = dicom::segments_of(&label, |v| names.get(&u64::from(v)).cloned());
         let seg = dicom::write_seg(&label, &header, &segments, Made::Manual, "annotator")
             .map_err(upstream)?;
         let series = dicom::series_uid_of(&seg);
@@ -339,18 +328,6 @@ impl LocalDatastore {
         }
         Ok(false)
     }
-}
-
-/// A label file's voxels as `u8`, `[i, j, k]` (NIfTI or NRRD; `check_label` already
-/// matched its grid to the image's).
-fn read_label(file: &Path) -> Result<ndarray::Array3<u8>> {
-    let bad = |e: String| DatastoreError::InvalidInput(format!("the label: {e}"));
-    let volume = labelhost_plugin_api::sdk::image::read(file).map_err(|e| bad(e.to_string()))?;
-    let data = volume
-        .first_frame()
-        .into_dimensionality::<ndarray::Ix3>()
-        .map_err(|_| bad("not a 3-D volume".into()))?;
-    Ok(data.mapv(|v| v.round().clamp(0.0, 255.0) as u8))
 }
 
 /// Writes `label` (`[i, j, k]`) as a uint8 NIfTI with the header (grid, affine) of the

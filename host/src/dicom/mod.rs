@@ -17,7 +17,8 @@ mod web;
 
 pub use folder::{is_dicom_file, series_in};
 pub use seg::{
-    new_uid, seg_of_label_file, write_seg, Made, Segment, SegmentNames, SEGMENTATION_STORAGE,
+    new_uid, read_label_file, seg_of_label_file, segments_of, write_seg, Made, Segment,
+    SegmentNames, SEGMENTATION_STORAGE,
 };
 pub use seg_read::{read_seg, series_uid_of};
 pub use series::{read_series, write_nifti, SeriesHeader, SeriesVolume};

@@ -390,6 +390,31 @@ pub fn write_seg(
     Ok(out)
 }
 
+/// A label file (NIfTI or NRRD) as `u8` voxels, `[i, j, k]`; the error is a sentence.
+pub fn read_label_file(path: &std::path::Path) -> std::result::Result<Array3<u8>, String> {
+    let volume = labelhost_plugin_api::sdk::image::read(path).map_err(|e| e.to_string())?;
+    let data = volume
+        .first_frame()
+        .into_dimensionality::<ndarray::Ix3>()
+        .map_err(|_| "not a 3-D volume".to_owned())?;
+    Ok(data.mapv(|v| v.round().clamp(0.0, 255.0) as u8))
+}
+
+/// One segment per value a label holds (above 0), in value order, named by `name` or
+/// "label N".
+pub fn segments_of(label: &Array3<u8>, name: impl Fn(u8) -> Option<String>) -> Vec<Segment> {
+    let mut values: Vec<u8> = label.iter().copied().filter(|v| *v > 0).collect();
+    values.sort_unstable();
+    values.dedup();
+    values
+        .into_iter()
+        .map(|value| Segment {
+            value,
+            label: name(value).unwrap_or_else(|| format!("label {value}")),
+        })
+        .collect()
+}
+
 /// A SEG of the label file `label` (NIfTI or NRRD, on the series' grid) made by `algorithm`,
 /// its segments named by `names` (`{name: value}`, as a task's `label_names`; values it does
 /// not name are "label N").
@@ -399,29 +424,14 @@ pub fn seg_of_label_file(
     names: &serde_json::Value,
     algorithm: &str,
 ) -> Result<Vec<u8>> {
-    let volume = labelhost_plugin_api::sdk::image::read(label)
-        .map_err(|e| Error::Internal(format!("the result label: {e}")))?;
-    let data = volume
-        .first_frame()
-        .into_dimensionality::<ndarray::Ix3>()
-        .map_err(|_| Error::Internal("the result label is not 3-D".into()))?
-        .mapv(|v| v.round().clamp(0.0, 255.0) as u8);
-    let mut values: Vec<u8> = data.iter().copied().filter(|v| *v > 0).collect();
-    values.sort_unstable();
-    values.dedup();
-    let named = |value: u8| {
+    let data =
+        read_label_file(label).map_err(|e| Error::Internal(format!("the result label: {e}")))?;
+    let segments = segments_of(&data, |value| {
         names.as_object().and_then(|m| {
             m.iter()
                 .find(|(_, v)| v.as_u64() == Some(u64::from(value)))
                 .map(|(k, _)| k.clone())
         })
-    };
-    let segments: Vec<Segment> = values
-        .into_iter()
-        .map(|value| Segment {
-            value,
-            label: named(value).unwrap_or_else(|| format!("label {value}")),
-        })
-        .collect();
+    });
     write_seg(&data, header, &segments, Made::Automatic, algorithm)
 }
