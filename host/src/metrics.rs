@@ -161,15 +161,10 @@ impl Metrics {
             level.clear();
         }
         let executor = &state.shared.executor;
-        for device in executor.devices() {
-            if let Ok(q) = executor.queue(&device) {
-                let (running, waiting) = q.load();
-                for (what, n) in [("running", running), ("waiting", waiting)] {
-                    let key = labels(&[("device", &device), ("state", what)]);
-                    self.queue.get_or_create(&key).set(n as f64);
-                }
-                let key = labels(&[("device", &device), ("state", "slots")]);
-                self.queue.get_or_create(&key).set(q.workers() as f64);
+        for (device, running, waiting, slots) in executor.queue_levels() {
+            for (what, n) in [("running", running), ("waiting", waiting), ("slots", slots)] {
+                let key = labels(&[("device", &device), ("state", what)]);
+                self.queue.get_or_create(&key).set(n as f64);
             }
         }
         if let Some((rss, peak)) = crate::memory::resident() {

@@ -13,12 +13,10 @@ use serde_json::{json, Value};
 pub(super) async fn status(state: State) -> Json<Value> {
     let executor = &state.shared.executor;
     let devices: Vec<Value> = executor
-        .devices()
+        .queue_levels()
         .into_iter()
-        .filter_map(|device| {
-            let q = executor.queue(&device).ok()?;
-            let (running, waiting) = q.load();
-            Some(json!({"device": device, "running": running, "waiting": waiting, "slots": q.workers()}))
+        .map(|(device, running, waiting, slots)| {
+            json!({"device": device, "running": running, "waiting": waiting, "slots": slots})
         })
         .collect();
     let memory = crate::memory::resident().map_or(

@@ -149,6 +149,18 @@ impl TorchExecutor {
             .ok_or_else(|| format!("no queue for {key}"))
     }
 
+    /// Each device's queue now: (device, running, waiting, slots), the default first.
+    pub fn queue_levels(&self) -> Vec<(String, usize, usize, usize)> {
+        self.devices()
+            .into_iter()
+            .filter_map(|device| {
+                let q = self.queue(&device).ok()?;
+                let (running, waiting) = q.load();
+                Some((device, running, waiting, q.workers()))
+            })
+            .collect()
+    }
+
     /// Used and total bytes of each CUDA device (none without CUDA).
     pub fn cuda_memory(&self) -> Vec<DeviceMemory> {
         device_memory::cuda_memory(self.cuda_devices)
