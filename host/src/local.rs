@@ -106,32 +106,31 @@ impl LocalApp {
     pub fn train(&self, trainer: &str, request: Map<String, Value>) -> Result<Value> {
         let mut request = request;
         request.insert("model".into(), json!(trainer));
-        let text = Value::Object(request).to_string();
-        let out = self
-            .app
-            .train(RStr::from(trainer), RStr::from(text.as_str()))
-            .into_result()?;
-        parse(trainer, out.as_str())
+        self.call(trainer, request, |app, name, text| app.train(name, text))
     }
 
     /// Asks strategy `strategy` for the next image: `{"id": ...}`, or `{}` when none is left.
     pub fn next_sample(&self, strategy: &str, request: Map<String, Value>) -> Result<Value> {
-        let text = Value::Object(request).to_string();
-        let out = self
-            .app
-            .next_sample(RStr::from(strategy), RStr::from(text.as_str()))
-            .into_result()?;
-        parse(strategy, out.as_str())
+        self.call(strategy, request, |app, name, text| {
+            app.next_sample(name, text)
+        })
     }
 
     /// Runs scoring method `method`; answers its JSON.
     pub fn scoring(&self, method: &str, request: Map<String, Value>) -> Result<Value> {
+        self.call(method, request, |app, name, text| app.scoring(name, text))
+    }
+
+    /// Calls task `name` of the app with `request` as JSON text; its JSON answer.
+    fn call(
+        &self,
+        name: &str,
+        request: Map<String, Value>,
+        method: impl FnOnce(&AppBox, RStr<'_>, RStr<'_>) -> PluginResult<abi_stable::std_types::RString>,
+    ) -> Result<Value> {
         let text = Value::Object(request).to_string();
-        let out = self
-            .app
-            .scoring(RStr::from(method), RStr::from(text.as_str()))
-            .into_result()?;
-        parse(method, out.as_str())
+        let out = method(&self.app, RStr::from(name), RStr::from(text.as_str())).into_result()?;
+        parse(name, out.as_str())
     }
 
     /// Tells the app a label was saved (what `PUT /datastore/label` does after saving).
