@@ -80,6 +80,19 @@ pub struct ServeArgs {
     /// With a DICOMweb `--studies`: seconds between searches of the server for new series.
     #[arg(long, env = "LABELHOST_DICOMWEB_POLL_SECONDS", default_value_t = 30.0)]
     pub dicomweb_poll: f64,
+    /// The store several hosts over one studies folder or DICOMweb server share
+    /// (`postgres://user@db:5432/labelhost`): active-learning claims, training jobs (one
+    /// across the hosts), published models. Without it the host works alone.
+    #[arg(long, env = "LABELHOST_CLUSTER")]
+    pub cluster: Option<String>,
+    /// With `--cluster`: this host's name among the hosts (default: the machine's name and
+    /// the port), the same across its restarts.
+    #[arg(long, env = "LABELHOST_HOST_NAME")]
+    pub host_name: Option<String>,
+    /// With `--cluster`: seconds between rounds over the store (heartbeat, other hosts'
+    /// jobs, published models, labels saved elsewhere).
+    #[arg(long, env = "LABELHOST_CLUSTER_POLL_SECONDS", default_value_t = 2.0)]
+    pub cluster_poll: f64,
     /// Address to listen on.
     #[arg(long, env = "LABELHOST_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
@@ -192,6 +205,8 @@ pub struct ServerConfig {
     pub studies: PathBuf,
     /// The DICOMweb server behind the datastore, if any.
     pub dicomweb: Option<DicomWebConfig>,
+    /// The cluster store shared with other hosts, if any.
+    pub cluster: Option<ClusterConfig>,
     /// Listen address.
     pub host: IpAddr,
     /// Listen port.
@@ -226,6 +241,41 @@ pub struct ServerConfig {
     pub connections: crate::serve::ConnLimits,
     /// Whether the datastore reads symbolic links.
     pub follow_symlinks: bool,
+}
+
+/// The store several hosts share.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Its connection URL.
+    pub url: String,
+    /// This host's name among the hosts.
+    pub host_name: String,
+    /// Between rounds over the store.
+    pub poll: std::time::Duration,
+}
+
+/// `--cluster`'s settings; the host name defaults to the machine's name and the port.
+fn cluster(a: &ServeArgs) -> Result<Option<ClusterConfig>> {
+    let Some(url) = a.cluster.clone().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let host_name = match &a.host_name {
+        Some(name) if name.trim().is_empty() => {
+            return Err(Error::BadRequest("--host-name: may not be empty".into()))
+        }
+        Some(name) => name.trim().to_owned(),
+        None => {
+            let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "host".into());
+            format!("{machine}:{}", a.port)
+        }
+    };
+    Ok(Some(ClusterConfig {
+        url,
+        host_name,
+        poll: seconds("--cluster-poll", a.cluster_poll, false, 3600.0)?,
+    }))
 }
 
 /// A DICOMweb server as the datastore.
@@ -395,6 +445,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             plugins,
             studies,
             dicomweb,
+            cluster: cluster(a)?,
             host: a.host,
             port: a.port,
             conf,

@@ -81,6 +81,23 @@ pub struct Record {
     pub history: Vec<Value>,
 }
 
+impl Record {
+    /// A new SUBMITTED record of `request`, started now.
+    pub fn submitted(id: String, request: Value) -> Record {
+        Record {
+            id,
+            status: Status::Submitted,
+            request,
+            start_ts: timestamp(),
+            end_ts: None,
+            details: Vec::new(),
+            result: None,
+            train_stats: None,
+            history: Vec::new(),
+        }
+    }
+}
+
 /// The most epochs a record's history keeps (the latest).
 const MAX_HISTORY: usize = 2000;
 
@@ -140,6 +157,11 @@ pub struct Jobs {
     /// One job of each kind runs at a time.
     pub gates: BTreeMap<Kind, Arc<tokio::sync::Mutex<()>>>,
     saving: Mutex<()>,
+    /// With a cluster store: where this host's changed training records go
+    /// (`cluster::watch` writes them to the store).
+    mirror: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Record>>,
+    /// With a cluster store: the other hosts' training records, as last read.
+    others: Mutex<Vec<Record>>,
 }
 
 const KEEP: usize = 100;
@@ -148,7 +170,11 @@ impl Jobs {
     /// Loads `<studies>/.labelhost/jobs.json`; jobs left running by a previous process
     /// become ERROR.
     pub fn open(studies: &Path) -> Self {
-        let file = studies.join(".labelhost").join("jobs.json");
+        Self::open_file(studies.join(".labelhost").join("jobs.json"))
+    }
+
+    /// Loads the records kept in `file` (hosts sharing a studies folder keep one each).
+    pub fn open_file(file: PathBuf) -> Self {
         let mut records: BTreeMap<Kind, Vec<Record>> = match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
                 // Keep an unreadable file for inspection instead of overwriting it.
@@ -176,9 +202,52 @@ impl Jobs {
             records: Mutex::new(records),
             gates,
             saving: Mutex::new(()),
+            mirror: std::sync::OnceLock::new(),
+            others: Mutex::new(Vec::new()),
         };
         jobs.save();
         jobs
+    }
+
+    /// Sends every later change of a training record to `tx` (the cluster store's writer).
+    pub fn mirror_training(&self, tx: tokio::sync::mpsc::UnboundedSender<Record>) {
+        let _ = self.mirror.set(tx);
+    }
+
+    /// Replaces the other hosts' training records (listed with this host's).
+    pub fn set_others(&self, records: Vec<Record>) {
+        if let Ok(mut others) = self.others.lock() {
+            *others = records;
+        }
+    }
+
+    /// Whether `id` is a record of another host.
+    pub fn is_others(&self, id: &str) -> bool {
+        self.others
+            .lock()
+            .is_ok_and(|o| o.iter().any(|r| r.id == id))
+    }
+
+    fn mirror(&self, kind: Kind, record: &Record) {
+        if let (Kind::Train, Some(tx)) = (kind, self.mirror.get()) {
+            let _ = tx.send(record.clone());
+        }
+    }
+
+    /// Stops a submitted or running job as `DELETE` does (a training loop ends within
+    /// one iteration; other plugin calls finish and their result is dropped); a finished
+    /// record stays as it is. `None` when it is not this host's.
+    pub fn stop(&self, kind: Kind, id: &str) -> Option<Record> {
+        self.update(kind, id, |r| {
+            if !matches!(r.status, Status::Running | Status::Submitted) {
+                return;
+            }
+            r.status = Status::Stopped;
+            r.end_ts = Some(timestamp());
+            r.details.push(
+                "stopped by request (a training loop ends within one iteration; other plugin calls finish and their result is dropped)".into(),
+            );
+        })
     }
 
     fn save(&self) {
@@ -204,17 +273,13 @@ impl Jobs {
 
     /// Adds a SUBMITTED record; returns it.
     pub fn submit(&self, kind: Kind, id: String, request: Value) -> Record {
-        let record = Record {
-            id,
-            status: Status::Submitted,
-            request,
-            start_ts: timestamp(),
-            end_ts: None,
-            details: Vec::new(),
-            result: None,
-            train_stats: None,
-            history: Vec::new(),
-        };
+        let record = Record::submitted(id, request);
+        self.add(kind, record.clone());
+        record
+    }
+
+    /// Adds a record (the newest of its kind).
+    pub fn add(&self, kind: Kind, record: Record) {
         if let Ok(mut all) = self.records.lock() {
             let list = all.entry(kind).or_default();
             list.push(record.clone());
@@ -222,25 +287,30 @@ impl Jobs {
             list.drain(..excess);
         }
         self.save();
-        record
+        self.mirror(kind, &record);
     }
 
     /// Marks every submitted or running job stopped with `why` (a running one is told at
     /// its next progress report, as a `DELETE` would); answers how many.
     pub fn stop_all(&self, why: &str) -> usize {
-        let mut n = 0;
+        let mut stopped = Vec::new();
         if let Ok(mut all) = self.records.lock() {
-            for r in all.values_mut().flatten() {
-                if matches!(r.status, Status::Running | Status::Submitted) {
-                    r.status = Status::Stopped;
-                    r.end_ts = Some(timestamp());
-                    r.details.push(why.to_owned());
-                    n += 1;
+            for (kind, list) in all.iter_mut() {
+                for r in list {
+                    if matches!(r.status, Status::Running | Status::Submitted) {
+                        r.status = Status::Stopped;
+                        r.end_ts = Some(timestamp());
+                        r.details.push(why.to_owned());
+                        stopped.push((*kind, r.clone()));
+                    }
                 }
             }
         }
         self.save();
-        n
+        for (kind, r) in &stopped {
+            self.mirror(*kind, r);
+        }
+        stopped.len()
     }
 
     /// Waits until no job of any kind runs, at most `limit`; answers whether they all ended.
@@ -263,6 +333,9 @@ impl Jobs {
             Some(r.clone())
         });
         self.save();
+        if let Some(r) = &updated {
+            self.mirror(kind, r);
+        }
         updated
     }
 
@@ -272,12 +345,16 @@ impl Jobs {
     /// is unknown). Only reports with a line are written to disk.
     pub fn progress(&self, id: &str, report: Value) -> bool {
         let line = report.get("log").and_then(Value::as_str).map(str::to_owned);
+        let mut mirrored = None;
         let (go_on, changed) = match self.records.lock() {
             Ok(mut all) => {
-                let found = all.values_mut().flatten().find(|r| r.id == id);
+                let found = all
+                    .iter_mut()
+                    .flat_map(|(k, list)| list.iter_mut().map(move |r| (*k, r)))
+                    .find(|(_, r)| r.id == id);
                 match found {
                     None => (false, false),
-                    Some(r) => {
+                    Some((kind, r)) => {
                         if let Some(stats) = report.get("stats") {
                             r.train_stats = Some(stats.clone());
                             // A report with a log line ends an epoch (the SDK's trainer
@@ -292,6 +369,7 @@ impl Jobs {
                             let excess = r.details.len().saturating_sub(20);
                             r.details.drain(..excess);
                         }
+                        mirrored = Some((kind, r.clone()));
                         (r.status == Status::Running, line.is_some())
                     }
                 }
@@ -300,6 +378,9 @@ impl Jobs {
         };
         if changed {
             self.save();
+        }
+        if let Some((kind, r)) = mirrored {
+            self.mirror(kind, &r);
         }
         go_on
     }
@@ -316,12 +397,23 @@ impl Jobs {
         out
     }
 
-    /// The records of a kind, oldest first.
+    /// The records of a kind, oldest first (by start time); with a cluster store,
+    /// training records of every host.
     pub fn list(&self, kind: Kind) -> Vec<Record> {
-        self.records
+        let mut list = self
+            .records
             .lock()
             .map(|all| all.get(&kind).cloned().unwrap_or_default())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if kind == Kind::Train {
+            if let Ok(others) = self.others.lock() {
+                if !others.is_empty() {
+                    list.extend(others.iter().cloned());
+                    list.sort_by(|a, b| a.start_ts.cmp(&b.start_ts));
+                }
+            }
+        }
+        list
     }
 
     /// The running record of a kind, else the oldest waiting one, if any.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod bundle;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod datastore;
 pub mod dicom;

@@ -134,7 +134,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         let (added, removed) = datastore.sync_remote()?;
         tracing::info!(url = %d.url, added, removed, cache = %config.studies.display(), "DICOMweb datastore");
     }
-    let shared = Shared::new(datastore, executor, config.conf.clone());
+    let tokio_rt = tokio::runtime::Runtime::new()
+        .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
+    let mut shared = Shared::new(datastore, executor, config.conf.clone());
+    if let Some(c) = &config.cluster {
+        let cluster = tokio_rt.block_on(labelhost::cluster::Cluster::connect(
+            &c.url,
+            &c.host_name,
+            c.poll,
+        ))?;
+        tracing::info!(host = %c.host_name, "joined the cluster");
+        shared = shared.with_cluster(cluster);
+    }
     let registry = Registry::new(&config.plugins, runtime.path(), shared.clone())
         .with_max_libraries(config.max_libraries);
     for (bundle, error) in registry.load_all() {
@@ -156,9 +167,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         metrics: Default::default(),
     });
     let poll = std::time::Duration::from_millis(config.datastore_poll_ms);
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
-    let served = runtime.block_on(async move {
+    let served = tokio_rt.block_on(async move {
+        if let (Some(c), Some(cluster)) = (&config.cluster, state.shared.cluster.clone()) {
+            labelhost::cluster::spawn_watch(cluster, state.shared.clone(), c.poll);
+        }
         let addr = std::net::SocketAddr::new(config.host, config.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -219,7 +231,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     });
     // A plugin call that never returned (a timed-out task stuck in its own code) must not
     // keep the process alive.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    tokio_rt.shutdown_timeout(std::time::Duration::from_secs(5));
     served
 }
 

@@ -57,3 +57,6 @@ mod dicom;
 mod pacs;
 // A server over a PACS: the DICOMweb datastore.
 mod dicomweb;
+// Several hosts as one service over a real PostgreSQL: claims, labels, one training,
+// published models.
+mod cluster;

@@ -174,9 +174,12 @@ impl Server {
         if !flags.contains(&"--studies") {
             cmd.arg("--studies").arg(ws.studies());
         }
-        cmd.arg("--runtime-dir")
-            .arg(ws.dir.path().join("runtime"))
-            .args(["--port", "0"])
+        // The workspace's runtime folder unless the flags name one (hosts sharing a
+        // workspace need their own).
+        if !flags.contains(&"--runtime-dir") {
+            cmd.arg("--runtime-dir").arg(ws.dir.path().join("runtime"));
+        }
+        cmd.args(["--port", "0"])
             .env("RUST_LOG", "labelhost=info,tower_http=info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));

@@ -21,7 +21,8 @@ const CLAIM_ATTEMPTS: usize = 3;
 
 /// Runs the strategy over the images no other client holds a fresh claim on, claims its
 /// answer for the client (image info `strategy.<name>`, checked and written under the
-/// datastore's lock), answers with the image's info and path; `{}` when nothing is left.
+/// datastore's lock; with several hosts, first in the cluster store), answers with the
+/// image's info and path; `{}` when nothing is left.
 /// The strategy has the time limit of an inference (`--infer-timeout`, `--task-timeout`).
 #[utoipa::path(post, path = "/activelearning/{strategy}", tag = "MONAI Label", params(("strategy" = String, Path, description = "")), responses((status = 200, description = "The next image to annotate")))]
 pub(super) async fn next_sample(
@@ -46,9 +47,19 @@ pub(super) async fn next_sample(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     for _ in 0..CLAIM_ATTEMPTS {
-        let (s, c) = (store.clone(), client.clone());
-        let claimed =
-            super::blocking(move || Ok::<_, Error>(s.claimed_by_others(c.as_deref(), now))).await?;
+        let claimed = match &state.shared.cluster {
+            Some(cluster) => {
+                let fresh = store.claim_secs();
+                cluster
+                    .claimed_by_others(client.as_deref(), now, fresh)
+                    .await?
+            }
+            None => {
+                let (s, c) = (store.clone(), client.clone());
+                super::blocking(move || Ok::<_, Error>(s.claimed_by_others(c.as_deref(), now)))
+                    .await?
+            }
+        };
         request.insert("_claimed".into(), json!(claimed));
         let text = Value::Object(request.clone()).to_string();
         let name = strategy.clone();
@@ -68,6 +79,16 @@ pub(super) async fn next_sample(
         let Some(id) = sample.get("id").and_then(Value::as_str).map(str::to_owned) else {
             return Ok((headers, Json(json!({}))));
         };
+        // With several hosts the store decides first: one client wins the image.
+        if let Some(cluster) = &state.shared.cluster {
+            let fresh = store.claim_secs();
+            let won = cluster
+                .claim(&id, &strategy, client.as_deref(), now, fresh)
+                .await?;
+            if !won {
+                continue;
+            }
+        }
         let (s, c, name) = (store.clone(), client.clone(), strategy.clone());
         let claim = super::blocking(move || {
             let Some(info) = s.claim(&id, &name, c.as_deref(), now)? else {

@@ -6,6 +6,7 @@
 
 use super::{call, json_object, owner, release, AppState, State};
 use crate::{
+    cluster::Turn,
     executor::{with_priority, Priority},
     jobs::{timestamp, Kind, Record, Status},
     Error, Result,
@@ -161,26 +162,113 @@ async fn launch(
             labelhost_wire::train::validate(map)?;
         }
     }
+    let record = Record::submitted(crate::random::uuid(), request.clone());
+    let cluster = state.shared.cluster.clone().filter(|_| kind == Kind::Train);
     if q.run_sync {
-        // Training writes the trainer's output folder: one run at a time, synchronous too.
+        // Training writes the trainer's output folder: one run at a time, synchronous too
+        // (and across the hosts: the run is recorded in the cluster store while it lasts).
         let _one_at_a_time = match kind {
             Kind::Train => Some(state.shared.jobs.gates[&kind].clone().lock_owned().await),
             _ => None,
         };
-        return execute(state, kind, &name, &request, None).await;
+        if let Some(c) = &cluster {
+            if let Turn::Busy(host) = c.add_training(&record, true).await? {
+                return Err(already_running(kind, Some(&host)));
+            }
+        }
+        let out = execute(state, kind, &name, &request, None).await;
+        if let Some(c) = &cluster {
+            let mut record = record;
+            finish(&mut record, kind, &name, &out);
+            c.write_record(&record).await?;
+            if out.is_ok() {
+                publish_models(state, &name).await;
+            }
+        }
+        return out;
     }
     if !q.enqueue && state.shared.jobs.active(kind).is_some() {
-        return Err(Error::TooManyRequests(format!(
-            "{} Task is Already Running",
-            kind.title()
-        )));
+        return Err(already_running(kind, None));
     }
-    let record = state
-        .shared
-        .jobs
-        .submit(kind, crate::random::uuid(), request.clone());
+    if let Some(c) = &cluster {
+        if let Turn::Busy(host) = c.add_training(&record, !q.enqueue).await? {
+            return Err(already_running(kind, Some(&host)));
+        }
+    }
+    state.shared.jobs.add(kind, record.clone());
     spawn_job(state.clone(), kind, record.id.clone(), name, request);
     Ok(serde_json::to_value(record).unwrap_or(Value::Null))
+}
+
+/// MONAI Label's 429 answer (naming the host that runs it, in a cluster).
+fn already_running(kind: Kind, host: Option<&str>) -> Error {
+    let title = kind.title();
+    Error::TooManyRequests(match host {
+        Some(host) => format!("{title} Task is Already Running (on {host})"),
+        None => format!("{title} Task is Already Running"),
+    })
+}
+
+/// `record` ended with `outcome`.
+fn finish(record: &mut Record, kind: Kind, name: &str, outcome: &Result<Value>) {
+    record.end_ts = Some(timestamp());
+    match outcome {
+        Ok(v) => {
+            record.status = Status::Done;
+            record
+                .details
+                .push(format!("{} {name} finished", kind.title()));
+            record.result = Some(v.clone());
+        }
+        Err(e) => {
+            record.status = Status::Error;
+            record.details.push(format!("{}: {e}", e.code()));
+        }
+    }
+}
+
+/// After trainer `name` ended well: the files its app's model folder publishes go to the
+/// cluster store, from where every other host takes them (`cluster::models`).
+async fn publish_models(state: &Arc<AppState>, name: &str) {
+    let Some(cluster) = state.shared.cluster.clone() else {
+        return;
+    };
+    let Ok(generation) = owner(state, TaskKind::TRAIN, name) else {
+        return;
+    };
+    let app = generation.name.clone();
+    release(generation);
+    let dir = state.shared.model_dir_of(&app);
+    match cluster.publish_models(&app, &dir).await {
+        Ok(n) => tracing::info!(%app, files = n, "models published to the cluster"),
+        Err(e) => tracing::warn!(%app, "models not published: {e}"),
+    }
+}
+
+/// In a cluster, waits until the store lets training `id` run (none runs on another
+/// host); answers whether it may run (`false`: it was stopped meanwhile).
+async fn cluster_turn(state: &Arc<AppState>, kind: Kind, id: &str) -> bool {
+    let Some(cluster) = state.shared.cluster.clone().filter(|_| kind == Kind::Train) else {
+        return true;
+    };
+    loop {
+        match cluster.take_turn(id).await {
+            Ok(Turn::Go) => return true,
+            Ok(Turn::Gone) => return false,
+            Ok(Turn::Busy(host)) => tracing::debug!(%host, "waiting for another host's training"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let wanted = state
+            .shared
+            .jobs
+            .list(kind)
+            .into_iter()
+            .find(|r| r.id == id);
+        if wanted.is_none_or(|r| r.status != Status::Submitted) {
+            return false;
+        }
+    }
 }
 
 /// Runs a submitted job in the background under its own `job` span (its id and kind on
@@ -205,6 +293,9 @@ fn run_job(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(async move {
         let _one_at_a_time = st.shared.jobs.gates[&kind].clone().lock_owned().await;
+        if !cluster_turn(&st, kind, &id).await {
+            return;
+        }
         let still_wanted = st.shared.jobs.update(kind, &id, |r| {
             if r.status == Status::Submitted {
                 r.status = Status::Running;
@@ -216,23 +307,12 @@ fn run_job(
         let outcome = execute(&st, kind, &name, &request, Some(&id)).await;
         let trained = kind == Kind::Train && outcome.is_ok();
         st.shared.jobs.update(kind, &id, |r| {
-            if r.status == Status::Stopped {
-                return;
-            }
-            r.end_ts = Some(timestamp());
-            match outcome {
-                Ok(v) => {
-                    r.status = Status::Done;
-                    r.details.push(format!("{} {name} finished", kind.title()));
-                    r.result = Some(v);
-                }
-                Err(e) => {
-                    r.status = Status::Error;
-                    r.details.push(format!("{}: {e}", e.code()));
-                }
+            if r.status != Status::Stopped {
+                finish(r, kind, &name, &outcome);
             }
         });
         if trained {
+            publish_models(&st, &name).await;
             rescore(&st, &name);
         }
     })
@@ -336,26 +416,23 @@ fn status(
     Ok(Json(as_json(last)))
 }
 
-fn stop(state: &State, kind: Kind) -> Json<Value> {
+async fn stop(state: &State, kind: Kind) -> Result<Json<Value>> {
     let Some(active) = state.shared.jobs.active(kind) else {
-        return Json(Value::Null);
+        return Ok(Json(Value::Null));
     };
-    let stopped = state.shared.jobs.update(kind, &active.id, |r| {
-        // It may have ended since `active` looked: a finished record stays as it is.
-        if !matches!(r.status, Status::Running | Status::Submitted) {
-            return;
+    if state.shared.jobs.is_others(&active.id) {
+        // Another host runs it: the store tells that host (within its next round).
+        if let Some(c) = &state.shared.cluster {
+            c.request_stop(&active.id).await?;
         }
-        r.status = Status::Stopped;
-        r.end_ts = Some(timestamp());
-        r.details.push(
-            "stopped by request (a training loop ends within one iteration; other plugin calls finish and their result is dropped)".into(),
-        );
-    });
-    Json(
+        return Ok(Json(serde_json::to_value(active).unwrap_or(Value::Null)));
+    }
+    let stopped = state.shared.jobs.stop(kind, &active.id);
+    Ok(Json(
         stopped
             .and_then(|r| serde_json::to_value(r).ok())
             .unwrap_or(Value::Null),
-    )
+    ))
 }
 
 macro_rules! job_routes {
@@ -388,8 +465,8 @@ macro_rules! job_routes {
         /// Stops the running job of this kind.
         #[utoipa::path(delete, path = $list_path, tag = "MONAI Label",
             responses((status = 200, description = "The stopped record, or null")))]
-        pub(super) async fn $stop(state: State) -> Json<Value> {
-            stop(&state, $kind)
+        pub(super) async fn $stop(state: State) -> Result<Json<Value>> {
+            stop(&state, $kind).await
         }
     };
 }

@@ -159,9 +159,16 @@ impl LocalDatastore {
         })
     }
 
-    /// Locks the state, recovering from a poisoned mutex (the index is always consistent).
+    /// Locks the state, recovering from a poisoned mutex (the index is always consistent),
+    /// with the index read again if another process (another host over the same studies
+    /// folder) wrote it since: what any host saved is what every host reads next. The
+    /// index is replaced by rename, so it is read whole without the file lock.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = self.reload_if_changed(&mut st) {
+            tracing::warn!("datastore index: {e}");
+        }
+        st
     }
 
     /// Runs `f` on a copy of the index; if it succeeds and changed the index, writes it

@@ -67,6 +67,11 @@ impl LocalDatastore {
         Some((r.web.base().to_owned(), r.web.basic().cloned()))
     }
 
+    /// Whether a DICOMweb server is behind the store.
+    pub fn is_remote(&self) -> bool {
+        self.remote.get().is_some()
+    }
+
     /// Puts the datastore in front of a DICOMweb server (once; later calls are ignored).
     pub fn set_remote(&self, remote: Remote) {
         let _ = self.remote.set(remote);

@@ -59,6 +59,8 @@ pub struct Shared {
     pub conf: Arc<BTreeMap<String, String>>,
     /// Background job records (progress and stop requests reach plugins through them).
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// The store several hosts share (`--cluster`), once connected.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Shared {
@@ -75,7 +77,39 @@ impl Shared {
             executor,
             conf: Arc::new(conf),
             jobs,
+            cluster: None,
         }
+    }
+
+    /// Joins the hosts sharing `cluster`: this host's job records are kept in
+    /// `.labelhost/jobs.<host>.json` (hosts over one studies folder must not write one
+    /// file), and the cluster is reachable from the routes.
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
+        let safe: String = cluster
+            .host()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let file = self
+            .datastore
+            .root()
+            .join(".labelhost")
+            .join(format!("jobs.{safe}.json"));
+        self.jobs = Arc::new(crate::jobs::Jobs::open_file(file));
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// The model folder of app `app`: `<studies>/.labelhost/models/<app>`.
+    pub fn model_dir_of(&self, app: &str) -> std::path::PathBuf {
+        let root = self.datastore.root().join(".labelhost");
+        root.join("models").join(app)
     }
 }
 
@@ -170,8 +204,7 @@ impl abi::Host for HostContext {
         shielded("model_dir", RString::new, || {
             self.model_dir
                 .get_or_init(|| {
-                    let root = self.shared.datastore.root().join(".labelhost");
-                    let dir = root.join("models").join(&self.app);
+                    let dir = self.shared.model_dir_of(&self.app);
                     match std::fs::create_dir_all(&dir) {
                         Ok(()) => dir.to_string_lossy().as_ref().into(),
                         Err(e) => {

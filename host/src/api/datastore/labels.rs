@@ -55,6 +55,7 @@ pub(in crate::api) async fn save(
     if let Some(user) = user {
         params.insert("user".into(), Value::from(user));
     }
+    let is_final = tag == FINAL_TAG;
     let label = blocking(&state.shared.datastore, {
         let image = image.clone();
         move |ds| {
@@ -64,6 +65,14 @@ pub(in crate::api) async fn save(
         }
     })
     .await?;
+    // Other hosts over the same DICOMweb server read its SEG series again at once.
+    if let Some(cluster) = state.shared.cluster.as_ref().filter(|_| is_final) {
+        if state.shared.datastore.is_remote() {
+            if let Err(e) = cluster.label_saved(&image, FINAL_TAG).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
     let mut answer = json!({ "image": image, "label": label });
     // Every loaded app hears of the new label (MONAI Label's on_save_label); what they
     // answer is merged into the reply.

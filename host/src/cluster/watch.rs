@@ -1,0 +1,117 @@
+//! Each host's loop over the cluster store: its training records written as they change,
+//! a heartbeat for its running jobs (and jobs of dead hosts marked ERROR), stops asked
+//! from other hosts, the other hosts' training records, models published elsewhere
+//! written into its own model folder, and — over a DICOMweb server — the server's SEG
+//! series read again when another host saved a label.
+
+use super::{store_error, Cluster};
+use crate::jobs::{Kind, Record};
+use crate::services::Shared;
+use crate::Result;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Cluster {
+    /// Records that this host saved `tag` of `image` (other hosts over a DICOMweb server
+    /// read its SEG series again).
+    pub async fn label_saved(&self, image: &str, tag: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO labelhost_label_events (image, tag, host) VALUES ($1, $2, $3)",
+                &[&image, &tag, &self.host],
+            )
+            .await
+            .map_err(|e| store_error("recording a label", &e))?;
+        Ok(())
+    }
+
+    /// The newest label event's `seq`, and whether another host saved a label after
+    /// `after`.
+    async fn labels_after(&self, after: i64) -> Result<(i64, bool)> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT coalesce(max(seq), 0), \
+                 coalesce(bool_or(host <> $2 AND seq > $1), false) FROM labelhost_label_events",
+                &[&after, &self.host],
+            )
+            .await
+            .map_err(|e| store_error("reading label events", &e))?;
+        Ok((row.get(0), row.get(1)))
+    }
+}
+
+/// Where the loop stands between rounds.
+#[derive(Default)]
+struct Seen {
+    models: i64,
+    labels: Option<i64>,
+    started: bool,
+}
+
+/// One round of the loop.
+async fn round(cluster: &Cluster, shared: &Shared, seen: &mut Seen) -> Result<()> {
+    cluster.heartbeat(!seen.started).await?;
+    seen.started = true;
+    for id in cluster.stops_asked().await? {
+        tracing::info!(job = %id, "stop asked by another host");
+        shared.jobs.stop(Kind::Train, &id);
+    }
+    shared.jobs.set_others(cluster.others_training().await?);
+    let dirs = shared.clone();
+    let (last, written) = cluster
+        .fetch_models(seen.models, &move |app| dirs.model_dir_of(app))
+        .await?;
+    seen.models = last;
+    for file in written {
+        tracing::info!(%file, "model published by another host");
+    }
+    let (last, others_saved) = cluster
+        .labels_after(seen.labels.unwrap_or(i64::MAX))
+        .await?;
+    if others_saved && shared.datastore.is_remote() {
+        let store = shared.datastore.clone();
+        match tokio::task::spawn_blocking(move || store.sync_remote()).await {
+            Ok(Err(e)) => tracing::warn!("DICOMweb search after another host's label: {e}"),
+            Ok(Ok(_)) => tracing::debug!("labels of other hosts read"),
+            Err(e) => tracing::warn!("DICOMweb search: {e}"),
+        }
+    }
+    seen.labels = Some(last);
+    Ok(())
+}
+
+/// Starts this host's loop (every `every`) and the writer of its training records; the
+/// job records of `shared` are mirrored to the store from now on.
+pub fn spawn_watch(cluster: Arc<Cluster>, shared: Shared, every: Duration) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Record>();
+    shared.jobs.mirror_training(tx);
+    let writer = cluster.clone();
+    tokio::spawn(async move {
+        while let Some(mut record) = rx.recv().await {
+            // Only the latest of a burst (progress reports) needs writing.
+            while let Ok(next) = rx.try_recv() {
+                if next.id != record.id {
+                    if let Err(e) = writer.write_record(&record).await {
+                        tracing::warn!("{e}");
+                    }
+                }
+                record = next;
+            }
+            if let Err(e) = writer.write_record(&record).await {
+                tracing::warn!("{e}");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut seen = Seen::default();
+        loop {
+            if let Err(e) = round(&cluster, &shared, &mut seen).await {
+                tracing::warn!("{e}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
