@@ -1,5 +1,6 @@
-//! `labelhost apps list|load|reload|retire`: an operator's app management against a running
-//! server, through its REST API (`/apps`), with the server's typed errors as the message.
+//! `labelhost apps list|load|reload|retire|roll`: an operator's app management against
+//! running servers, through their REST API (`/apps`), with the server's typed errors as
+//! the message.
 
 use crate::config::{AppsAction, AppsArgs};
 use crate::{Error, Result};
@@ -101,6 +102,37 @@ pub fn apps(args: &AppsArgs) -> Result<()> {
         AppsAction::Retire { name } => {
             let out = send(http.delete(format!("{base}/apps/{name}")))?;
             println!("retired {} (drained: {})", name_of(&out), out["drained"]);
+        }
+        AppsAction::Roll {
+            name,
+            hosts,
+            expect_version,
+        } => {
+            for (i, host) in hosts.iter().enumerate() {
+                let host = host.trim_end_matches('/');
+                let before = send(http.get(format!("{host}/apps")))?;
+                let was = before["apps"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["name"] == name.as_str())
+                    .map(|a| a["generation"].clone())
+                    .ok_or_else(|| Error::NotFound(format!("{host}: no app {name:?} loaded")))?;
+                let app = send(http.post(format!("{host}/apps/{name}/reload"))).map_err(|e| {
+                    Error::BadRequest(format!("{host}: {e}; hosts after it were not swapped"))
+                })?;
+                let version = app["version"].as_str().unwrap_or("?");
+                println!(
+                    "{host}: {name} generation {was} -> {} (version {version})",
+                    app["generation"]
+                );
+                if let Some(want) = expect_version.as_deref().filter(|w| *w != version) {
+                    let left = hosts.len() - i - 1;
+                    return Err(Error::BadRequest(format!(
+                        "{host} loaded version {version}, not {want}; the roll stops here ({left} hosts not swapped)"
+                    )));
+                }
+            }
         }
     }
     Ok(())

@@ -43,6 +43,20 @@ pub enum AppsAction {
         /// The app.
         name: String,
     },
+    /// Hot-swap an app on several hosts one at a time (a rolled update behind a load
+    /// balancer: each host's in-flight requests finish on the old generation while the
+    /// others serve); stops at the first host that fails or loads another version.
+    Roll {
+        /// The app.
+        name: String,
+        /// The hosts' URLs, in the order to swap them (comma-separated or repeated).
+        #[arg(long = "hosts", value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+        /// The version every host must load (the bundle in each host's plugins folder);
+        /// a host that loads another stops the roll.
+        #[arg(long)]
+        expect_version: Option<String>,
+    },
 }
 
 /// `labelhost token` flags.
