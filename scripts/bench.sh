@@ -8,7 +8,9 @@
 # infer bench (it keeps its table in host/benches/results/infer-<device>.md; LABELHOST_BENCH_DEVICE=cuda
 # runs it on the GPU); `scripts/bench.sh batch` only the interactive-during-batch bench;
 # `scripts/bench.sh clicks` only click → label latency against MONAI Label's deepgrow;
-# `scripts/bench.sh load [--clients N --seconds S]` only the load run (host/benches/load.py).
+# `scripts/bench.sh load [--clients N --seconds S]` only the load run (host/benches/load.py);
+# `scripts/bench.sh cluster` only three hosts against one under 50 annotators
+# (tests/integration/cluster_load.rs built in release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -88,8 +90,22 @@ load_bench() {
         --record host/benches/results/load-cpu.md "$@"
     rm -rf "$bundle"
 }
+# Three hosts over one folder and one PostgreSQL behind the tests' balancer, one killed and
+# started again, against one host alone: the cluster load test, release build.
+cluster_bench() {
+    scripts/postgres.sh install
+    cargo build --release -p labelhost-app-segmentation
+    local record=host/benches/results/cluster-cpu.md
+    {
+        echo "# Three hosts vs one under 50 annotators ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
+        echo
+        cargo test --release -p labelhost-tests --test integration -- cluster_load --nocapture 2>&1 \
+            | grep -E '^cluster load:|^test result:'
+    } | tee "$record"
+}
 case "${1:-}" in
     load) shift; load_bench "$@"; exit 0 ;;
+    cluster) cluster_bench; exit 0 ;;
     clicks) clicks_bench; exit 0 ;;
     train) train_bench; exit 0 ;;
     batch) batch_bench; exit 0 ;;

@@ -60,3 +60,9 @@ mod dicomweb;
 // Several hosts as one service over a real PostgreSQL: claims, labels, one training,
 // published models.
 mod cluster;
+// The tests' own load balancer (round robin over hosts, skipping dead ones).
+mod balancer;
+// Three hosts behind it under 50 annotators, one killed and restarted.
+mod cluster_load;
+// The container recipe and Kubernetes manifests (host/deploy) checked.
+mod deploy;

@@ -21,7 +21,7 @@ const CLAIM_ATTEMPTS: usize = 3;
 
 /// Runs the strategy over the images no other client holds a fresh claim on, claims its
 /// answer for the client (image info `strategy.<name>`, checked and written under the
-/// datastore's lock; with several hosts, first in the cluster store), answers with the
+/// datastore's lock; with several hosts, in the cluster store instead), answers with the
 /// image's info and path; `{}` when nothing is left.
 /// The strategy has the time limit of an inference (`--infer-timeout`, `--task-timeout`).
 #[utoipa::path(post, path = "/activelearning/{strategy}", tag = "MONAI Label", params(("strategy" = String, Path, description = "")), responses((status = 200, description = "The next image to annotate")))]
@@ -79,20 +79,30 @@ pub(super) async fn next_sample(
         let Some(id) = sample.get("id").and_then(Value::as_str).map(str::to_owned) else {
             return Ok((headers, Json(json!({}))));
         };
-        // With several hosts the store decides first: one client wins the image.
-        if let Some(cluster) = &state.shared.cluster {
-            let fresh = store.claim_secs();
-            let won = cluster
-                .claim(&id, &strategy, client.as_deref(), now, fresh)
-                .await?;
-            if !won {
-                continue;
+        // With several hosts the store decides (one client wins the image) and keeps the
+        // claim; alone, the claim is checked and recorded in the image's info.
+        let in_cluster = match &state.shared.cluster {
+            Some(cluster) => {
+                let fresh = store.claim_secs();
+                let won = cluster
+                    .claim(&id, &strategy, client.as_deref(), now, fresh)
+                    .await?;
+                if !won {
+                    continue;
+                }
+                true
             }
-        }
+            None => false,
+        };
         let (s, c, name) = (store.clone(), client.clone(), strategy.clone());
         let claim = super::blocking(move || {
-            let Some(info) = s.claim(&id, &name, c.as_deref(), now)? else {
-                return Ok::<_, Error>(None);
+            let info = if in_cluster {
+                s.get_image_info(&id)?
+            } else {
+                let Some(info) = s.claim(&id, &name, c.as_deref(), now)? else {
+                    return Ok::<_, Error>(None);
+                };
+                info
             };
             Ok(Some((info, s.get_image_uri(&id)?)))
         })
