@@ -158,16 +158,27 @@ pub(crate) fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
+/// Reads the index and the stamp of the very file read (taken from the open file, so a
+/// write renamed in meanwhile cannot lend its stamp to older content).
 pub(crate) fn load(path: &Path) -> Result<Option<(DatastoreIndex, Stamp)>> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut file = match File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("cannot read", path, &e)),
     };
+    let read = file.metadata().and_then(|m| {
+        let mut text = String::with_capacity(m.len() as usize);
+        file.read_to_string(&mut text)?;
+        Ok((text, m))
+    });
+    let (text, m) = read.map_err(|e| io_err("cannot read", path, &e))?;
     let index = serde_json::from_str(&text).map_err(|e| {
         DatastoreError::InvalidInput(format!("cannot parse {}: {e}", path.display()))
     })?;
-    Ok(Some((index, stamp(path))))
+    let stamp = m.modified().ok().map(|t| (t, m.len(), m.ino()));
+    Ok(Some((index, stamp)))
 }
 
 /// Modification time of `path`, if it can be read.

@@ -10,6 +10,7 @@ mod claims;
 pub use claims::DEFAULT_CLAIM_SECS;
 pub(crate) mod ids;
 mod index;
+mod journal;
 mod labels;
 mod reconcile;
 mod remote;
@@ -64,6 +65,8 @@ struct State {
     mtime: index::Stamp,
     /// Image and label folders resolved from the index.
     dirs: Dirs,
+    /// How far this store has read the index's change journal (`journal.rs`).
+    journal: journal::Position,
 }
 
 /// A MONAI Label style local datastore rooted at a studies folder. Thread-safe.
@@ -135,6 +138,7 @@ impl LocalDatastore {
             index: idx,
             mtime,
             dirs,
+            journal: journal::end(&root),
         };
         Ok(Self {
             root,
@@ -182,10 +186,21 @@ impl LocalDatastore {
         let mut next = st.index.clone();
         let out = f(&mut next, &st.dirs)?;
         if next != st.index {
-            st.mtime = index::save(&self.index_path, &next)?;
-            st.index = next;
+            self.write(&mut st, next)?;
         }
         Ok(out)
+    }
+
+    /// Writes `next` as the index (under the file lock, `st` current) and journals what
+    /// changed for the other processes over the folder.
+    fn write(&self, st: &mut State, next: DatastoreIndex) -> Result<()> {
+        let to = index::save(&self.index_path, &next)?;
+        if let Some(pos) = journal::append(&self.root, &st.index, st.mtime, &next, to) {
+            st.journal = pos;
+        }
+        st.mtime = to;
+        st.index = next;
+        Ok(())
     }
 
     /// Re-reads the index when another process changed it since we last read or wrote it;
@@ -193,10 +208,21 @@ impl LocalDatastore {
     fn reload_if_changed(&self, st: &mut State) -> Result<index::Stamp> {
         let on_disk = index::stamp(&self.index_path);
         if on_disk.is_some() && on_disk != st.mtime {
-            if let Some((idx, mtime)) = index::load(&self.index_path)? {
+            // The lines another store journalled, when they reach the file; else all of it.
+            let folders = (st.index.images_dir.clone(), st.index.labels_dir.clone());
+            let caught_up =
+                journal::catch_up(&self.root, &mut st.index, st.mtime, on_disk, st.journal);
+            if let Some(pos) = caught_up {
+                st.journal = pos;
+                st.mtime = on_disk;
+                if folders != (st.index.images_dir.clone(), st.index.labels_dir.clone()) {
+                    st.dirs = Dirs::create(&self.root, &st.index)?;
+                }
+            } else if let Some((idx, mtime)) = index::load(&self.index_path)? {
                 st.dirs = Dirs::create(&self.root, &idx)?;
                 st.index = idx;
                 st.mtime = mtime;
+                st.journal = journal::end(&self.root);
             }
         }
         Ok(on_disk)
@@ -431,8 +457,9 @@ impl LocalDatastore {
         let _cross_process = self.file_lock()?;
         let st = &mut *guard;
         let on_disk = self.reload_if_changed(st)?;
-        if reconcile(&mut st.index, &st.dirs)? || on_disk.is_none() {
-            st.mtime = index::save(&self.index_path, &st.index)?;
+        let mut next = st.index.clone();
+        if reconcile(&mut next, &st.dirs)? || on_disk.is_none() {
+            self.write(st, next)?;
         }
         Ok(())
     }

@@ -373,4 +373,26 @@ fn two_processes_writing_at_once_lose_no_update() {
             );
         }
     }
+    // Each kept up by the other's journal lines: the same index as a full read.
+    assert_eq!(a.json(), fresh.json());
+    assert_eq!(b.json(), fresh.json());
+}
+
+#[test]
+fn a_write_by_another_program_is_read_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = LocalDatastore::open_unchecked(dir.path()).expect("open a");
+    let b = LocalDatastore::open_unchecked(dir.path()).expect("open b");
+    a.set_name("by a").expect("name");
+    assert_eq!(b.name(), "by a", "through the journal");
+    // Another program (MONAI Label, an editor) writes the index and no journal line.
+    let (text, _) = read_index(dir.path());
+    let text = text.replace("by a", "by hand");
+    std::thread::sleep(Duration::from_millis(20));
+    fs::write(dir.path().join("datastore_v2.json"), text).expect("write");
+    assert_eq!(b.name(), "by hand");
+    assert_eq!(a.name(), "by hand");
+    // And the journal goes on from there.
+    b.set_description("by b").expect("description");
+    assert_eq!(a.description(), "by b");
 }

@@ -32,7 +32,8 @@ fn snapshot(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if !p.ends_with(".lock") {
+            } else if !p.ends_with(".lock") && !p.ends_with("index.journal") {
+                // (the lock, and the journal: a log of the writes, not their data)
                 out.push((p.clone(), fs::read(&p).expect("read")));
             }
         }
