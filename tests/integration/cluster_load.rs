@@ -3,7 +3,9 @@
 //! killed and started again. Every acknowledged label is there afterwards, byte for byte,
 //! on every host; no image went to two annotators. The same load on one host gives the
 //! baseline; the throughput of both is printed with their ratio (`scripts/bench.sh
-//! cluster` runs this test for the figures). And an app hot-swapped across the three
+//! cluster` runs this test for the figures; with `LABELHOST_BENCH_HOST_CPUS=0.4` each host
+//! gets a CPU quota of its own, as if each were a machine of that size). And an app
+//! hot-swapped across the three
 //! hosts one at a time (`labelhost apps roll`) while clients infer: no request fails.
 
 use crate::{
@@ -148,19 +150,49 @@ fn check(out: &Outcome, hosts: &[&Server]) {
     }
 }
 
+/// With `LABELHOST_BENCH_HOST_CPUS=C`: puts `server` in a cgroup (v1 `cpu` controller) of
+/// its own with a quota of C CPUs, so each host is a machine of that size; answers the
+/// cgroup's folder (removed by [`unlimit`]).
+fn limit_cpu(server: &Server, name: &str) -> Option<std::path::PathBuf> {
+    let cpus: f64 = std::env::var("LABELHOST_BENCH_HOST_CPUS")
+        .ok()?
+        .parse()
+        .ok()?;
+    let dir = std::path::PathBuf::from(format!(
+        "/sys/fs/cgroup/cpu/labelhost-bench-{name}-{}",
+        server.pid()
+    ));
+    std::fs::create_dir_all(&dir).expect("a cpu cgroup (root and cgroup v1 needed)");
+    std::fs::write(dir.join("cpu.cfs_period_us"), "100000").expect("period");
+    let quota = (cpus * 100_000.0) as u64;
+    std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()).expect("quota");
+    std::fs::write(dir.join("cgroup.procs"), server.pid().to_string()).expect("move");
+    Some(dir)
+}
+
+/// Removes the cgroups of [`limit_cpu`] (their processes ended).
+fn unlimit(dirs: Vec<Option<std::path::PathBuf>>) {
+    for dir in dirs.into_iter().flatten() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 const CLIENTS: usize = 50;
 /// Images in each studies folder (more than either run labels).
-const IMAGES: usize = 2000;
+const IMAGES: usize = 4000;
 
 #[test]
 fn three_hosts_behind_a_balancer_serve_fifty_annotators_through_a_host_restart() {
     // One host alone: the baseline (20 s).
     let (pg1, ws1) = (Postgres::start(), Workspace::new(IMAGES, 8));
     pack_segmentation(&ws1.plugins());
-    let alone = host(&ws1, &pg1, "alone", &[]);
+    let mut alone = host(&ws1, &pg1, "alone", &[]);
+    let mut cgroups = vec![limit_cpu(&alone, "alone")];
     let lb1 = Balancer::start(vec![addr_of(&alone.url)]);
     let (base, base_secs) = load(&lb1.url, CLIENTS, 20, || {});
+    let base_cpu = alone.cpu_seconds();
     check(&base, &[&alone]);
+    alone.kill();
     drop((lb1, alone, pg1));
 
     // Three hosts; the second killed at 20 s and started again at 30 s (same name).
@@ -168,27 +200,42 @@ fn three_hosts_behind_a_balancer_serve_fifty_annotators_through_a_host_restart()
     pack_segmentation(&ws.plugins());
     let names = ["h1", "h2", "h3"];
     let mut hosts: Vec<Server> = names.iter().map(|n| host(&ws, &pg, n, &[])).collect();
+    cgroups.extend(hosts.iter().zip(names).map(|(h, n)| limit_cpu(h, n)));
     let lb = Balancer::start(hosts.iter().map(|h| addr_of(&h.url)).collect());
+    let mut killed_cpu = 0.0;
     let (out, secs) = load(&lb.url, CLIENTS, 60, || {
         std::thread::sleep(Duration::from_secs(20));
+        killed_cpu = hosts[1].cpu_seconds();
         hosts[1].kill();
         std::thread::sleep(Duration::from_secs(10));
         hosts[1] = host(&ws, &pg, "h2", &[]);
+        cgroups.push(limit_cpu(&hosts[1], "h2-again"));
         lb.set(1, Some(addr_of(&hosts[1].url)));
     });
+    let cpu = killed_cpu + hosts.iter().map(Server::cpu_seconds).sum::<f64>();
     assert!(!out.acked.is_empty(), "no label was saved");
     check(&out, &hosts.iter().collect::<Vec<_>>());
 
+    for h in &mut hosts {
+        h.kill();
+    }
+    unlimit(cgroups);
     let rate = |o: &Outcome, s: f64| o.acked.len() as f64 / s;
+    let quota = std::env::var("LABELHOST_BENCH_HOST_CPUS")
+        .map_or("no CPU quota".to_owned(), |c| format!("{c} CPU per host"));
     let (one, three) = (rate(&base, base_secs), rate(&out, secs));
+    let per_label = |cpu: f64, o: &Outcome| 1000.0 * cpu / o.acked.len().max(1) as f64;
     eprintln!(
-        "cluster load: {CLIENTS} annotators; 1 host: {} labels in {base_secs:.1} s = {one:.1}/s \
-         ({} failed requests); 3 hosts (one killed at 20 s, back at 30 s): {} labels in \
-         {secs:.1} s = {three:.1}/s ({} failed requests); ratio 3 vs 1: {:.2}",
+        "cluster load ({quota}): {CLIENTS} annotators, {IMAGES} images; 1 host: {} labels in \
+         {base_secs:.1} s = {one:.1}/s ({} failed requests, {:.1} ms of host CPU per label); \
+         3 hosts (one killed at 20 s, back at 30 s): {} labels in {secs:.1} s = {three:.1}/s \
+         ({} failed requests, {:.1} ms of host CPU per label); ratio 3 vs 1: {:.2}",
         base.acked.len(),
         base.failures,
+        per_label(base_cpu, &base),
         out.acked.len(),
         out.failures,
+        per_label(cpu, &out),
         three / one.max(1e-9)
     );
 }

@@ -77,6 +77,8 @@ impl Cluster {
             .batch_execute(SCHEMA)
             .await
             .map_err(|e| store_error("creating the tables", &e))?;
+        // Jobs this host left active when it stopped are over; before it takes requests.
+        cluster.heartbeat(true).await?;
         Ok(cluster)
     }
 

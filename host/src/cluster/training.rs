@@ -154,8 +154,8 @@ impl Cluster {
     }
 
     /// Keeps this host's active jobs alive and marks ERROR every active job whose host
-    /// stopped reporting (it died); at start (`restarted`), this host's own active jobs
-    /// from before are marked so too.
+    /// stopped reporting (it died); at start (`restarted`, before the host takes
+    /// requests), this host's own active jobs from before are marked so too.
     pub(super) async fn heartbeat(&self, restarted: bool) -> Result<()> {
         let client = self.client().await?;
         let fail =

@@ -26,19 +26,30 @@ impl Cluster {
         Ok(())
     }
 
-    /// The newest label event's `seq`, and whether another host saved a label after
-    /// `after`.
-    async fn labels_after(&self, after: i64) -> Result<(i64, bool)> {
-        let row = self
-            .client()
-            .await?
-            .query_one(
-                "SELECT coalesce(max(seq), 0), \
-                 coalesce(bool_or(host <> $2 AND seq > $1), false) FROM labelhost_label_events",
-                &[&after, &self.host],
-            )
-            .await
-            .map_err(|e| store_error("reading label events", &e))?;
+    /// The newest label event's `seq` (`after` when none is newer), and whether another
+    /// host saved a label after `after`; with no `after`, only the newest `seq`.
+    async fn labels_after(&self, after: Option<i64>) -> Result<(i64, bool)> {
+        let client = self.client().await?;
+        let row = match after {
+            None => {
+                client
+                    .query_one(
+                        "SELECT coalesce(max(seq), 0), false FROM labelhost_label_events",
+                        &[],
+                    )
+                    .await
+            }
+            Some(after) => {
+                client
+                    .query_one(
+                        "SELECT coalesce(max(seq), $1), coalesce(bool_or(host <> $2), false) \
+                     FROM labelhost_label_events WHERE seq > $1",
+                        &[&after, &self.host],
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| store_error("reading label events", &e))?;
         Ok((row.get(0), row.get(1)))
     }
 }
@@ -48,13 +59,11 @@ impl Cluster {
 struct Seen {
     models: i64,
     labels: Option<i64>,
-    started: bool,
 }
 
 /// One round of the loop.
 async fn round(cluster: &Cluster, shared: &Shared, seen: &mut Seen) -> Result<()> {
-    cluster.heartbeat(!seen.started).await?;
-    seen.started = true;
+    cluster.heartbeat(false).await?;
     for id in cluster.stops_asked().await? {
         tracing::info!(job = %id, "stop asked by another host");
         shared.jobs.stop(Kind::Train, &id);
@@ -68,9 +77,7 @@ async fn round(cluster: &Cluster, shared: &Shared, seen: &mut Seen) -> Result<()
     for file in written {
         tracing::info!(%file, "model published by another host");
     }
-    let (last, others_saved) = cluster
-        .labels_after(seen.labels.unwrap_or(i64::MAX))
-        .await?;
+    let (last, others_saved) = cluster.labels_after(seen.labels).await?;
     if others_saved && shared.datastore.is_remote() {
         let store = shared.datastore.clone();
         match tokio::task::spawn_blocking(move || store.sync_remote()).await {
