@@ -67,4 +67,15 @@ impl Cluster {
             .map_err(|e| store_error("claiming an image", &e))?;
         Ok(won.is_some())
     }
+
+    /// Drops the claim on `image` (its final label was saved: no strategy serves it, and
+    /// the claims every next-sample request lists stay the ones in progress).
+    pub async fn release(&self, image: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute("DELETE FROM labelhost_claims WHERE image = $1", &[&image])
+            .await
+            .map_err(|e| store_error("releasing a claim", &e))?;
+        Ok(())
+    }
 }

@@ -65,8 +65,12 @@ pub(in crate::api) async fn save(
         }
     })
     .await?;
-    // Other hosts over the same DICOMweb server read its SEG series again at once.
+    // In a cluster the image's claim is done with; other hosts over the same DICOMweb
+    // server read its SEG series again at once.
     if let Some(cluster) = state.shared.cluster.as_ref().filter(|_| is_final) {
+        if let Err(e) = cluster.release(&image).await {
+            tracing::warn!("{e}");
+        }
         if state.shared.datastore.is_remote() {
             if let Err(e) = cluster.label_saved(&image, FINAL_TAG).await {
                 tracing::warn!("{e}");
