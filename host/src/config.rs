@@ -77,6 +77,17 @@ pub struct ServeArgs {
     /// first).
     #[arg(long, env = "LABELHOST_DICOMWEB_CACHE_MIB", default_value_t = 10240)]
     pub dicomweb_cache_mib: u64,
+    /// With a DICOMweb `--studies`: seconds a cached volume is kept after it was last read
+    /// (MONAI Label's 7200); 0 keeps it until `--dicomweb-cache-mib` needs the room.
+    #[arg(
+        long,
+        env = "LABELHOST_DICOMWEB_CACHE_EXPIRY",
+        default_value_t = 7200.0
+    )]
+    pub dicomweb_cache_expiry: f64,
+    /// With a DICOMweb `--studies`: series asked for per QIDO-RS page.
+    #[arg(long, env = "LABELHOST_DICOMWEB_PAGE_SIZE", default_value_t = 500)]
+    pub dicomweb_page_size: usize,
     /// With a DICOMweb `--studies`: seconds between searches of the server for new series.
     #[arg(long, env = "LABELHOST_DICOMWEB_POLL_SECONDS", default_value_t = 30.0)]
     pub dicomweb_poll: f64,
@@ -291,6 +302,10 @@ pub struct DicomWebConfig {
     pub cache_bytes: u64,
     /// Between searches for new series.
     pub poll: std::time::Duration,
+    /// Series per QIDO-RS page.
+    pub page_size: usize,
+    /// How long a cached volume stays unread before it is removed (zero: no expiry).
+    pub cache_expiry: std::time::Duration,
 }
 
 /// `KEY=VALUE` items of flag `flag` as pairs.
@@ -339,6 +354,13 @@ fn studies(a: &ServeArgs) -> Result<(PathBuf, Option<DicomWebConfig>)> {
         basic: credentials("--dicomweb-credentials", a.dicomweb_credentials.as_deref())?,
         cache_bytes: a.dicomweb_cache_mib.saturating_mul(1 << 20),
         poll: seconds("--dicomweb-poll", a.dicomweb_poll, false, 86_400.0)?,
+        page_size: a.dicomweb_page_size.max(1),
+        cache_expiry: seconds(
+            "--dicomweb-cache-expiry",
+            a.dicomweb_cache_expiry,
+            true,
+            1e9,
+        )?,
     };
     Ok((cache, Some(config)))
 }

@@ -125,12 +125,12 @@ fn serve(args: ServeArgs) -> Result<()> {
             &d.url,
             d.basic.clone(),
             std::time::Duration::from_secs(300),
-        )?;
-        datastore.set_remote(labelhost::datastore::Remote::new(
-            web,
-            d.filters.clone(),
-            d.cache_bytes,
-        ));
+        )?
+        .with_page_size(d.page_size);
+        datastore.set_remote(
+            labelhost::datastore::Remote::new(web, d.filters.clone(), d.cache_bytes)
+                .with_expiry(d.cache_expiry),
+        );
         let (added, removed) = datastore.sync_remote()?;
         tracing::info!(url = %d.url, added, removed, cache = %config.studies.display(), "DICOMweb datastore");
     }

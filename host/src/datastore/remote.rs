@@ -28,6 +28,8 @@ pub struct Remote {
     cache_bytes: u64,
     /// One fetch per image at a time (others wait for it, then read the file).
     fetching: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Cached volumes not read for this long are removed (`None`: kept until the bound).
+    expiry: Option<std::time::Duration>,
 }
 
 fn upstream(e: crate::Error) -> DatastoreError {
@@ -56,7 +58,15 @@ impl Remote {
             filters,
             cache_bytes,
             fetching: Mutex::default(),
+            expiry: None,
         }
+    }
+
+    /// Removes cached volumes not read for `expiry` (checked after each fetch and each
+    /// search of the server); zero keeps them until the size bound.
+    pub fn with_expiry(mut self, expiry: std::time::Duration) -> Self {
+        self.expiry = (!expiry.is_zero()).then_some(expiry);
+        self
     }
 }
 
@@ -128,6 +138,7 @@ impl LocalDatastore {
             let _ = std::fs::remove_file(f);
         }
         let labels = self.sync_remote_labels(remote)?;
+        self.trim_cache(remote, Path::new(""));
         Ok((counts.0 + labels, counts.1))
     }
 
@@ -165,13 +176,14 @@ impl LocalDatastore {
         let mut info = Map::new();
         info.insert("dicom".into(), json!(volume.header));
         self.update_image_info(id, info)?;
-        self.trim_cache(remote.cache_bytes, path);
+        self.trim_cache(remote, path);
         Ok(())
     }
 
-    /// Removes cached remote volumes, least recently read first, until they take at most
-    /// `bound` bytes (never `keep`, the one just fetched).
-    fn trim_cache(&self, bound: u64, keep: &Path) {
+    /// Removes cached remote volumes not read within the expiry, then the least recently
+    /// read until they take at most the bound (never `keep`, the one just fetched).
+    fn trim_cache(&self, remote: &Remote, keep: &Path) {
+        let bound = remote.cache_bytes;
         let cached: Vec<PathBuf> = {
             let st = self.lock();
             st.index
@@ -189,6 +201,13 @@ impl LocalDatastore {
                 Some((m.accessed().or_else(|_| m.modified()).ok()?, m.len(), p))
             })
             .collect();
+        if let Some(expiry) = remote.expiry {
+            let now = std::time::SystemTime::now();
+            files.retain(|(read, _, path)| {
+                let stale = now.duration_since(*read).is_ok_and(|age| age > expiry);
+                !(stale && path != keep && std::fs::remove_file(path).is_ok())
+            });
+        }
         let mut total: u64 = files.iter().map(|f| f.1).sum();
         files.sort();
         for (_, len, path) in files {

@@ -23,6 +23,8 @@ pub struct DicomWeb {
     base: String,
     client: reqwest::blocking::Client,
     basic: Option<(String, String)>,
+    /// Series asked for per QIDO-RS page.
+    page: usize,
 }
 
 fn upstream(what: &str, e: impl std::fmt::Display) -> Error {
@@ -67,7 +69,14 @@ impl DicomWeb {
             base,
             client,
             basic,
+            page: 500,
         })
+    }
+
+    /// Asks for `n` series per QIDO-RS page (500 unless set; at least 1).
+    pub fn with_page_size(mut self, n: usize) -> Self {
+        self.page = n.max(1);
+        self
     }
 
     /// The server's base URL.
@@ -93,17 +102,19 @@ impl DicomWeb {
     }
 
     /// QIDO-RS `GET {base}/series` with `filter` (attribute keyword or tag = value, e.g.
-    /// `Modality=MR`), every page of it.
+    /// `Modality=MR`), every page of it: pages are asked for by `limit`/`offset` until one
+    /// comes back empty or with nothing new (a server may cap a page below the limit, or
+    /// ignore the offset).
     pub fn search_series(&self, filter: &[(String, String)]) -> Result<Vec<SeriesRef>> {
-        const PAGE: usize = 500;
-        let mut found = Vec::new();
+        let mut found: Vec<SeriesRef> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         loop {
             let mut url = reqwest::Url::parse(&format!("{}/series", self.base))
                 .map_err(|e| Error::BadRequest(format!("{}: {e}", self.base)))?;
             url.query_pairs_mut()
                 .extend_pairs(filter)
                 .append_pair("includefield", "0008103E")
-                .append_pair("limit", &PAGE.to_string())
+                .append_pair("limit", &self.page.to_string())
                 .append_pair("offset", &found.len().to_string());
             let r = self.get(url.as_str(), "application/dicom+json")?;
             let page: Vec<Value> = if r.status() == reqwest::StatusCode::NO_CONTENT {
@@ -111,14 +122,18 @@ impl DicomWeb {
             } else {
                 r.json().map_err(|e| upstream("QIDO-RS answer", e))?
             };
-            let n = page.len();
-            found.extend(page.iter().map(|item| SeriesRef {
-                study_uid: first_text(item, "0020000D"),
-                series_uid: first_text(item, "0020000E"),
-                modality: first_text(item, "00080060"),
-                description: first_text(item, "0008103E"),
-            }));
-            if n < PAGE {
+            let before = found.len();
+            found.extend(
+                page.iter()
+                    .map(|item| SeriesRef {
+                        study_uid: first_text(item, "0020000D"),
+                        series_uid: first_text(item, "0020000E"),
+                        modality: first_text(item, "00080060"),
+                        description: first_text(item, "0008103E"),
+                    })
+                    .filter(|s| seen.insert(s.series_uid.clone())),
+            );
+            if found.len() == before {
                 break;
             }
         }
