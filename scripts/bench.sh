@@ -100,12 +100,12 @@ cluster_bench() {
         echo "# Three hosts vs one under 50 annotators ($(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
         echo
         cargo test --release -p labelhost-tests --test integration -- cluster_load::three --nocapture 2>&1 \
-            | grep -E '^cluster load|^test result:'
+            | grep -E -A1 '^cluster load|^test result:|panicked at'
         echo
         # Each host a machine of 0.4 CPU (a cgroup quota each; root and cgroup v1 needed):
         # what adding a machine adds.
         LABELHOST_BENCH_HOST_CPUS=0.4 cargo test --release -p labelhost-tests --test integration \
-            -- cluster_load::three --nocapture 2>&1 | grep -E '^cluster load|^test result:'
+            -- cluster_load::three --nocapture 2>&1 | grep -E -A1 '^cluster load|^test result:|panicked at'
         echo
         cargo bench -p labelhost --bench datastore_index 2>&1 | grep '^datastore_v2'
     } | tee "$record"

@@ -229,6 +229,14 @@ fn hosts_over_one_folder_share_claims_labels_and_one_training() {
     // Each host keeps its own records file in the shared folder.
     let files = |name: &str| ws.studies().join(".labelhost").join(name).is_file();
     assert!(files("jobs.a.json") && files("jobs.b.json"));
+
+    // A final label deleted: its finished claim goes, and the image is served again.
+    let r = client()
+        .delete(a.at(&format!("/datastore/label?id={}&tag=final", served[0])))
+        .send()
+        .expect("delete label");
+    assert_eq!(r.status(), 200);
+    assert_eq!(next_sample(&a, "fay")["id"], served[0].as_str());
     drop(pg);
 }
 

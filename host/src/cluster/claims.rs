@@ -27,7 +27,7 @@ impl Cluster {
             .client()
             .await?
             .query(
-                "SELECT image FROM labelhost_claims WHERE ts > $1 \
+                "SELECT image FROM labelhost_claims WHERE ts > $1 AND NOT done \
                  AND (client IS NULL OR $2::text IS NULL OR client <> $2) ORDER BY image",
                 &[&secs(now.saturating_sub(fresh)), &client],
             )
@@ -53,7 +53,8 @@ impl Cluster {
                 "INSERT INTO labelhost_claims (image, client, strategy, ts) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (image) DO UPDATE SET client = EXCLUDED.client, \
                  strategy = EXCLUDED.strategy, ts = EXCLUDED.ts \
-                 WHERE labelhost_claims.ts <= $5 OR labelhost_claims.client = EXCLUDED.client \
+                 WHERE NOT labelhost_claims.done \
+                 AND (labelhost_claims.ts <= $5 OR labelhost_claims.client = EXCLUDED.client) \
                  RETURNING image",
                 &[
                     &image,
@@ -68,14 +69,29 @@ impl Cluster {
         Ok(won.is_some())
     }
 
-    /// Drops the claim on `image` (its final label was saved: no strategy serves it, and
-    /// the claims every next-sample request lists stay the ones in progress).
+    /// Marks the claim on `image` done (its final label was saved): it is no longer listed
+    /// to strategies, which skip labelled images themselves, so next-sample requests carry
+    /// only the claims in progress; and it is never won again — a strategy that read the
+    /// index just before the label was saved cannot serve the image to another client.
     pub async fn release(&self, image: &str) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE labelhost_claims SET done = true WHERE image = $1",
+                &[&image],
+            )
+            .await
+            .map_err(|e| store_error("closing a claim", &e))?;
+        Ok(())
+    }
+
+    /// Forgets the claim on `image` (its final label was deleted: it may be served again).
+    pub async fn reopen(&self, image: &str) -> Result<()> {
         self.client()
             .await?
             .execute("DELETE FROM labelhost_claims WHERE image = $1", &[&image])
             .await
-            .map_err(|e| store_error("releasing a claim", &e))?;
+            .map_err(|e| store_error("reopening an image", &e))?;
         Ok(())
     }
 }

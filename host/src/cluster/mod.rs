@@ -19,13 +19,15 @@ use tokio_postgres::{Client, NoTls};
 
 /// The tables, created by the first host that connects (under an advisory lock, so hosts
 /// starting together do not race). Claims: one row per image served, fresh while `ts` is
-/// within the claim time. Jobs: every host's training records; at most one `RUNNING` (the
+/// within the claim time, `done` once its final label is saved (never won again, no longer
+/// listed). Jobs: every host's training records; at most one `RUNNING` (the
 /// partial unique index is the cluster-wide "one training at a time"). Models: a trained
 /// app's published files, newest `seq` last. Label events: a final label saved, by host.
 const SCHEMA: &str = "
 SELECT pg_advisory_lock(7411207);
 CREATE TABLE IF NOT EXISTS labelhost_claims (
     image text PRIMARY KEY, client text, strategy text NOT NULL, ts bigint NOT NULL);
+ALTER TABLE labelhost_claims ADD COLUMN IF NOT EXISTS done boolean NOT NULL DEFAULT false;
 CREATE TABLE IF NOT EXISTS labelhost_jobs (
     id text PRIMARY KEY, kind text NOT NULL, host text NOT NULL, status text NOT NULL,
     record jsonb NOT NULL, stop_requested boolean NOT NULL DEFAULT false,

@@ -110,6 +110,7 @@ pub(in crate::api) async fn remove(
     let Query(q) = q?;
     let id = required(q.id, "id")?;
     let tag = required(q.tag, "tag")?;
+    let (image, is_final) = (id.clone(), tag == FINAL_TAG);
     blocking(&state.shared.datastore, move |ds| {
         match ds.remove_label(&id, &tag) {
             Err(DatastoreError::NotFound(_)) => Ok(()),
@@ -117,6 +118,10 @@ pub(in crate::api) async fn remove(
         }
     })
     .await?;
+    // Unlabelled again: in a cluster its finished claim goes, so it may be served again.
+    if let Some(cluster) = state.shared.cluster.as_ref().filter(|_| is_final) {
+        cluster.reopen(&image).await?;
+    }
     Ok(Json(json!({})))
 }
 
