@@ -1,7 +1,8 @@
 //! Several hosts as one service over a real PostgreSQL (Debian's, started per test by
 //! scripts/postgres.sh): hosts over one studies folder share claims, labels and one
 //! training (a dead host's job is taken for dead); over one PACS, a model trained on one
-//! host reaches the other and a label saved on one is read by the other at once.
+//! host reaches the other, and a label saved or image info merged on one is read by the
+//! other within a round.
 
 use crate::{
     pacs::{dicom, dicom_files, Pacs},
@@ -307,6 +308,20 @@ fn over_one_pacs_a_model_trained_on_one_host_reaches_the_other() {
     }
     eventually(Duration::from_secs(30), "b reads a's labels", || {
         get_json(&b, "/datastore/?output=stats")["completed"] == 2
+    });
+
+    // Image info a client merges on a (each host's cache has its own index) reaches b.
+    let form =
+        reqwest::blocking::multipart::Form::new().text("info", r#"{"reviewed_by": "alice"}"#);
+    let r = client()
+        .put(a.at(&format!("/datastore/image/info?image={}", images[1])))
+        .multipart(form)
+        .send()
+        .expect("PUT image info");
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(30), "b has a's image info", || {
+        get_json(&b, &format!("/datastore/image/info?image={}", images[1]))["reviewed_by"]
+            == "alice"
     });
 
     // A training on a publishes its model; b's model (its checksum in MONAI Label's

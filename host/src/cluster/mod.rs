@@ -1,11 +1,12 @@
 //! Several hosts as one service (`serve --cluster postgres://...`): what they must agree on
 //! lives in one PostgreSQL database — active-learning claims ([`claims`]), training jobs
 //! (one runs across the hosts, every host reports its record: [`training`]), the models a
-//! training published ([`models`]) and label events (a DICOMweb host re-reads the server's
-//! SEG series when another host saved a label). Images and labels stay where they are (the
+//! training published ([`models`]), image info over a DICOMweb server ([`info`]) and label
+//! events (a DICOMweb host re-reads the server's SEG series when another host saved a label). Images and labels stay where they are (the
 //! shared studies folder or the DICOMweb server); [`watch`] is each host's loop over it.
 
 mod claims;
+mod info;
 mod models;
 mod training;
 mod watch;
@@ -22,7 +23,8 @@ use tokio_postgres::{Client, NoTls};
 /// within the claim time, `done` once its final label is saved (never won again, no longer
 /// listed). Jobs: every host's training records; at most one `RUNNING` (the
 /// partial unique index is the cluster-wide "one training at a time"). Models: a trained
-/// app's published files, newest `seq` last. Label events: a final label saved, by host.
+/// app's published files, newest `seq` last. Image info: what hosts over a DICOMweb server
+/// merged into a remote image's info. Label events: a final label saved, by host.
 const SCHEMA: &str = "
 SELECT pg_advisory_lock(7411207);
 CREATE TABLE IF NOT EXISTS labelhost_claims (
@@ -37,6 +39,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS labelhost_one_running_job
 CREATE TABLE IF NOT EXISTS labelhost_models (
     app text NOT NULL, file text NOT NULL, sha256 text NOT NULL, bytes bytea NOT NULL,
     host text NOT NULL, seq bigserial, PRIMARY KEY (app, file));
+CREATE TABLE IF NOT EXISTS labelhost_image_info (
+    image text PRIMARY KEY, info jsonb NOT NULL, host text NOT NULL, seq bigserial);
 CREATE TABLE IF NOT EXISTS labelhost_label_events (
     seq bigserial PRIMARY KEY, image text NOT NULL, tag text NOT NULL, host text NOT NULL);
 SELECT pg_advisory_unlock(7411207);

@@ -2,7 +2,7 @@
 //! a heartbeat for its running jobs (and jobs of dead hosts marked ERROR), stops asked
 //! from other hosts, the other hosts' training records, models published elsewhere
 //! written into its own model folder, and — over a DICOMweb server — the server's SEG
-//! series read again when another host saved a label.
+//! series read again when another host saved a label, and image info other hosts merged.
 
 use super::{store_error, Cluster};
 use crate::jobs::{Kind, Record};
@@ -59,6 +59,7 @@ impl Cluster {
 struct Seen {
     models: i64,
     labels: Option<i64>,
+    info: i64,
 }
 
 /// One round of the loop.
@@ -87,12 +88,40 @@ async fn round(cluster: &Cluster, shared: &Shared, seen: &mut Seen) -> Result<()
         }
     }
     seen.labels = Some(last);
+    if shared.datastore.is_remote() {
+        let (last, changed) = cluster.shared_info_after(seen.info).await?;
+        seen.info = last;
+        if !changed.is_empty() {
+            let store = shared.datastore.clone();
+            let merged = tokio::task::spawn_blocking(move || {
+                for (image, info) in changed {
+                    // An image this host does not list (yet): its next search brings it.
+                    if let Err(e) = store.merge_image_info_here(&image, info) {
+                        tracing::debug!(%image, "shared info not merged: {e}");
+                    }
+                }
+            });
+            let _ = merged.await;
+        }
+    }
     Ok(())
 }
 
 /// Starts this host's loop (every `every`) and the writer of its training records; the
 /// job records of `shared` are mirrored to the store from now on.
 pub fn spawn_watch(cluster: Arc<Cluster>, shared: Shared, every: Duration) {
+    if shared.datastore.is_remote() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        shared.datastore.share_image_info(tx);
+        let writer = cluster.clone();
+        tokio::spawn(async move {
+            while let Some((image, info)) = rx.recv().await {
+                if let Err(e) = writer.share_info(&image, &info).await {
+                    tracing::warn!("{e}");
+                }
+            }
+        });
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Record>();
     shared.jobs.mirror_training(tx);
     let writer = cluster.clone();

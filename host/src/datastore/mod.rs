@@ -87,7 +87,12 @@ pub struct LocalDatastore {
     follow_links: std::sync::atomic::AtomicBool,
     /// The DICOMweb server whose series the store lists and caches (`remote.rs`).
     remote: std::sync::OnceLock<Remote>,
+    /// Where info merged into a remote image goes, for the other hosts (`cluster::info`).
+    info_feed: std::sync::OnceLock<InfoFeed>,
 }
+
+/// A remote image's id and the info merged into it, for the other hosts.
+pub type InfoFeed = tokio::sync::mpsc::UnboundedSender<(String, Map<String, Value>)>;
 
 fn image_not_found(id: &str) -> DatastoreError {
     DatastoreError::NotFound(format!("image {id:?} not found"))
@@ -150,6 +155,7 @@ impl LocalDatastore {
             check_files: true,
             follow_links: std::sync::atomic::AtomicBool::new(false),
             remote: std::sync::OnceLock::new(),
+            info_feed: std::sync::OnceLock::new(),
         })
     }
 
@@ -402,13 +408,25 @@ impl LocalDatastore {
 
     /// Shallow-merges `info` into an image's info (Python `dict.update`), as an app does.
     pub fn update_image_info(&self, id: &str, info: Map<String, Value>) -> Result<()> {
-        self.merge_image_info(id, info, None)
+        self.merge_image_info(id, info, None, true)
     }
 
     /// [`LocalDatastore::update_image_info`] for a client: a merge that makes the info
     /// larger is refused when all info would pass [`checks::MAX_TOTAL_INFO_BYTES`].
     pub fn update_image_info_from_client(&self, id: &str, info: Map<String, Value>) -> Result<()> {
-        self.merge_image_info(id, info, Some(checks::MAX_TOTAL_INFO_BYTES))
+        self.merge_image_info(id, info, Some(checks::MAX_TOTAL_INFO_BYTES), true)
+    }
+
+    /// Merges `info` into this store's copy only: info another host shared, or what this
+    /// host derives itself (a fetched series' header).
+    pub fn merge_image_info_here(&self, id: &str, info: Map<String, Value>) -> Result<()> {
+        self.merge_image_info(id, info, None, false)
+    }
+
+    /// Sends what is merged into a remote image's info from now on to `feed` (the
+    /// cluster's writer), for the other hosts over the same DICOMweb server.
+    pub fn share_image_info(&self, feed: InfoFeed) {
+        let _ = self.info_feed.set(feed);
     }
 
     fn merge_image_info(
@@ -416,8 +434,18 @@ impl LocalDatastore {
         id: &str,
         info: Map<String, Value>,
         total: Option<usize>,
+        share: bool,
     ) -> Result<()> {
         validate_id(id)?;
+        let is_remote = |id: &str| {
+            self.with_image(id, |e, _| remote::remote_of(e).is_some())
+                .unwrap_or(false)
+        };
+        let shared = self
+            .info_feed
+            .get()
+            .filter(|_| share && is_remote(id))
+            .map(|feed| (feed, info.clone()));
         self.mutate(|idx, _| {
             let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
             let grew = checks::merge_info(&mut obj.image.info, info)?;
@@ -425,7 +453,11 @@ impl LocalDatastore {
                 Some(limit) if grew => checks::total_info_size(idx, limit),
                 _ => Ok(()),
             }
-        })
+        })?;
+        if let Some((feed, info)) = shared {
+            let _ = feed.send((id.to_owned(), info));
+        }
+        Ok(())
     }
 
     /// `{"total": images, "completed": images with "final", "label_tags": {tag: count}}`.

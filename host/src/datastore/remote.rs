@@ -175,7 +175,8 @@ impl LocalDatastore {
             .map_err(|e| DatastoreError::Io(format!("{}: {e}", path.display())))?;
         let mut info = Map::new();
         info.insert("dicom".into(), json!(volume.header));
-        self.update_image_info(id, info)?;
+        // Every host derives the header itself: not shared.
+        self.merge_image_info_here(id, info)?;
         self.trim_cache(remote, path);
         Ok(())
     }
