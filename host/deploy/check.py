@@ -45,6 +45,10 @@ def main(path):
         fail(f"the Secret {cluster['name']!r} of LABELHOST_CLUSTER is not in the manifests")
     if env.get("LABELHOST_HOST_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
         fail("LABELHOST_HOST_NAME is not the pod's name")
+    runtime = env.get("LABELHOST_RUNTIME_DIR", {}).get("value", "")
+    mounts = [m["mountPath"].rstrip("/") for m in container.get("volumeMounts", [])]
+    if runtime.rstrip("/") in mounts:
+        fail("LABELHOST_RUNTIME_DIR is a volume's root, which the server refuses (not private)")
     if not any(s["metadata"]["name"] == "labelhost" for s in by_kind.get("Service", [])):
         fail("no Service named labelhost in front of the hosts")
     if not by_kind.get("StatefulSet"):

@@ -1,7 +1,7 @@
 //! The deployment description (host/deploy): the Kubernetes manifests validate against
 //! Kubernetes' schemas and keep their promises (scripts/deploy.sh check), and a copy that
-//! breaks one — a single replica, a probe off /health, a field Kubernetes does not know —
-//! is refused with the reason.
+//! breaks one — a single replica, a probe off /health, the runtime folder on a volume's
+//! world-writable root, a field Kubernetes does not know — is refused with the reason.
 
 use crate::support::repo_root;
 use std::process::Command;
@@ -51,6 +51,14 @@ fn the_kubernetes_manifests_validate_and_keep_their_promises() {
     let probe = broken("labelhost.yaml", "path: /health", "path: /");
     let (ok, text) = check(Some(probe.path()));
     assert!(!ok && text.contains("readinessProbe"), "{text}");
+
+    let runtime = broken(
+        "labelhost.yaml",
+        "value: /var/lib/labelhost/scratch/runtime",
+        "value: /var/lib/labelhost/scratch",
+    );
+    let (ok, text) = check(Some(runtime.path()));
+    assert!(!ok && text.contains("not private"), "{text}");
 
     let unknown = broken(
         "labelhost.yaml",
