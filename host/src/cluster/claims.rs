@@ -3,7 +3,7 @@
 //! anonymous requests are all different clients), decided by one statement in the store so
 //! two hosts asked at once cannot both win.
 
-use super::{store_error, Cluster};
+use super::Cluster;
 use crate::Result;
 
 /// Seconds since the epoch as the store keeps them.
@@ -24,15 +24,13 @@ impl Cluster {
             return Ok(Vec::new());
         }
         let rows = self
-            .client()
-            .await?
             .query(
+                "reading claims",
                 "SELECT image FROM labelhost_claims WHERE ts > $1 AND NOT done \
                  AND (client IS NULL OR $2::text IS NULL OR client <> $2) ORDER BY image",
                 &[&secs(now.saturating_sub(fresh)), &client],
             )
-            .await
-            .map_err(|e| store_error("reading claims", &e))?;
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -47,9 +45,8 @@ impl Cluster {
         fresh: u64,
     ) -> Result<bool> {
         let won = self
-            .client()
-            .await?
-            .query_opt(
+            .query(
+                "claiming an image",
                 "INSERT INTO labelhost_claims (image, client, strategy, ts) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (image) DO UPDATE SET client = EXCLUDED.client, \
                  strategy = EXCLUDED.strategy, ts = EXCLUDED.ts \
@@ -64,9 +61,8 @@ impl Cluster {
                     &secs(now.saturating_sub(fresh)),
                 ],
             )
-            .await
-            .map_err(|e| store_error("claiming an image", &e))?;
-        Ok(won.is_some())
+            .await?;
+        Ok(!won.is_empty())
     }
 
     /// Marks the claim on `image` done (its final label was saved): it is no longer listed
@@ -74,24 +70,23 @@ impl Cluster {
     /// only the claims in progress; and it is never won again — a strategy that read the
     /// index just before the label was saved cannot serve the image to another client.
     pub async fn release(&self, image: &str) -> Result<()> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE labelhost_claims SET done = true WHERE image = $1",
-                &[&image],
-            )
-            .await
-            .map_err(|e| store_error("closing a claim", &e))?;
+        self.execute(
+            "closing a claim",
+            "UPDATE labelhost_claims SET done = true WHERE image = $1",
+            &[&image],
+        )
+        .await?;
         Ok(())
     }
 
     /// Forgets the claim on `image` (its final label was deleted: it may be served again).
     pub async fn reopen(&self, image: &str) -> Result<()> {
-        self.client()
-            .await?
-            .execute("DELETE FROM labelhost_claims WHERE image = $1", &[&image])
-            .await
-            .map_err(|e| store_error("reopening an image", &e))?;
+        self.execute(
+            "reopening an image",
+            "DELETE FROM labelhost_claims WHERE image = $1",
+            &[&image],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! an app's scores) also goes to the store, and every other host merges it into its own
 //! copy at its next round. (Over a shared folder the index itself is shared.)
 
-use super::{store_error, Cluster};
+use super::Cluster;
 use crate::Result;
 use serde_json::{Map, Value};
 
@@ -11,16 +11,10 @@ impl Cluster {
     /// Adds `info` to what the store holds for `image` (keys merged, newest wins).
     pub async fn share_info(&self, image: &str, info: &Map<String, Value>) -> Result<()> {
         let info = Value::Object(info.clone());
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO labelhost_image_info (image, info, host) VALUES ($1, $2, $3) \
+        self.execute("sharing image info", "INSERT INTO labelhost_image_info (image, info, host) VALUES ($1, $2, $3) \
                  ON CONFLICT (image) DO UPDATE SET info = labelhost_image_info.info || EXCLUDED.info, \
                  host = EXCLUDED.host, seq = DEFAULT",
-                &[&image, &info, &self.host],
-            )
-            .await
-            .map_err(|e| store_error("sharing image info", &e))?;
+                &[&image, &info, &self.host]).await?;
         Ok(())
     }
 
@@ -30,15 +24,8 @@ impl Cluster {
         &self,
         after: i64,
     ) -> Result<(i64, Vec<(String, Map<String, Value>)>)> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT image, info, seq, host FROM labelhost_image_info WHERE seq > $1 ORDER BY seq",
-                &[&after],
-            )
-            .await
-            .map_err(|e| store_error("reading shared image info", &e))?;
+        let rows = self.query("reading shared image info", "SELECT image, info, seq, host FROM labelhost_image_info WHERE seq > $1 ORDER BY seq",
+                &[&after]).await?;
         let mut last = after;
         let mut out = Vec::new();
         for row in rows {

@@ -16,7 +16,7 @@ pub use watch::spawn_watch;
 
 use crate::{Error, Result};
 use std::sync::Arc;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Row};
 
 /// The tables, created by the first host that connects (under an advisory lock, so hosts
 /// starting together do not race). Claims: one row per image served, fresh while `ts` is
@@ -111,7 +111,28 @@ impl Cluster {
         *slot = Some(client.clone());
         Ok(client)
     }
+
+    /// Runs one statement; `what` names it in the error. Answers the rows it changed.
+    async fn execute(&self, what: &str, sql: &str, params: Params<'_>) -> Result<u64> {
+        let client = self.client().await?;
+        client
+            .execute(sql, params)
+            .await
+            .map_err(|e| store_error(what, &e))
+    }
+
+    /// The rows of one query; `what` names it in the error.
+    async fn query(&self, what: &str, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        client
+            .query(sql, params)
+            .await
+            .map_err(|e| store_error(what, &e))
+    }
 }
+
+/// A statement's parameters.
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
 
 /// Whether `e` is PostgreSQL's unique violation (another host holds the row first).
 fn is_unique_violation(e: &tokio_postgres::Error) -> bool {

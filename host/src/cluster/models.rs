@@ -5,7 +5,7 @@
 //! reads the old file or the new one), where the executor's model cache sees the new
 //! modification time and reloads.
 
-use super::{store_error, Cluster};
+use super::Cluster;
 use crate::Result;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -50,19 +50,18 @@ impl Cluster {
                 .await
                 .unwrap_or_default()
         };
-        let client = self.client().await?;
         let mut n = 0;
         for (file, bytes) in files {
-            n += client
+            n += self
                 .execute(
+                    "publishing a model",
                     "INSERT INTO labelhost_models (app, file, sha256, bytes, host) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app, file) DO UPDATE SET \
                      sha256 = EXCLUDED.sha256, bytes = EXCLUDED.bytes, host = EXCLUDED.host, \
                      seq = DEFAULT WHERE labelhost_models.sha256 <> EXCLUDED.sha256",
                     &[&app, &file, &sha256(&bytes), &bytes, &self.host],
                 )
-                .await
-                .map_err(|e| store_error("publishing a model", &e))?;
+                .await?;
         }
         Ok(n as usize)
     }
@@ -75,14 +74,13 @@ impl Cluster {
         after: i64,
         dir_of: &(dyn Fn(&str) -> std::path::PathBuf + Send + Sync),
     ) -> Result<(i64, Vec<String>)> {
-        let client = self.client().await?;
-        let rows = client
+        let rows = self
             .query(
+                "reading models",
                 "SELECT app, file, sha256, seq FROM labelhost_models WHERE seq > $1 ORDER BY seq",
                 &[&after],
             )
-            .await
-            .map_err(|e| store_error("reading models", &e))?;
+            .await?;
         let mut last = after;
         let mut written = Vec::new();
         for row in rows {
@@ -97,17 +95,16 @@ impl Cluster {
             if have == sha {
                 continue;
             }
-            let Some(bytes) = client
-                .query_opt(
+            let found = self
+                .query(
+                    "reading a model",
                     "SELECT bytes FROM labelhost_models WHERE app = $1 AND file = $2 AND sha256 = $3",
                     &[&app, &file, &sha],
                 )
-                .await
-                .map_err(|e| store_error("reading a model", &e))?
-            else {
+                .await?;
+            let Some(bytes) = found.first().map(|r| r.get::<_, Vec<u8>>(0)) else {
                 continue; // replaced meanwhile: a later seq brings it
             };
-            let bytes: Vec<u8> = bytes.get(0);
             write_atomically(&path, &bytes)
                 .map_err(|e| crate::Error::Internal(format!("{}: {e}", path.display())))?;
             written.push(format!("{app}/{file}"));

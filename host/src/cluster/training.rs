@@ -33,16 +33,16 @@ fn status_text(s: Status) -> String {
 impl Cluster {
     /// The host whose training is running, if any.
     async fn running_host(&self) -> Result<String> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
+        let rows = self
+            .query(
+                "reading jobs",
                 "SELECT host FROM labelhost_jobs WHERE kind = $1 AND status = 'RUNNING'",
                 &[&TRAIN],
             )
-            .await
-            .map_err(|e| store_error("reading jobs", &e))?;
-        Ok(row.map_or_else(|| "another host".to_owned(), |r| r.get(0)))
+            .await?;
+        Ok(rows
+            .first()
+            .map_or_else(|| "another host".to_owned(), |r| r.get(0)))
     }
 
     /// Records a new training job of this host, running at once when `run_now` (else
@@ -93,30 +93,26 @@ impl Cluster {
     /// Writes this host's record as it now is (status, progress, result).
     pub async fn write_record(&self, record: &Record) -> Result<()> {
         let json = serde_json::to_value(record).unwrap_or(Value::Null);
-        self.client()
-            .await?
-            .execute(
-                "UPDATE labelhost_jobs SET status = $3, record = $4, heartbeat = now() \
+        self.execute(
+            "writing a job record",
+            "UPDATE labelhost_jobs SET status = $3, record = $4, heartbeat = now() \
                  WHERE id = $1 AND host = $2",
-                &[&record.id, &self.host, &status_text(record.status), &json],
-            )
-            .await
-            .map_err(|e| store_error("writing a job record", &e))?;
+            &[&record.id, &self.host, &status_text(record.status), &json],
+        )
+        .await?;
         Ok(())
     }
 
     /// The other hosts' training records, oldest first (the latest 100).
     pub async fn others_training(&self) -> Result<Vec<Record>> {
         let rows = self
-            .client()
-            .await?
             .query(
+                "reading jobs",
                 "SELECT record FROM (SELECT record, created FROM labelhost_jobs \
                  WHERE kind = $1 AND host <> $2 ORDER BY created DESC LIMIT 100) r ORDER BY created",
                 &[&TRAIN, &self.host],
             )
-            .await
-            .map_err(|e| store_error("reading jobs", &e))?;
+            .await?;
         Ok(rows
             .iter()
             .filter_map(|r| serde_json::from_value(r.get::<_, Value>(0)).ok())
@@ -126,30 +122,26 @@ impl Cluster {
     /// Asks the host running job `id` to stop it; answers whether such a job was active.
     pub async fn request_stop(&self, id: &str) -> Result<bool> {
         let n = self
-            .client()
-            .await?
             .execute(
+                "stopping a job",
                 "UPDATE labelhost_jobs SET stop_requested = true \
                  WHERE id = $1 AND status IN ('RUNNING', 'SUBMITTED')",
                 &[&id],
             )
-            .await
-            .map_err(|e| store_error("stopping a job", &e))?;
+            .await?;
         Ok(n > 0)
     }
 
     /// This host's active jobs another host asked to stop.
     pub(super) async fn stops_asked(&self) -> Result<Vec<String>> {
         let rows = self
-            .client()
-            .await?
             .query(
+                "reading jobs",
                 "SELECT id FROM labelhost_jobs WHERE host = $1 AND stop_requested \
                  AND status IN ('RUNNING', 'SUBMITTED')",
                 &[&self.host],
             )
-            .await
-            .map_err(|e| store_error("reading jobs", &e))?;
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -157,33 +149,26 @@ impl Cluster {
     /// stopped reporting (it died); at start (`restarted`, before the host takes
     /// requests), this host's own active jobs from before are marked so too.
     pub(super) async fn heartbeat(&self, restarted: bool) -> Result<()> {
-        let client = self.client().await?;
         let fail =
             "UPDATE labelhost_jobs SET status = 'ERROR', record = jsonb_set(jsonb_set(record, \
              '{status}', '\"ERROR\"'), '{details}', coalesce(record->'details', '[]'::jsonb) \
              || to_jsonb('interrupted: host ' || host || ' stopped reporting'::text)) \
              WHERE status IN ('RUNNING', 'SUBMITTED')";
         if restarted {
-            client
-                .execute(&format!("{fail} AND host = $1"), &[&self.host])
-                .await
-                .map_err(|e| store_error("marking interrupted jobs", &e))?;
+            let own = format!("{fail} AND host = $1");
+            self.execute("marking interrupted jobs", &own, &[&self.host])
+                .await?;
         }
-        client
-            .execute(
-                "UPDATE labelhost_jobs SET heartbeat = now() WHERE host = $1 \
-                 AND status IN ('RUNNING', 'SUBMITTED')",
-                &[&self.host],
-            )
-            .await
-            .map_err(|e| store_error("heartbeat", &e))?;
-        client
-            .execute(
-                &format!("{fail} AND heartbeat < now() - make_interval(secs => $1)"),
-                &[&self.stale_secs],
-            )
-            .await
-            .map_err(|e| store_error("marking stale jobs", &e))?;
+        self.execute(
+            "heartbeat",
+            "UPDATE labelhost_jobs SET heartbeat = now() WHERE host = $1 \
+             AND status IN ('RUNNING', 'SUBMITTED')",
+            &[&self.host],
+        )
+        .await?;
+        let stale = format!("{fail} AND heartbeat < now() - make_interval(secs => $1)");
+        self.execute("marking stale jobs", &stale, &[&self.stale_secs])
+            .await?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! written into its own model folder, and — over a DICOMweb server — the server's SEG
 //! series read again when another host saved a label, and image info other hosts merged.
 
-use super::{store_error, Cluster};
+use super::Cluster;
 use crate::jobs::{Kind, Record};
 use crate::services::Shared;
 use crate::Result;
@@ -15,42 +15,34 @@ impl Cluster {
     /// Records that this host saved `tag` of `image` (other hosts over a DICOMweb server
     /// read its SEG series again).
     pub async fn label_saved(&self, image: &str, tag: &str) -> Result<()> {
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO labelhost_label_events (image, tag, host) VALUES ($1, $2, $3)",
-                &[&image, &tag, &self.host],
-            )
-            .await
-            .map_err(|e| store_error("recording a label", &e))?;
+        self.execute(
+            "recording a label",
+            "INSERT INTO labelhost_label_events (image, tag, host) VALUES ($1, $2, $3)",
+            &[&image, &tag, &self.host],
+        )
+        .await?;
         Ok(())
     }
 
     /// The newest label event's `seq` (`after` when none is newer), and whether another
     /// host saved a label after `after`; with no `after`, only the newest `seq`.
     async fn labels_after(&self, after: Option<i64>) -> Result<(i64, bool)> {
-        let client = self.client().await?;
-        let row = match after {
+        let what = "reading label events";
+        let rows = match after {
             None => {
-                client
-                    .query_one(
-                        "SELECT coalesce(max(seq), 0), false FROM labelhost_label_events",
-                        &[],
-                    )
-                    .await
+                let sql = "SELECT coalesce(max(seq), 0), false FROM labelhost_label_events";
+                self.query(what, sql, &[]).await?
             }
             Some(after) => {
-                client
-                    .query_one(
-                        "SELECT coalesce(max(seq), $1), coalesce(bool_or(host <> $2), false) \
-                     FROM labelhost_label_events WHERE seq > $1",
-                        &[&after, &self.host],
-                    )
-                    .await
+                let sql = "SELECT coalesce(max(seq), $1), coalesce(bool_or(host <> $2), false) \
+                           FROM labelhost_label_events WHERE seq > $1";
+                self.query(what, sql, &[&after, &self.host]).await?
             }
-        }
-        .map_err(|e| store_error("reading label events", &e))?;
-        Ok((row.get(0), row.get(1)))
+        };
+        // An aggregate: always one row.
+        Ok(rows
+            .first()
+            .map_or((after.unwrap_or(0), false), |r| (r.get(0), r.get(1))))
     }
 }
 
