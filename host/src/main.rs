@@ -136,16 +136,16 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     let tokio_rt = tokio::runtime::Runtime::new()
         .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
-    let mut shared = Shared::new(datastore, executor, config.conf.clone());
-    if let Some(c) = &config.cluster {
-        let cluster = tokio_rt.block_on(labelhost::cluster::Cluster::connect(
-            &c.url,
-            &c.host_name,
-            c.poll,
-        ))?;
-        tracing::info!(host = %c.host_name, "joined the cluster");
-        shared = shared.with_cluster(cluster);
-    }
+    let cluster = match &config.cluster {
+        Some(c) => {
+            let connect = labelhost::cluster::Cluster::connect(&c.url, &c.host_name, c.poll);
+            let cluster = tokio_rt.block_on(connect)?;
+            tracing::info!(host = %c.host_name, "joined the cluster");
+            Some(cluster)
+        }
+        None => None,
+    };
+    let shared = Shared::new_with_cluster(datastore, executor, config.conf.clone(), cluster);
     let registry = Registry::new(&config.plugins, runtime.path(), shared.clone())
         .with_max_libraries(config.max_libraries);
     for (bundle, error) in registry.load_all() {

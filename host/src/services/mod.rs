@@ -71,39 +71,44 @@ impl Shared {
         executor: Arc<TorchExecutor>,
         conf: BTreeMap<String, String>,
     ) -> Self {
-        let jobs = Arc::new(crate::jobs::Jobs::open(datastore.root()));
+        Self::new_with_cluster(datastore, executor, conf, None)
+    }
+
+    /// [`Shared::new`], joined to the hosts sharing `cluster` when there is one: then this
+    /// host's job records are kept in `.labelhost/jobs.<host>.json` (hosts over one
+    /// studies folder must not write one file), and the cluster is reachable from the
+    /// routes.
+    pub fn new_with_cluster(
+        datastore: LocalDatastore,
+        executor: Arc<TorchExecutor>,
+        conf: BTreeMap<String, String>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
+        let file = match &cluster {
+            None => "jobs.json".to_owned(),
+            Some(cluster) => {
+                let safe: String = cluster
+                    .host()
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                format!("jobs.{safe}.json")
+            }
+        };
+        let file = datastore.root().join(".labelhost").join(file);
         Shared {
             datastore: Arc::new(datastore),
             executor,
             conf: Arc::new(conf),
-            jobs,
-            cluster: None,
+            jobs: Arc::new(crate::jobs::Jobs::open_file(file)),
+            cluster,
         }
-    }
-
-    /// Joins the hosts sharing `cluster`: this host's job records are kept in
-    /// `.labelhost/jobs.<host>.json` (hosts over one studies folder must not write one
-    /// file), and the cluster is reachable from the routes.
-    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Self {
-        let safe: String = cluster
-            .host()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let file = self
-            .datastore
-            .root()
-            .join(".labelhost")
-            .join(format!("jobs.{safe}.json"));
-        self.jobs = Arc::new(crate::jobs::Jobs::open_file(file));
-        self.cluster = Some(cluster);
-        self
     }
 
     /// The model folder of app `app`: `<studies>/.labelhost/models/<app>`.
