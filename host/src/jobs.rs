@@ -228,8 +228,13 @@ impl Jobs {
             .is_ok_and(|o| o.iter().any(|r| r.id == id))
     }
 
+    /// Whether changes of `kind`'s records go to a cluster store.
+    fn mirrors(&self, kind: Kind) -> bool {
+        kind == Kind::Train && self.mirror.get().is_some()
+    }
+
     fn mirror(&self, kind: Kind, record: &Record) {
-        if let (Kind::Train, Some(tx)) = (kind, self.mirror.get()) {
+        if let (true, Some(tx)) = (self.mirrors(kind), self.mirror.get()) {
             let _ = tx.send(record.clone());
         }
     }
@@ -369,7 +374,10 @@ impl Jobs {
                             let excess = r.details.len().saturating_sub(20);
                             r.details.drain(..excess);
                         }
-                        mirrored = Some((kind, r.clone()));
+                        // A copy only when a cluster store takes it (reports are many).
+                        if self.mirrors(kind) {
+                            mirrored = Some((kind, r.clone()));
+                        }
                         (r.status == Status::Running, line.is_some())
                     }
                 }

@@ -437,24 +437,20 @@ impl LocalDatastore {
         share: bool,
     ) -> Result<()> {
         validate_id(id)?;
-        let is_remote = |id: &str| {
-            self.with_image(id, |e, _| remote::remote_of(e).is_some())
-                .unwrap_or(false)
-        };
-        let shared = self
-            .info_feed
-            .get()
-            .filter(|_| share && is_remote(id))
-            .map(|feed| (feed, info.clone()));
-        self.mutate(|idx, _| {
+        // A copy for the other hosts only when they take it (a cluster over a PACS).
+        let feed = self.info_feed.get().filter(|_| share);
+        let copy = feed.map(|_| info.clone());
+        let remote = self.mutate(|idx, _| {
             let obj = idx.objects.get_mut(id).ok_or_else(|| image_not_found(id))?;
+            let remote = remote::remote_of(&obj.image).is_some();
             let grew = checks::merge_info(&mut obj.image.info, info)?;
             match total {
-                Some(limit) if grew => checks::total_info_size(idx, limit),
-                _ => Ok(()),
+                Some(limit) if grew => checks::total_info_size(idx, limit)?,
+                _ => {}
             }
+            Ok(remote)
         })?;
-        if let Some((feed, info)) = shared {
+        if let (Some(feed), Some(info), true) = (feed, copy, remote) {
             let _ = feed.send((id.to_owned(), info));
         }
         Ok(())
