@@ -126,6 +126,12 @@ pub struct ServeArgs {
     /// cores, so more workers only overlap CPU work with a pass and hold more tensors.
     #[arg(long, env = "LABELHOST_DEVICE_WORKERS", default_value_t = 0)]
     pub device_workers: usize,
+    /// Let cuDNN time its convolution algorithms at each new input shape and keep the
+    /// fastest (LibTorch's `cudnn.benchmark`). The first pass at each shape pays for the
+    /// timing; a task whose model always sees the same shapes (deepbet's 128³ and 256³)
+    /// gains after it. No effect without CUDA.
+    #[arg(long, env = "LABELHOST_CUDNN_BENCHMARK")]
+    pub cudnn_benchmark: bool,
     /// How often (milliseconds) the studies folder is checked for files added or removed by hand.
     #[arg(long, env = "LABELHOST_DATASTORE_POLL_MS", default_value_t = 2000)]
     pub datastore_poll_ms: u64,
@@ -230,6 +236,8 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// Running requests per device (0 = chosen per device, see `executor::default_workers`).
     pub device_workers: usize,
+    /// cuDNN's algorithm timing per input shape (CUDA only).
+    pub cudnn_benchmark: bool,
     /// Studies-folder polling period in milliseconds.
     pub datastore_poll_ms: u64,
     /// Seconds an active-learning claim stays fresh (0: no claims).
@@ -474,6 +482,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             runtime_dir,
             queue_capacity: a.queue_capacity,
             device_workers: a.device_workers,
+            cudnn_benchmark: a.cudnn_benchmark,
             datastore_poll_ms: a.datastore_poll_ms.max(50),
             claim_seconds: a.claim_seconds,
             max_voxels: a.max_voxels,
@@ -523,6 +532,13 @@ mod tests {
             panic!("not serve");
         };
         ServerConfig::try_from(&*args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn cudnn_timing_is_off_unless_asked_for() {
+        let on = |flags: &[&str]| config(flags).map(|c| c.cudnn_benchmark);
+        assert_eq!(on(&[]), Ok(false));
+        assert_eq!(on(&["--cudnn-benchmark"]), Ok(true));
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     );
     let runtime = labelhost::runtime::RuntimeDir::open(config.runtime_dir.as_deref())?;
 
+    tch::Cuda::cudnn_set_benchmark(config.cudnn_benchmark);
     let executor = Arc::new(TorchExecutor::with_queues(
         config.queue_capacity,
         config.device_workers,
@@ -106,6 +107,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(
         devices = ?executor.devices(),
         workers = ?executor.workers(),
+        cudnn_benchmark = config.cudnn_benchmark,
         huge_pages = labelhost::memory::tensor_huge_pages(),
         "executor ready"
     );
