@@ -95,12 +95,16 @@ class RssSampler(threading.Thread):
         return max(self.peak, hwm)
 
 
-def infer(url, image, device):
-    """One `/infer` (output=all); answers (seconds, params, mask array)."""
+def infer(url, image, device, extra=None, refused_ok=False):
+    """One `/infer` (output=all); answers (seconds, params, mask array), or with
+    `refused_ok` the error text of a 4xx answer."""
     t = time.perf_counter()
     r = requests.post(f"{url}/infer/{MODEL}", params={"image": image, "output": "all"},
-                      files={"params": (None, json.dumps({"device": device}))}, timeout=600)
+                      files={"params": (None, json.dumps({"device": device, **(extra or {})}))},
+                      timeout=600)
     seconds = time.perf_counter() - t
+    if refused_ok and 400 <= r.status_code < 500:
+        return r.text[:300]
     if r.status_code != 200:
         raise SystemExit(f"{url} /infer {image}: {r.status_code} {r.text[:300]}")
     params, mask = {}, None
@@ -145,7 +149,8 @@ class Server:
         self.out = {"start": time.perf_counter() - started, "volumes": {}, "concurrent": {}}
 
     def stop(self):
-        self.out["peak_rss"] = self.sampler.final_peak()
+        # A peak taken earlier (before probes that are not the comparison's) stands.
+        self.out.setdefault("peak_rss", self.sampler.final_peak())
         self.sampler.stop.set()
         self.proc.terminate()
         try:
@@ -194,9 +199,13 @@ def measure(servers, a):
             times = [x[0] for x in r]
             stages = {k: statistics.median(x[1].get("latencies", {}).get(k, float("nan")) for x in r)
                       for k in ("pre", "infer", "post", "write", "total", "model")}
+            # Each step's own time where a server names them flat (labelhost's laps).
+            laps = [x[1].get("latencies", {}).get("transform", {}) for x in r]
+            names = [k for k, v in laps[-1].items() if isinstance(v, (int, float))]
+            laps = {k: statistics.median(lap.get(k, float("nan")) for lap in laps) for k in names}
             s.out["volumes"][image] = {"p50": statistics.median(times), "p95": pct(times, 0.95),
                                        "min": min(times), "max": max(times), "stages": stages,
-                                       "mask": r[-1][2]}
+                                       "laps": laps, "mask": r[-1][2]}
             # The precision the model ran in (labelhost names it; MONAI Label runs fp32).
             s.out["precision"] = r[-1][1].get("precision", "fp32")
     for clients in a.concurrency:
@@ -211,6 +220,35 @@ def measure(servers, a):
             s.out["concurrent"][clients] = {"wall": wall, "per_s": clients / wall,
                                             "info_p50": statistics.median(infos[s.name]),
                                             "info_max": max(infos[s.name])}
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def variants(servers, a):
+    """labelhost alone on ch2 at each model precision, each server of `servers` (name →
+    Server: cuDNN's algorithm timing off, on) in turn: p50 end to end and of the two model
+    passes, and Dice of the mask against the fp32 one. What a GPU run needs to choose
+    `auto`'s precision and the `--cudnn-benchmark` default (on a CPU the timing flag
+    changes nothing). Answers markdown rows."""
+    rows = ["| labelhost alone, ch2 | precision | `/infer` p50 | model passes p50 | Dice vs fp32 |",
+            "|---|---|---|---|---|"]
+    for name, server in servers.items():
+        fp32_mask = None
+        for precision in PRECISIONS:
+            extra = {"precision": precision}
+            first = infer(server.url, "ch2", a.device, extra, refused_ok=True)  # warm-up
+            if isinstance(first, str):
+                rows.append(f"| {name} | {precision} | refused: {first} | – | – |")
+                continue
+            runs = [infer(server.url, "ch2", a.device, extra) for _ in range(a.runs)]
+            mask = runs[-1][2]
+            fp32_mask = mask if precision == "fp32" else fp32_mask
+            model = statistics.median(r[1].get("latencies", {}).get("model", float("nan")) for r in runs)
+            agree = f"{dice(mask, fp32_mask):.5f}" if fp32_mask is not None else "–"
+            rows.append(f"| {name} | {runs[-1][1].get('precision', precision)} | "
+                        f"{statistics.median(r[0] for r in runs):.3f} s | {model:.3f} s | {agree} |")
+    return "\n".join(rows)
 
 
 def table(lh, ml, refs):
@@ -230,6 +268,9 @@ def table(lh, ml, refs):
         # labelhost times its two forward passes (`model`); MONAI Label does not.
         outside = v["stages"]["total"] - v["stages"]["model"]
         rows.append(f"| {image} outside the model passes (total − model) | – | {outside:.3f} s | – |")
+        if v["laps"]:
+            steps = ", ".join(f"{k} {1000 * t:.1f}" for k, t in v["laps"].items())
+            rows.append(f"| {image} labelhost's steps, p50 ms | – | {steps} | – |")
         rows.append(f"| {image} Dice vs reference mask | {dice(m['mask'], refs[image]):.4f} | "
                     f"{dice(v['mask'], refs[image]):.4f} | labelhost vs MONAI Label: "
                     f"{dice(v['mask'], m['mask']):.4f} |")
@@ -246,6 +287,11 @@ def table(lh, ml, refs):
         rows.append(f"| {m['device']} memory after the run (labelhost `/status`, device-wide) | – | "
                     f"{m['used'] / 2**20:.0f} of {m['total'] / 2**20:.0f} MiB | – |")
     return "\n".join(rows)
+
+
+def labelhost_command(a, studies, port, runtime):
+    return [a.labelhost, "serve", "--plugins", a.plugins, "--studies", studies,
+            "--port", str(port), "--runtime-dir", runtime]
 
 
 def machine():
@@ -268,6 +314,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of each concurrency per server")
     ap.add_argument("--record", help="markdown file to keep the table in")
     ap.add_argument("--gpu", default="", help="the GPU's name, for the record")
+    ap.add_argument("--logs", help="folder to copy the servers' logs into, whatever the outcome")
+    ap.add_argument("--variants", action="store_true",
+                    help="also labelhost alone on ch2 in each precision, cuDNN timing off and on")
     a = ap.parse_args()
     for arg in ("labelhost", "plugins", "app", "models", "data"):
         setattr(a, arg, os.path.abspath(getattr(a, arg)))
@@ -278,15 +327,14 @@ def main():
         shutil.copyfile(os.path.join(a.data, source), os.path.join(work, "seed", study))
         refs[study.split(".")[0]] = np.asarray(nib.load(os.path.join(a.data, ref)).dataobj) > 0
     env = dict(os.environ, MONAI_LABEL_DATASTORE_AUTO_RELOAD="false", MONAI_LABEL_AUTO_UPDATE_SCORING="false")
-    servers = []
+    servers, extra_rows = [], ""
     try:
         for name in ("monailabel", "labelhost"):
             studies = os.path.join(work, name)
             shutil.copytree(os.path.join(work, "seed"), studies)
             port = free_port()
             if name == "labelhost":
-                command = [a.labelhost, "serve", "--plugins", a.plugins, "--studies", studies,
-                           "--port", str(port), "--runtime-dir", os.path.join(work, "rt")]
+                command = labelhost_command(a, studies, port, os.path.join(work, "rt"))
             else:
                 command = [sys.executable, "-m", "monailabel.main", "start_server", "--app", a.app,
                            "--studies", studies, "--port", str(port), "--conf", "skip_scoring", "true",
@@ -300,10 +348,26 @@ def main():
         lh.out["cuda_memory"] = requests.get(lh.url + "/status", timeout=60).json().get("cuda_memory", [])
         if a.device.startswith("cuda") and not lh.out["cuda_memory"]:
             print("labelhost's /status reports no CUDA device memory on a CUDA run", file=sys.stderr)
+        if a.variants:
+            lh.out["peak_rss"] = lh.sampler.final_peak()  # before the other precisions run
+            print("labelhost alone: precisions, cuDNN timing...", file=sys.stderr, flush=True)
+            studies, port = os.path.join(work, "labelhost-cudnn"), free_port()
+            shutil.copytree(os.path.join(work, "seed"), studies)
+            command = labelhost_command(a, studies, port, os.path.join(work, "rt-cudnn"))
+            timed = Server("labelhost-cudnn", command + ["--cudnn-benchmark"],
+                           f"http://127.0.0.1:{port}", env, work)
+            servers.append(timed)
+            extra_rows = variants({"cuDNN timing off": lh, "`--cudnn-benchmark`": timed}, a)
     finally:
         for s in servers:
             s.stop()
+            if a.logs:
+                os.makedirs(a.logs, exist_ok=True)
+                shutil.copy(s.log.name, a.logs)
     results = {s.name: s.out for s in servers}
+    if extra_rows:
+        extra_rows = ("\n\nlabelhost alone on ch2, one server per cuDNN setting, the model in each "
+                      f"precision it accepts ({a.runs} runs after a warm-up):\n\n" + extra_rows)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     device = a.device + (f" ({a.gpu})" if a.gpu else "")
     head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
@@ -311,7 +375,7 @@ def main():
             f"both servers up and interleaved; device {device}; {now}; {machine()}; "
             f"model precision: MONAI Label {results['monailabel'].get('precision', 'fp32')}, "
             f"labelhost {results['labelhost'].get('precision', 'fp32')} (its `auto`)")
-    text = head + "\n\n" + table(results["labelhost"], results["monailabel"], refs) + "\n"
+    text = head + "\n\n" + table(results["labelhost"], results["monailabel"], refs) + extra_rows + "\n"
     print(text)
     if a.record:
         with open(a.record, "w") as f:

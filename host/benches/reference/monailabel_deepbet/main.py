@@ -3,6 +3,7 @@ MONAI Label's own interfaces (BasicInferTask, MONAI transforms, its Restored and
 that infer_vs_monailabel.py can time MONAI Label's server on the same pipeline as the brain
 app's `brain_extraction`. Model paths come from `--conf bbox_model PATH --conf model PATH`.
 """
+import itk
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,8 +21,12 @@ from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.transform.post import Restored
+from monailabel.transform.writer import Writer
 
 SMALL, LARGE = 128, 256
+# On the GPU machine ITK is a stand-in (its wheels are too big to carry there, see
+# scripts/gpu-bench.sh): MONAI Label's Writer then writes with its nibabel option.
+ITK_STANDIN = "stand-in" in (itk.__doc__ or "")
 
 
 def normalize(x, low, high):
@@ -86,6 +91,14 @@ class DeepBet(BasicInferTask):
 
     def inverse_transforms(self, data=None):
         return []  # every invertible pre-transform: Orientationd back to the image's axes
+
+    def writer(self, data, extension=None, dtype=None):
+        if not ITK_STANDIN:
+            return super().writer(data, extension, dtype)
+        for key, value in (("result_extension", extension), ("result_dtype", dtype), ("labels", self.labels)):
+            if value is not None:
+                data[key] = value
+        return Writer(label=self.output_label_key, json=self.output_json_key, nibabel=True)(data)
 
     def post_transforms(self, data=None):
         return [KeepLargestConnectedComponentd(keys="pred"), FillHolesd(keys="pred"),
