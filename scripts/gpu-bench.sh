@@ -121,7 +121,7 @@ run() {
     python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
     python3 host/benches/reference/infer_vs_monailabel.py "$dir/bin/labelhost" "$dir/plugins" \
         host/benches/reference/monailabel_deepbet "$dir/plugins/brain/models" "$dir/data" \
-        --device "$device" --gpu "$gpu" --variants --record "$out/infer-$device.md" --logs "$out" \
+        --device "$device" --gpu "$gpu" --variants --alone-if-needed --record "$out/infer-$device.md" --logs "$out" \
         "${bench[@]}" 2>&1 | tee "$out/bench.log" || status=$?
     return "$status"
 }

@@ -145,7 +145,13 @@ class Server:
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=work)
         self.sampler = RssSampler(self.proc.pid)
         self.sampler.start()
-        wait_up(url, self.proc, every=0.05, log=self.log.name)
+        try:
+            wait_up(url, self.proc, every=0.05, log=self.log.name)
+        except SystemExit:
+            self.sampler.stop.set()
+            self.proc.kill()
+            self.proc.wait()
+            raise
         self.out = {"start": time.perf_counter() - started, "volumes": {}, "concurrent": {}}
 
     def stop(self):
@@ -237,11 +243,15 @@ def variants(servers, a):
         fp32_mask = None
         for precision in PRECISIONS:
             extra = {"precision": precision}
-            first = infer(server.url, "ch2", a.device, extra, refused_ok=True)  # warm-up
-            if isinstance(first, str):
-                rows.append(f"| {name} | {precision} | refused: {first} | – | – |")
+            try:
+                first = infer(server.url, "ch2", a.device, extra, refused_ok=True)  # warm-up
+                if isinstance(first, str):
+                    rows.append(f"| {name} | {precision} | refused: {first} | – | – |")
+                    continue
+                runs = [infer(server.url, "ch2", a.device, extra) for _ in range(a.runs)]
+            except (SystemExit, requests.RequestException) as e:  # the other rows still count
+                rows.append(f"| {name} | {precision} | failed: {e} | – | – |")
                 continue
-            runs = [infer(server.url, "ch2", a.device, extra) for _ in range(a.runs)]
             mask = runs[-1][2]
             fp32_mask = mask if precision == "fp32" else fp32_mask
             model = statistics.median(r[1].get("latencies", {}).get("model", float("nan")) for r in runs)
@@ -251,11 +261,24 @@ def variants(servers, a):
     return "\n".join(rows)
 
 
+def absent(lh):
+    """MONAI Label's side of the table when its server did not start: every figure None."""
+    stages = dict.fromkeys(("pre", "infer", "post", "write"), None)
+    volume = {"p50": None, "p95": None, "min": None, "max": None, "stages": stages, "mask": None}
+    concurrent = dict.fromkeys(("wall", "per_s", "info_p50", "info_max"), None)
+    return {"start": None, "peak_rss": None, "volumes": {i: volume for i in lh["volumes"]},
+            "concurrent": {c: concurrent for c in lh["concurrent"]}}
+
+
 def table(lh, ml, refs):
+    ml = ml or absent(lh)
     rows = ["| probe | MONAI Label 0.8.5 | labelhost | ratio |", "|---|---|---|---|"]
 
     def row(label, m, l, unit="s", fmt="{:.3f}"):
-        rows.append(f"| {label} | {fmt.format(m)} {unit} | {fmt.format(l)} {unit} | {l / m:.2f} |")
+        if m is None:  # MONAI Label did not run
+            rows.append(f"| {label} | – | {fmt.format(l)} {unit} | – |")
+        else:
+            rows.append(f"| {label} | {fmt.format(m)} {unit} | {fmt.format(l)} {unit} | {l / m:.2f} |")
 
     row("start to first `/info/`", ml["start"], lh["start"])
     for image, v in lh["volumes"].items():
@@ -271,17 +294,24 @@ def table(lh, ml, refs):
         if v["laps"]:
             steps = ", ".join(f"{k} {1000 * t:.1f}" for k, t in v["laps"].items())
             rows.append(f"| {image} labelhost's steps, p50 ms | – | {steps} | – |")
-        rows.append(f"| {image} Dice vs reference mask | {dice(m['mask'], refs[image]):.4f} | "
-                    f"{dice(v['mask'], refs[image]):.4f} | labelhost vs MONAI Label: "
-                    f"{dice(v['mask'], m['mask']):.4f} |")
+        if m["mask"] is None:
+            rows.append(f"| {image} Dice vs reference mask | – | {dice(v['mask'], refs[image]):.4f} | – |")
+        else:
+            rows.append(f"| {image} Dice vs reference mask | {dice(m['mask'], refs[image]):.4f} | "
+                        f"{dice(v['mask'], refs[image]):.4f} | labelhost vs MONAI Label: "
+                        f"{dice(v['mask'], m['mask']):.4f} |")
     for clients, c in lh["concurrent"].items():
         m = ml["concurrent"][clients]
         row(f"{clients} concurrent ch2, wall", m["wall"], c["wall"])
-        rows.append(f"| {clients} concurrent ch2, throughput | {m['per_s']:.3f} /s | {c['per_s']:.3f} /s | "
-                    f"{c['per_s'] / m['per_s']:.2f}× |")
+        if m["per_s"] is None:
+            rows.append(f"| {clients} concurrent ch2, throughput | – | {c['per_s']:.3f} /s | – |")
+        else:
+            rows.append(f"| {clients} concurrent ch2, throughput | {m['per_s']:.3f} /s | "
+                        f"{c['per_s']:.3f} /s | {c['per_s'] / m['per_s']:.2f}× |")
         row(f"`/info/` p50 while {clients} infer", m["info_p50"], c["info_p50"])
         row(f"`/info/` max while {clients} infer", m["info_max"], c["info_max"])
-    row("peak RSS (server + children)", ml["peak_rss"] / 2**20, lh["peak_rss"] / 2**20, "MiB", "{:.0f}")
+    ml_rss = None if ml["peak_rss"] is None else ml["peak_rss"] / 2**20
+    row("peak RSS (server + children)", ml_rss, lh["peak_rss"] / 2**20, "MiB", "{:.0f}")
     # What labelhost's /status (and /metrics) report of each CUDA device after the run.
     for m in lh.get("cuda_memory", []):
         rows.append(f"| {m['device']} memory after the run (labelhost `/status`, device-wide) | – | "
@@ -314,6 +344,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of each concurrency per server")
     ap.add_argument("--record", help="markdown file to keep the table in")
     ap.add_argument("--gpu", default="", help="the GPU's name, for the record")
+    ap.add_argument("--alone-if-needed", action="store_true",
+                    help="measure labelhost alone when MONAI Label's server does not start")
     ap.add_argument("--logs", help="folder to copy the servers' logs into, whatever the outcome")
     ap.add_argument("--variants", action="store_true",
                     help="also labelhost alone on ch2 in each precision, cuDNN timing off and on")
@@ -321,13 +353,15 @@ def main():
     for arg in ("labelhost", "plugins", "app", "models", "data"):
         setattr(a, arg, os.path.abspath(getattr(a, arg)))
     work = tempfile.mkdtemp(prefix="infer-bench-")
+    if a.logs:
+        os.makedirs(a.logs, exist_ok=True)
     refs = {}
     for study, source, ref in VOLUMES:
         os.makedirs(os.path.join(work, "seed"), exist_ok=True)
         shutil.copyfile(os.path.join(a.data, source), os.path.join(work, "seed", study))
         refs[study.split(".")[0]] = np.asarray(nib.load(os.path.join(a.data, ref)).dataobj) > 0
     env = dict(os.environ, MONAI_LABEL_DATASTORE_AUTO_RELOAD="false", MONAI_LABEL_AUTO_UPDATE_SCORING="false")
-    servers, extra_rows = [], ""
+    servers, extra_rows, missing = [], "", ""
     try:
         for name in ("monailabel", "labelhost"):
             studies = os.path.join(work, name)
@@ -341,8 +375,17 @@ def main():
                            "--conf", "bbox_model", os.path.join(a.models, "bbox_model.pt"),
                            "--conf", "model", os.path.join(a.models, "model.pt")]
             print(f"starting {name}...", file=sys.stderr, flush=True)
-            servers.append(Server(name, command, f"http://127.0.0.1:{port}", env, work))
-        print("measuring both, interleaved...", file=sys.stderr, flush=True)
+            try:
+                servers.append(Server(name, command, f"http://127.0.0.1:{port}", env, work))
+            except SystemExit as e:
+                if name == "labelhost" or not a.alone_if_needed:
+                    raise
+                # One run on a lent machine: labelhost's own figures still count.
+                missing = f"MONAI Label did not start ({e}): labelhost measured alone"
+                print(missing, file=sys.stderr, flush=True)
+                if a.logs:
+                    shutil.copy(os.path.join(work, "monailabel.log"), a.logs)
+        print("measuring...", file=sys.stderr, flush=True)
         measure(servers, a)
         lh = next(s for s in servers if s.name == "labelhost")
         lh.out["cuda_memory"] = requests.get(lh.url + "/status", timeout=60).json().get("cuda_memory", [])
@@ -354,17 +397,22 @@ def main():
             studies, port = os.path.join(work, "labelhost-cudnn"), free_port()
             shutil.copytree(os.path.join(work, "seed"), studies)
             command = labelhost_command(a, studies, port, os.path.join(work, "rt-cudnn"))
-            timed = Server("labelhost-cudnn", command + ["--cudnn-benchmark"],
-                           f"http://127.0.0.1:{port}", env, work)
-            servers.append(timed)
-            extra_rows = variants({"cuDNN timing off": lh, "`--cudnn-benchmark`": timed}, a)
+            variant_servers = {"cuDNN timing off": lh}
+            try:
+                timed = Server("labelhost-cudnn", command + ["--cudnn-benchmark"],
+                               f"http://127.0.0.1:{port}", env, work)
+                servers.append(timed)
+                variant_servers["`--cudnn-benchmark`"] = timed
+            except SystemExit as e:
+                print(f"labelhost --cudnn-benchmark did not start: {e}", file=sys.stderr, flush=True)
+            extra_rows = variants(variant_servers, a)
     finally:
         for s in servers:
             s.stop()
             if a.logs:
-                os.makedirs(a.logs, exist_ok=True)
                 shutil.copy(s.log.name, a.logs)
     results = {s.name: s.out for s in servers}
+    ml = results.get("monailabel")
     if extra_rows:
         extra_rows = ("\n\nlabelhost alone on ch2, one server per cuDNN setting, the model in each "
                       f"precision it accepts ({a.runs} runs after a warm-up):\n\n" + extra_rows)
@@ -373,9 +421,10 @@ def main():
     head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
             f"{a.runs} sequential runs per volume after a warm-up and {a.rounds} rounds per concurrency, "
             f"both servers up and interleaved; device {device}; {now}; {machine()}; "
-            f"model precision: MONAI Label {results['monailabel'].get('precision', 'fp32')}, "
-            f"labelhost {results['labelhost'].get('precision', 'fp32')} (its `auto`)")
-    text = head + "\n\n" + table(results["labelhost"], results["monailabel"], refs) + extra_rows + "\n"
+            f"model precision: MONAI Label {(ml or {}).get('precision', 'fp32')}, "
+            f"labelhost {results['labelhost'].get('precision', 'fp32')} (its `auto`)"
+            + (f". **{missing}**" if missing else ""))
+    text = head + "\n\n" + table(results["labelhost"], ml, refs) + extra_rows + "\n"
     print(text)
     if a.record:
         with open(a.record, "w") as f:
