@@ -14,9 +14,11 @@
 #       bench's steps; MONAI Label's writer then takes its nibabel option). Into
 #       .gpu/payload.tar.xz (git-ignored), refused past 56 MiB.
 #   scripts/gpu-bench.sh run [--device cuda] [bench options...]
-#       there: unpacks into /tmp, runs the bench on the device with --variants (each
-#       precision, cuDNN timing off and on) and writes $OUT/infer-<device>.md, the bench's
-#       output and the servers' logs (nvidia-smi's too). Copy the table back into
+#       there: unpacks into /tmp, runs the bench on the device with --variants (labelhost
+#       alone in each precision, with its defaults, `--cudnn-benchmark` and `--device-workers
+#       4`) and --alone-if-needed (labelhost's figures even if MONAI Label fails to start
+#       there), and writes $OUT/infer-<device>.md, the bench's output, the servers' logs and
+#       nvidia-smi's (7 files; a call brings 8 back). Copy the table back into
 #       host/benches/results/infer-cuda.md.
 #
 # The device call (one, after `pack`): command "scripts/gpu-bench.sh run", carry [".gpu"],

@@ -229,16 +229,23 @@ def measure(servers, a):
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# The settings a GPU run compares with the measured server's defaults: name, log name, flags.
+VARIANTS = [("`--cudnn-benchmark`", "labelhost-cudnn", ["--cudnn-benchmark"]),
+            ("`--device-workers 4`", "labelhost-workers4", ["--device-workers", "4"])]
 
 
 def variants(servers, a):
-    """labelhost alone on ch2 at each model precision, each server of `servers` (name →
-    Server: cuDNN's algorithm timing off, on) in turn: p50 end to end and of the two model
-    passes, and Dice of the mask against the fp32 one. What a GPU run needs to choose
-    `auto`'s precision and the `--cudnn-benchmark` default (on a CPU the timing flag
-    changes nothing). Answers markdown rows."""
+    """labelhost alone on ch2, each server of `servers` (name → Server: the defaults, then
+    each of VARIANTS) in turn: at each model precision, p50 end to end and of the two model
+    passes, and Dice of the mask against the fp32 one; then the most concurrent clients of
+    the run at `auto` precision. What a GPU run needs to choose `auto`'s precision, the
+    `--cudnn-benchmark` default and the GPU's device workers (on a CPU the timing flag
+    changes nothing). Answers markdown: two tables."""
     rows = ["| labelhost alone, ch2 | precision | `/infer` p50 | model passes p50 | Dice vs fp32 |",
             "|---|---|---|---|---|"]
+    clients = max(a.concurrency)
+    busy = [f"| labelhost alone, `auto` precision | {clients} concurrent ch2, wall | throughput |",
+            "|---|---|---|"]
     for name, server in servers.items():
         fp32_mask = None
         for precision in PRECISIONS:
@@ -258,7 +265,12 @@ def variants(servers, a):
             agree = f"{dice(mask, fp32_mask):.5f}" if fp32_mask is not None else "–"
             rows.append(f"| {name} | {runs[-1][1].get('precision', precision)} | "
                         f"{statistics.median(r[0] for r in runs):.3f} s | {model:.3f} s | {agree} |")
-    return "\n".join(rows)
+        try:
+            wall = statistics.median(concurrent(server, clients, a.device)[0] for _ in range(a.rounds))
+            busy.append(f"| {name} | {wall:.3f} s | {clients / wall:.3f} /s |")
+        except (SystemExit, requests.RequestException) as e:
+            busy.append(f"| {name} | failed: {e} | – |")
+    return "\n".join(rows) + "\n\n" + "\n".join(busy)
 
 
 def absent(lh):
@@ -393,18 +405,19 @@ def main():
             print("labelhost's /status reports no CUDA device memory on a CUDA run", file=sys.stderr)
         if a.variants:
             lh.out["peak_rss"] = lh.sampler.final_peak()  # before the other precisions run
-            print("labelhost alone: precisions, cuDNN timing...", file=sys.stderr, flush=True)
-            studies, port = os.path.join(work, "labelhost-cudnn"), free_port()
-            shutil.copytree(os.path.join(work, "seed"), studies)
-            command = labelhost_command(a, studies, port, os.path.join(work, "rt-cudnn"))
-            variant_servers = {"cuDNN timing off": lh}
-            try:
-                timed = Server("labelhost-cudnn", command + ["--cudnn-benchmark"],
-                               f"http://127.0.0.1:{port}", env, work)
-                servers.append(timed)
-                variant_servers["`--cudnn-benchmark`"] = timed
-            except SystemExit as e:
-                print(f"labelhost --cudnn-benchmark did not start: {e}", file=sys.stderr, flush=True)
+            print("labelhost alone: precisions, settings...", file=sys.stderr, flush=True)
+            variant_servers = {"defaults": lh}
+            for label, log, flags in VARIANTS:
+                studies, port = os.path.join(work, log), free_port()
+                shutil.copytree(os.path.join(work, "seed"), studies)
+                command = labelhost_command(a, studies, port, os.path.join(work, f"rt-{log}")) + flags
+                try:
+                    server = Server(log, command, f"http://127.0.0.1:{port}", env, work)
+                except SystemExit as e:
+                    print(f"labelhost {label} did not start: {e}", file=sys.stderr, flush=True)
+                    continue
+                servers.append(server)
+                variant_servers[label] = server
             extra_rows = variants(variant_servers, a)
     finally:
         for s in servers:
@@ -414,8 +427,9 @@ def main():
     results = {s.name: s.out for s in servers}
     ml = results.get("monailabel")
     if extra_rows:
-        extra_rows = ("\n\nlabelhost alone on ch2, one server per cuDNN setting, the model in each "
-                      f"precision it accepts ({a.runs} runs after a warm-up):\n\n" + extra_rows)
+        extra_rows = ("\n\nlabelhost alone on ch2, one server with its defaults and one per setting, "
+                      f"the model in each precision it accepts ({a.runs} runs after a warm-up), then "
+                      f"{max(a.concurrency)} clients at once ({a.rounds} rounds):\n\n" + extra_rows)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     device = a.device + (f" ({a.gpu})" if a.gpu else "")
     head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
