@@ -220,14 +220,27 @@ impl ExecutorScope {
     /// Runs `f` on a model handle's module and precision under its device's compute lock:
     /// a loaded model, or a trainable one in eval mode with its current weights (holding
     /// its lock, so no step runs meanwhile).
-    fn with_model<T>(&self, id: ModelId, f: impl FnOnce(&CModule, Precision) -> Res<T>) -> Res<T> {
+    /// Runs `f` with model `id`, its precision and its device, holding the device's compute
+    /// turn.
+    fn with_model<T>(
+        &self,
+        id: ModelId,
+        f: impl FnOnce(&CModule, Precision, tch::Device) -> Res<T>,
+    ) -> Res<T> {
+        let device = |name: &str| {
+            self.exec
+                .device(name)
+                .map_err(|e| err(ErrorCode::INVALID_INPUT, e))
+        };
         if let Some(trainer) = self.trainer(id)? {
             let mut t = trainer.lock().map_err(|_| poisoned())?;
-            let device = t.device_name.clone();
-            return self.compute(&device, || f(t.eval_module()?, Precision::Fp32));
+            let name = t.device_name.clone();
+            let on = device(&name)?;
+            return self.compute(&name, || f(t.eval_module()?, Precision::Fp32, on));
         }
         let m = self.loaded(id)?;
-        self.compute(&m.device, || f(&m.module, m.precision))
+        let on = device(&m.device)?;
+        self.compute(&m.device, || f(&m.module, m.precision, on))
     }
 
     fn loaded(&self, id: ModelId) -> Res<LoadedModel> {
@@ -399,10 +412,10 @@ impl abi::Executor for ScopeHandle {
     ) -> PluginResult<RVec<TensorId>> {
         host_guard(|| {
             let inputs = self.0.tensors(inputs)?;
-            let out = self.0.with_model(model, |module, precision| {
+            let out = self.0.with_model(model, |module, precision, device| {
                 let args = inputs
                     .iter()
-                    .map(|t| cast_in(t, precision).map(IValue::Tensor))
+                    .map(|t| cast_in(t, precision, device).map(IValue::Tensor))
                     .collect::<Res<Vec<_>>>()?;
                 tch::no_grad(|| module.forward_is(&args)).map_err(torch)
             })?;
@@ -440,8 +453,8 @@ impl abi::Executor for ScopeHandle {
                 )
             })?;
             let x = self.0.get(input)?;
-            let out = self.0.with_model(model, |module, precision| {
-                let x = cast_in(&x, precision)?;
+            let out = self.0.with_model(model, |module, precision, device| {
+                let x = cast_in(&x, precision, device)?;
                 tch::no_grad(|| super::sliding::infer(module, &x, &params))
             })?;
             self.0.put(out)

@@ -45,10 +45,12 @@ impl ExecutorScope {
     }
 }
 
-/// A model input in the model's precision (floating tensors only).
-pub(super) fn cast_in(t: &Tensor, precision: Precision) -> Res<Tensor> {
+/// A model input on the model's device (a plugin may upload it elsewhere) and in its
+/// precision (floating tensors only).
+pub(super) fn cast_in(t: &Tensor, precision: Precision, device: tch::Device) -> Res<Tensor> {
+    let t = t.f_to_device(device).map_err(torch)?;
     if precision == Precision::Fp32 || !t.is_floating_point() {
-        return Ok(t.shallow_clone());
+        return Ok(t);
     }
     t.f_to_kind(precision.kind()).map_err(torch)
 }

@@ -48,6 +48,8 @@ pub(crate) struct Trainer {
     metric_labels: Vec<i64>,
     /// The device name the work queues know it by.
     pub(crate) device_name: String,
+    /// The device its weights live on; inputs and targets are moved there.
+    device: Device,
 }
 
 impl Trainer {
@@ -119,6 +121,7 @@ impl Trainer {
                 .map(|a| a.iter().filter_map(Value::as_i64).collect())
                 .unwrap_or_default(),
             device_name: device_name.to_owned(),
+            device,
         })
     }
 
@@ -126,18 +129,21 @@ impl Trainer {
     pub(crate) fn step(&mut self, inputs: &[Tensor], targets: &[Tensor]) -> Res<Value> {
         let target = targets
             .first()
-            .ok_or_else(|| bad("train_step needs a target tensor"))?;
+            .ok_or_else(|| bad("train_step needs a target tensor"))?
+            .f_to_device(self.device)
+            .map_err(torch)?;
         self.module.f_set_train().map_err(torch)?;
         self.optimizer.zero_grad().map_err(torch)?;
         let args: Vec<IValue> = inputs
             .iter()
-            .map(|t| IValue::Tensor(t.shallow_clone()))
-            .collect();
+            .map(|t| t.f_to_device(self.device).map(IValue::Tensor))
+            .collect::<Result<_, _>>()
+            .map_err(torch)?;
         let started = std::time::Instant::now();
         let amp = self.scaler.is_some();
         let out = tch::autocast(amp, || self.module.forward_is(&args)).map_err(torch)?;
         let out = first_tensor(out)?.f_to_kind(Kind::Float).map_err(torch)?;
-        let loss = self.loss.compute(&out, target)?;
+        let loss = self.loss.compute(&out, &target)?;
         let value = loss.f_double_value(&[]).map_err(torch)?;
         match (&mut self.scaler, value.is_finite()) {
             (None, false) => {
@@ -167,7 +173,7 @@ impl Trainer {
             let dice = tch::no_grad(|| -> Res<Vec<f64>> {
                 let pred = out.f_argmax(1, false).map_err(torch)?;
                 let args = json!({"labels": self.metric_labels});
-                let d = super::ops::dice(&pred, target, &args)?;
+                let d = super::ops::dice(&pred, &target, &args)?;
                 Ok(Vec::<f32>::try_from(&d)
                     .map_err(torch)?
                     .into_iter()
