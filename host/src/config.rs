@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// gains after it. No effect without CUDA.
     #[arg(long, env = "LABELHOST_CUDNN_BENCHMARK")]
     pub cudnn_benchmark: bool,
+    /// Run every tensor op through LibTorch's own ops, the path a GPU takes, instead of the
+    /// CPU kernels (slower): for checking that path on a machine without a GPU.
+    #[arg(long, env = "LABELHOST_GENERIC_OPS")]
+    pub generic_ops: bool,
     /// How often (milliseconds) the studies folder is checked for files added or removed by hand.
     #[arg(long, env = "LABELHOST_DATASTORE_POLL_MS", default_value_t = 2000)]
     pub datastore_poll_ms: u64,
@@ -238,6 +242,8 @@ pub struct ServerConfig {
     pub device_workers: usize,
     /// cuDNN's algorithm timing per input shape (CUDA only).
     pub cudnn_benchmark: bool,
+    /// Every op by LibTorch's path (the GPU's), CPU tensors too.
+    pub generic_ops: bool,
     /// Studies-folder polling period in milliseconds.
     pub datastore_poll_ms: u64,
     /// Seconds an active-learning claim stays fresh (0: no claims).
@@ -483,6 +489,7 @@ impl TryFrom<&ServeArgs> for ServerConfig {
             queue_capacity: a.queue_capacity,
             device_workers: a.device_workers,
             cudnn_benchmark: a.cudnn_benchmark,
+            generic_ops: a.generic_ops,
             datastore_poll_ms: a.datastore_poll_ms.max(50),
             claim_seconds: a.claim_seconds,
             max_voxels: a.max_voxels,

@@ -100,6 +100,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let runtime = labelhost::runtime::RuntimeDir::open(config.runtime_dir.as_deref())?;
 
     tch::Cuda::cudnn_set_benchmark(config.cudnn_benchmark);
+    labelhost::executor::use_generic_ops(config.generic_ops);
     let executor = Arc::new(TorchExecutor::with_queues(
         config.queue_capacity,
         config.device_workers,
@@ -108,6 +109,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         devices = ?executor.devices(),
         workers = ?executor.workers(),
         cudnn_benchmark = config.cudnn_benchmark,
+        generic_ops = config.generic_ops,
         huge_pages = labelhost::memory::tensor_huge_pages(),
         "executor ready"
     );

@@ -151,3 +151,52 @@ fn deepbet_runs_reduced_precision_only_where_native_and_within_0_005_dice_of_fp3
         assert_eq!(chosen, "fp32");
     }
 }
+
+/// The ops' LibTorch path, the one tensors on a GPU take (no GPU is needed to run it:
+/// `--generic-ops` sends CPU tensors down it too), gives deepbet the CPU kernels' masks on
+/// the three real volumes (uint8, 4-D float32, int16 as stored).
+#[test]
+fn deepbet_on_the_gpu_s_op_path_gives_the_cpu_kernels_masks() {
+    let ws = Workspace::new(0, 8);
+    let data = cache_dir().join("data");
+    for f in [
+        "ch2.nii.gz",
+        "heldout/robex_t1.nii.gz",
+        "KmeansTest_T1UCharRaw.nii.gz",
+    ] {
+        let name = std::path::Path::new(f).file_name().expect("name");
+        std::fs::copy(data.join(f), ws.studies().join(name)).expect("sample volume");
+    }
+    pack(
+        &ws.plugins(),
+        "brain",
+        "labelhost_app_brain",
+        &brain_bundle_assets(),
+    );
+    let labels = ws.studies().join("labels/original");
+    let masks = |flags: &[&str]| {
+        let server = ws.serve_with(&[], flags);
+        let found = masks_in(&server, &ws, "fp32").expect("fp32 runs");
+        let volumes: Vec<_> = found
+            .iter()
+            .map(|(image, _, _)| read(&labels.join(format!("{image}.nii.gz"))))
+            .collect();
+        (found, volumes, server.log())
+    };
+    let (kernels, kernel_masks, _) = masks(&[]);
+    let (generic, generic_masks, log) = masks(&["--generic-ops"]);
+    assert!(log.contains("generic_ops=true"), "{log}");
+    for ((k, g), (km, gm)) in kernels
+        .iter()
+        .zip(&generic)
+        .zip(kernel_masks.iter().zip(&generic_masks))
+    {
+        let agree = dice(km, gm);
+        println!(
+            "{}: Dice kernels {:.4}, generic {:.4}, between {agree:.5}",
+            k.0, k.1, g.1
+        );
+        assert!(agree >= 0.999, "{}: masks differ (Dice {agree})", k.0);
+        assert!((k.1 - g.1).abs() <= 0.002, "{}: {} vs {}", k.0, k.1, g.1);
+    }
+}

@@ -5,6 +5,7 @@
 //! other devices and for layouts these do not take. The work is split over LibTorch's
 //! intra-op thread count.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Kind, Tensor};
 
 type Res<T> = Result<T, tch::TchError>;
@@ -12,9 +13,24 @@ type Res<T> = Result<T, tch::TchError>;
 /// Outputs below this many elements are not worth a second thread.
 const PARALLEL_FROM: usize = 1 << 16;
 
+/// Set by `serve --generic-ops`: every op takes LibTorch's path, as on a GPU.
+static GENERIC: AtomicBool = AtomicBool::new(false);
+
+/// Sends every op down LibTorch's path, the one a GPU takes, so that this path can be
+/// checked on a machine without a GPU (`serve --generic-ops`).
+pub(super) fn set_generic(on: bool) {
+    GENERIC.store(on, Ordering::Relaxed);
+}
+
+/// Whether a tensor on `device` may take these kernels: a CPU one does, unless
+/// [`set_generic`] said otherwise.
+pub(super) fn on_host(device: Device) -> bool {
+    device == Device::Cpu && !GENERIC.load(Ordering::Relaxed)
+}
+
 /// The elements of a contiguous CPU tensor, when its element type is `T` (`kind`).
 fn elements<T>(t: &Tensor, kind: Kind) -> Option<&[T]> {
-    if t.device() != Device::Cpu || t.kind() != kind || !t.is_contiguous() {
+    if !on_host(t.device()) || t.kind() != kind || !t.is_contiguous() {
         return None;
     }
     let n = t.numel();

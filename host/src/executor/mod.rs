@@ -67,6 +67,13 @@ pub(crate) fn device_name(device: Device) -> String {
     }
 }
 
+/// Runs every tensor op through LibTorch's own ops, the path tensors on a GPU take, also
+/// for CPU tensors (instead of the CPU kernels): that path checked on a machine without a
+/// GPU. Process-wide; set before the first request.
+pub fn use_generic_ops(on: bool) {
+    kernels::set_generic(on);
+}
+
 /// Requests running at once on a device when the operator does not say. Model passes run
 /// one at a time per device (the compute lock) with LibTorch's intra-op threads, one per
 /// core. A GPU: 2, so one request's CPU work overlaps another's pass. A CPU with up to 4

@@ -372,7 +372,7 @@ fn foreground_bbox(x: &Tensor, threshold: f64) -> Res<Tensor> {
 /// tensor (~7x and ~20x faster on 128³).
 /// Answers one value per entry of `qs` (`quantile` takes one number, `quantiles` a list).
 fn quantiles(x: &Tensor, qs: &[f64]) -> Res<Vec<Tensor>> {
-    quantiles_by(x, qs, x.device() == tch::Device::Cpu)
+    quantiles_by(x, qs, super::kernels::on_host(x.device()))
 }
 
 /// [`quantiles`] by selection on a copy in host memory, or by `topk` on the device.
@@ -409,7 +409,7 @@ pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tens
         let wanted: Vec<(usize, usize)> = ranks.iter().map(|r| (r.2, r.3)).collect();
         match super::kernels::order_statistics(values, &wanted) {
             // torch.quantile's answer when any value is NaN.
-            None => return Ok(qs.iter().map(|_| scalar(f32::NAN)).collect()),
+            None => return nans(qs, x.device()),
             Some(found) => found
                 .into_iter()
                 .map(|(a, b)| (scalar(a), scalar(b)))
@@ -422,7 +422,7 @@ pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tens
             .and_then(|t| t.f_int64_value(&[]))
             .map_err(torch)?;
         if has_nan != 0 {
-            return Ok(qs.iter().map(|_| scalar(f32::NAN)).collect());
+            return nans(qs, x.device());
         }
         let by_topk = |&(_, _, lo, hi): &(f32, f32, usize, usize)| -> Res<(Tensor, Tensor)> {
             let (lo, hi) = (lo as i64, hi as i64);
@@ -446,6 +446,13 @@ pub(super) fn quantiles_by(x: &Tensor, qs: &[f64], select: bool) -> Res<Vec<Tens
 /// A 0-dim `f32` tensor, as `topk(..).get(i)` answers.
 fn scalar(v: f32) -> Tensor {
     Tensor::from_slice(&[v]).reshape([0i64; 0])
+}
+
+/// torch.quantile's answer when any value is NaN: NaN for each `q`, on `device`.
+fn nans(qs: &[f64], device: tch::Device) -> Res<Vec<Tensor>> {
+    qs.iter()
+        .map(|_| scalar(f32::NAN).f_to_device(device).map_err(torch))
+        .collect()
 }
 
 /// A flat `f32` tensor's elements in host memory.

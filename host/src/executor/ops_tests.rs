@@ -70,6 +70,31 @@ fn normalize_resize_equals_resizing_then_normalising() {
     }
 }
 
+/// LibTorch's way (a GPU's, and a CPU's for layouts the kernel does not take: here a
+/// leading channel) answers what the kernel answers.
+#[test]
+fn normalize_resize_by_libtorch_equals_the_kernel() {
+    tch::manual_seed(4);
+    let crop = Tensor::rand([23, 31, 19], (Kind::Float, tch::Device::Cpu));
+    for (size, dtype) in [([64, 64, 64], "float32"), ([16, 40, 7], "bfloat16")] {
+        let args =
+            json!({"size": size, "unbiased": true, "scale": 0.226, "shift": 0.449, "dtype": dtype});
+        let kernel = run("normalize_resize", &[crop.shallow_clone()], &args).unwrap();
+        let channel = crop.unsqueeze(0);
+        let generic = run("normalize_resize", &[channel], &args).unwrap();
+        assert_eq!(generic[0].size()[1..], kernel[0].size()[..]);
+        assert_eq!(generic[0].kind(), kernel[0].kind());
+        let diff = (&generic[0].squeeze_dim(0) - &kernel[0])
+            .abs()
+            .max()
+            .to_kind(Kind::Float)
+            .double_value(&[]);
+        // bf16 holds 8 bits of mantissa: one rounding step near 2 is 2^-6.
+        let tolerance = if dtype == "float32" { 1e-5 } else { 1.6e-2 };
+        assert!(diff <= tolerance, "{size:?} {dtype}: max difference {diff}");
+    }
+}
+
 #[test]
 fn orient_permutes_flips_and_zeroes_nan_into_c_order() {
     tch::manual_seed(5);

@@ -7,7 +7,7 @@ use super::kernels::{self, Out, Plan};
 use super::ops::{bad, ints, orient, repeats, z_affine, IntensityRange, Res};
 use super::scope::torch;
 use serde_json::{json, Value};
-use tch::{Device, Tensor};
+use tch::Tensor;
 
 /// What `resample` does to a 3-D tensor, validated.
 struct Spec {
@@ -116,7 +116,7 @@ fn plan(x: &Tensor, spec: &Spec) -> Res<Plan> {
 
 /// The plan of a plain resize of a 3-D `x` to `size`, when the CPU kernel can take `x`.
 fn resize_plan(x: &Tensor, size: [i64; 3]) -> Res<Option<Plan>> {
-    if x.device() != Device::Cpu || x.dim() != 3 || !x.is_contiguous() {
+    if !kernels::on_host(x.device()) || x.dim() != 3 || !x.is_contiguous() {
         return Ok(None);
     }
     let d = x.size();
@@ -144,7 +144,7 @@ pub(super) fn resample(x: &Tensor, args: &Value) -> Res<Tensor> {
 /// [`resample`] by the CPU kernel where it applies (`kernel`), else by LibTorch's ops.
 pub(super) fn resample_by(x: &Tensor, args: &Value, kernel: bool) -> Res<Tensor> {
     let spec = spec(x, args)?;
-    if kernel && x.device() == Device::Cpu && x.is_contiguous() {
+    if kernel && kernels::on_host(x.device()) && x.is_contiguous() {
         let plan = plan(x, &spec)?;
         let out = match spec.threshold {
             Some(t) => Out::Above(t as f32),
