@@ -51,7 +51,7 @@ infer_bench() {
     pack_brain "$bundle" deepbet/bbox_model.pt deepbet/model.pt brain/brain_unet.pt brain/brain_unet_dropout.pt
     python3 host/benches/reference/infer_vs_monailabel.py "$target/labelhost" "$bundle" \
         host/benches/reference/monailabel_deepbet "$LABELHOST_CACHE/models/deepbet" "$LABELHOST_CACHE/data" \
-        --device "$device" --record "host/benches/results/infer-$device.md"
+        --device "$device" --variants --record "host/benches/results/infer-$device.md"
     rm -rf "$bundle"
 }
 # Interactive latency on an idle server and while a batch inference job runs (same run).
