@@ -235,19 +235,21 @@ VARIANTS = [("`--cudnn-benchmark`", "labelhost-cudnn", ["--cudnn-benchmark"]),
 
 
 def variants(servers, a):
-    """labelhost alone on ch2, each server of `servers` (name → Server: the defaults, then
-    each of VARIANTS) in turn: at each model precision, p50 end to end and of the two model
-    passes, and Dice of the mask against the fp32 one; then the most concurrent clients of
+    """labelhost alone, each server of `servers` (name → Server: the defaults, then each of
+    VARIANTS) in turn: at each model precision, ch2's p50 end to end and of the two model
+    passes, and Dice of each volume's mask against its fp32 one (the check behind the
+    precisions a task accepts, on this device); then the most concurrent clients of
     the run at `auto` precision. What a GPU run needs to choose `auto`'s precision, the
     `--cudnn-benchmark` default and the GPU's device workers (on a CPU the timing flag
     changes nothing). Answers markdown: two tables."""
-    rows = ["| labelhost alone, ch2 | precision | `/infer` p50 | model passes p50 | Dice vs fp32 |",
-            "|---|---|---|---|---|"]
+    others = [study.split(".")[0] for study, _, _ in VOLUMES[1:]]
+    rows = ["| labelhost alone | precision | ch2 `/infer` p50 | ch2 model passes p50 | "
+            f"Dice vs fp32 (ch2, {', '.join(others)}) |", "|---|---|---|---|---|"]
     clients = max(a.concurrency)
     busy = [f"| labelhost alone, `auto` precision | {clients} concurrent ch2, wall | throughput |",
             "|---|---|---|"]
     for name, server in servers.items():
-        fp32_mask = None
+        fp32_masks = None
         for precision in PRECISIONS:
             extra = {"precision": precision}
             try:
@@ -256,13 +258,15 @@ def variants(servers, a):
                     rows.append(f"| {name} | {precision} | refused: {first} | – | – |")
                     continue
                 runs = [infer(server.url, "ch2", a.device, extra) for _ in range(a.runs)]
+                # One mask of each other volume: the precision's Dice on every real volume.
+                masks = [runs[-1][2]] + [infer(server.url, i, a.device, extra)[2] for i in others]
             except (SystemExit, requests.RequestException) as e:  # the other rows still count
                 rows.append(f"| {name} | {precision} | failed: {e} | – | – |")
                 continue
-            mask = runs[-1][2]
-            fp32_mask = mask if precision == "fp32" else fp32_mask
+            fp32_masks = masks if precision == "fp32" else fp32_masks
             model = statistics.median(r[1].get("latencies", {}).get("model", float("nan")) for r in runs)
-            agree = f"{dice(mask, fp32_mask):.5f}" if fp32_mask is not None else "–"
+            agree = (" / ".join(f"{dice(m, f):.5f}" for m, f in zip(masks, fp32_masks))
+                     if fp32_masks is not None else "–")
             rows.append(f"| {name} | {runs[-1][1].get('precision', precision)} | "
                         f"{statistics.median(r[0] for r in runs):.3f} s | {model:.3f} s | {agree} |")
         try:
@@ -427,9 +431,10 @@ def main():
     results = {s.name: s.out for s in servers}
     ml = results.get("monailabel")
     if extra_rows:
-        extra_rows = ("\n\nlabelhost alone on ch2, one server with its defaults and one per setting, "
-                      f"the model in each precision it accepts ({a.runs} runs after a warm-up), then "
-                      f"{max(a.concurrency)} clients at once ({a.rounds} rounds):\n\n" + extra_rows)
+        extra_rows = ("\n\nlabelhost alone, one server with its defaults and one per setting: the "
+                      f"model in each precision it accepts on ch2 ({a.runs} runs after a warm-up) and "
+                      f"once on each other volume, then {max(a.concurrency)} clients at once on ch2 "
+                      f"({a.rounds} rounds):\n\n" + extra_rows)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     device = a.device + (f" ({a.gpu})" if a.gpu else "")
     head = (f"`POST /infer/{MODEL}` (deepbet, two passes), labelhost vs MONAI Label 0.8.5 in one run, "
