@@ -95,8 +95,9 @@ fn masks_in(
     Ok(out)
 }
 
-#[test]
-fn deepbet_runs_reduced_precision_only_where_native_and_within_0_005_dice_of_fp32() {
+/// A workspace with the three real volumes (uint8 ch2, 4-D float32 ROBEX, int16
+/// KmeansTest) and the brain bundle with deepbet's models.
+fn three_volumes() -> Workspace {
     let ws = Workspace::new(0, 8);
     let data = cache_dir().join("data");
     for f in [
@@ -109,6 +110,12 @@ fn deepbet_runs_reduced_precision_only_where_native_and_within_0_005_dice_of_fp3
     }
     let assets = brain_bundle_assets();
     pack(&ws.plugins(), "brain", "labelhost_app_brain", &assets);
+    ws
+}
+
+#[test]
+fn deepbet_runs_reduced_precision_only_where_native_and_within_0_005_dice_of_fp32() {
+    let ws = three_volumes();
     let server = ws.serve(&[]);
     let fp32 = masks_in(&server, &ws, "fp32").expect("fp32 always runs");
     // uint8 (ch2), float32 4-D (ROBEX), int16 (KmeansTest) volumes, each uploaded as stored.
@@ -157,22 +164,7 @@ fn deepbet_runs_reduced_precision_only_where_native_and_within_0_005_dice_of_fp3
 /// the three real volumes (uint8, 4-D float32, int16 as stored).
 #[test]
 fn deepbet_on_the_gpu_s_op_path_gives_the_cpu_kernels_masks() {
-    let ws = Workspace::new(0, 8);
-    let data = cache_dir().join("data");
-    for f in [
-        "ch2.nii.gz",
-        "heldout/robex_t1.nii.gz",
-        "KmeansTest_T1UCharRaw.nii.gz",
-    ] {
-        let name = std::path::Path::new(f).file_name().expect("name");
-        std::fs::copy(data.join(f), ws.studies().join(name)).expect("sample volume");
-    }
-    pack(
-        &ws.plugins(),
-        "brain",
-        "labelhost_app_brain",
-        &brain_bundle_assets(),
-    );
+    let ws = three_volumes();
     let labels = ws.studies().join("labels/original");
     let masks = |flags: &[&str]| {
         let server = ws.serve_with(&[], flags);
