@@ -121,6 +121,8 @@ run() {
         gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)
     fi
     python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+    # What the binary loads from there (libtorch_cuda must be among them).
+    ldd "$dir/bin/labelhost" | grep -E "torch|c10|not found" || true
     python3 host/benches/reference/infer_vs_monailabel.py "$dir/bin/labelhost" "$dir/plugins" \
         host/benches/reference/monailabel_deepbet "$dir/plugins/brain/models" "$dir/data" \
         --device "$device" --gpu "$gpu" --variants --alone-if-needed --record "$out/infer-$device.md" --logs "$out" \
