@@ -3,9 +3,4 @@
 # browser test (tests/integration/dashboard.rs) when it is missing. Needs root or sudo.
 set -euo pipefail
 [ -x /usr/bin/chromium ] && exit 0
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-export DEBIAN_FRONTEND=noninteractive
-echo "browser: installing Debian's chromium (once)"
-"${sudo[@]}" apt-get install -y --no-install-recommends chromium \
-    || { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends chromium; }
+"$(dirname "$0")/apt-install.sh" browser chromium

@@ -11,13 +11,7 @@ plugin=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
 case "${1:-}" in
     install)
         [ -x /usr/sbin/Orthanc ] && [ -f "$plugin" ] && [ -x /usr/bin/dciodvfy ] && exit 0
-        sudo=()
-        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-        export DEBIAN_FRONTEND=noninteractive
-        packages=(orthanc orthanc-dicomweb dicom3tools)
-        echo "pacs: installing Debian's ${packages[*]} (once)"
-        "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}" \
-            || { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends "${packages[@]}"; }
+        "$(dirname "$0")/apt-install.sh" pacs orthanc orthanc-dicomweb dicom3tools
         ;;
     run)
         dir=$2 http=$3 dicom=$4

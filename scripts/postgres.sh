@@ -16,12 +16,7 @@ bin_dir() {
 case "${1:-}" in
     install)
         bin_dir > /dev/null && exit 0
-        sudo=()
-        [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-        export DEBIAN_FRONTEND=noninteractive
-        echo "postgres: installing Debian's postgresql (once)"
-        "${sudo[@]}" apt-get install -y --no-install-recommends postgresql \
-            || { "${sudo[@]}" apt-get update && "${sudo[@]}" apt-get install -y --no-install-recommends postgresql; }
+        "$(dirname "$0")/apt-install.sh" postgres postgresql
         ;;
     run)
         dir=$2 port=$3
