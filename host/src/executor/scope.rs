@@ -217,29 +217,24 @@ impl ExecutorScope {
         })
     }
 
-    /// Runs `f` on a model handle's module and precision under its device's compute lock:
-    /// a loaded model, or a trainable one in eval mode with its current weights (holding
-    /// its lock, so no step runs meanwhile).
-    /// Runs `f` with model `id`, its precision and its device, holding the device's compute
-    /// turn.
+    /// Runs `f` on a model handle's module, precision and device under the device's compute
+    /// lock: a loaded model, or a trainable one in eval mode with its current weights
+    /// (holding its lock, so no step runs meanwhile).
     fn with_model<T>(
         &self,
         id: ModelId,
         f: impl FnOnce(&CModule, Precision, tch::Device) -> Res<T>,
     ) -> Res<T> {
-        let device = |name: &str| {
-            self.exec
-                .device(name)
-                .map_err(|e| err(ErrorCode::INVALID_INPUT, e))
-        };
         if let Some(trainer) = self.trainer(id)? {
             let mut t = trainer.lock().map_err(|_| poisoned())?;
-            let name = t.device_name.clone();
-            let on = device(&name)?;
+            let (name, on) = (t.device_name.clone(), t.device);
             return self.compute(&name, || f(t.eval_module()?, Precision::Fp32, on));
         }
         let m = self.loaded(id)?;
-        let on = device(&m.device)?;
+        let on = self
+            .exec
+            .device(&m.device)
+            .map_err(|e| err(ErrorCode::INVALID_INPUT, e))?;
         self.compute(&m.device, || f(&m.module, m.precision, on))
     }
 

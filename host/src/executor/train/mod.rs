@@ -49,7 +49,7 @@ pub(crate) struct Trainer {
     /// The device name the work queues know it by.
     pub(crate) device_name: String,
     /// The device its weights live on; inputs and targets are moved there.
-    device: Device,
+    pub(crate) device: Device,
 }
 
 impl Trainer {
